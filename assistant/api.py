@@ -1,0 +1,112 @@
+"""Thin HTTP layer over the knowledge-base services."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from assistant.domain import SearchFilters
+from assistant.errors import LinliError
+from assistant.services import KnowledgeBase, get_knowledge_base
+from assistant.settings import Settings, get_settings
+from knowledge_base.text import detect_language
+
+
+class AskRequest(BaseModel):
+    question: str = Field(
+        description="居民的问题（中文或英文） / the resident's question",
+        examples=["我奶奶今年92了，每个月能领多少高龄补贴？"],
+    )
+    region: str | None = Field(default=None, description="地区代码，如 karamay", examples=["karamay"])
+    category: str | None = Field(default=None, description="类别，如 elderly_care", examples=[None])
+    as_of: date | None = Field(default=None, description="只使用在该日期有效的文件")
+    include_expired: bool = False
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {"question": "我奶奶今年92了，每个月能领多少高龄补贴？"},
+                {"question": "失业了去哪登记，要带什么？"},
+                {"question": "How do I apply for the minimum living allowance?"},
+            ]
+        }
+    }
+
+
+class CitationOut(BaseModel):
+    doc_id: str
+    title: str
+    chunk_id: str
+    text: str
+
+
+class AskResponse(BaseModel):
+    answer: str = Field(examples=["按克拉玛依市高龄津贴月标准，92岁属于90至99周岁这一档，每月500元[1]。"])
+    refused: bool
+    confidence: float
+    citations: list[CitationOut]
+
+
+class Problem(BaseModel):
+    error: str
+    message: str
+
+
+def knowledge_base(settings: Annotated[Settings, Depends(get_settings)]) -> KnowledgeBase:
+    return get_knowledge_base(settings)
+
+
+KnowledgeBaseDep = Annotated[KnowledgeBase, Depends(knowledge_base)]
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Linli 邻里 API",
+        description="社区服务中心智能助手：政策问答（带引用）、转人工。Offline assistant for community service centres.",
+        version="0.1.0",
+    )
+
+    @app.exception_handler(LinliError)
+    async def linli_error(request: Request, exc: LinliError) -> JSONResponse:
+        language = request.headers.get("accept-language", "zh")[:2]
+        return JSONResponse(status_code=exc.http_status, content=exc.problem("en" if language == "en" else "zh"))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [".".join(str(p) for p in e.get("loc", ())[1:]) or "body" for e in exc.errors()]
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": "invalid_request",
+                "message": f"请求格式不正确：{', '.join(fields)}",
+                "fields": fields,
+            },
+        )
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz(kb: KnowledgeBaseDep) -> dict:
+        return {"status": "ok", "index_built": kb.is_built(), "generation": kb.store.generation()}
+
+    @app.post(
+        "/api/v1/ask",
+        response_model=AskResponse,
+        responses={422: {"model": Problem, "description": "问题为空、过长或无法识别"}, 503: {"model": Problem}},
+        tags=["policy"],
+        summary="政策问答 / Ask a policy question",
+    )
+    def ask(body: AskRequest, kb: KnowledgeBaseDep) -> dict:
+        filters = SearchFilters(region=body.region, category=body.category, as_of=body.as_of,
+                                include_expired=body.include_expired)
+        try:
+            answer = kb.ask(body.question, filters=filters)
+        except LinliError as exc:
+            language = detect_language(body.question) if isinstance(body.question, str) else "zh"
+            return JSONResponse(status_code=exc.http_status, content=exc.problem(language))  # type: ignore[return-value]
+        return answer.public()
+
+    return app

@@ -1,0 +1,289 @@
+"""`linli` command line: serve, ask, search, chat, kb …, eval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from assistant.domain import SearchFilters
+from assistant.errors import LinliError
+from assistant.settings import get_settings
+
+app = typer.Typer(help="Linli (邻里) — offline assistant for community service centres.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+kb_app = typer.Typer(help="Knowledge-base upkeep: build, add, remove, list, show.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+err = Console(stderr=True)
+out = Console()
+
+
+def _kb():
+    from assistant.services import get_knowledge_base
+
+    return get_knowledge_base(get_settings())
+
+
+def _emit_json(payload: dict) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+
+
+def _fail(exc: LinliError, as_json: bool, language: str = "zh") -> None:
+    if as_json:
+        _emit_json(exc.problem(language))
+    else:
+        err.print(f"[red]{exc.message(language)}[/red]")
+    raise typer.Exit(code=2)
+
+
+def _filters(region: str | None, category: str | None, as_of: str | None, include_expired: bool) -> SearchFilters:
+    try:
+        on = date.fromisoformat(as_of) if as_of else None
+    except ValueError:
+        raise typer.BadParameter(f"--as-of 需要 YYYY-MM-DD 格式的日期：{as_of}") from None
+    return SearchFilters(region=region, category=category, as_of=on, include_expired=include_expired)
+
+
+def _ensure_built(kb, as_json: bool) -> None:
+    if not kb.is_built():
+        from assistant.errors import IndexNotBuilt
+
+        _fail(IndexNotBuilt("知识库索引还没有建立，请先运行 linli kb build", "the index is empty: run `linli kb build`"), as_json)
+
+
+RegionOpt = Annotated[Optional[str], typer.Option(help="Region code: karamay, yangquan, hangzhou, chongqing")]
+CategoryOpt = Annotated[Optional[str], typer.Option(help="Category, e.g. elderly_care, law")]
+AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Only documents in force on this date (YYYY-MM-DD)")]
+ExpiredOpt = Annotated[bool, typer.Option("--include-expired", help="Also search expired documents")]
+
+
+@app.command()
+def ask(
+    question: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    region: RegionOpt = None,
+    category: CategoryOpt = None,
+    as_of: AsOfOpt = None,
+    include_expired: ExpiredOpt = False,
+) -> None:
+    """Answer a policy question with citations, or refuse plainly."""
+    kb = _kb()
+    _ensure_built(kb, as_json)
+    try:
+        answer = kb.ask(question, filters=_filters(region, category, as_of, include_expired))
+    except LinliError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        _emit_json(answer.public())
+        return
+    out.print(answer.answer)
+    for i, c in enumerate(answer.citations, 1):
+        out.print(f"  [{i}] {c.title} · {c.section}", style="dim")
+
+
+@app.command()
+def search(
+    question: str,
+    k: Annotated[int, typer.Option("--k", min=1, max=100)] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    mode: Annotated[str, typer.Option(help="bm25 | dense | hybrid | hybrid_rerank")] = "hybrid",
+    region: RegionOpt = None,
+    category: CategoryOpt = None,
+    as_of: AsOfOpt = None,
+    include_expired: ExpiredOpt = False,
+) -> None:
+    """Show the retrieved passages (full hybrid pipeline by default)."""
+    from knowledge_base.guards import check_question
+
+    kb = _kb()
+    _ensure_built(kb, as_json)
+    try:
+        question = check_question(question, kb.settings.answer.max_question_chars)
+        hits = kb.search(question, k=k, filters=_filters(region, category, as_of, include_expired), mode=mode)  # type: ignore[arg-type]
+    except LinliError as exc:
+        _fail(exc, as_json)
+        return
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    rows = [
+        {"doc_id": h.chunk.doc_id, "chunk_id": h.chunk.chunk_id, "score": round(h.score, 6), "title": h.meta.title,
+         "text": h.chunk.text}
+        for h in hits
+    ]
+    if as_json:
+        _emit_json({"hits": rows})
+        return
+    table = Table("#", "score", "doc", "title", "text")
+    for i, r in enumerate(rows, 1):
+        table.add_row(str(i), f"{r['score']:.4f}", r["doc_id"], r["title"], r["text"][:60].replace("\n", " "))
+    out.print(table)
+
+
+@app.command()
+def chat() -> None:
+    """Interactive question-and-answer loop (type 退出 or exit to leave)."""
+    kb = _kb()
+    _ensure_built(kb, False)
+    out.print("您好，我是邻里助手。请问有什么可以帮您？（输入“退出”结束）")
+    while True:
+        try:
+            question = input("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if question.lower() in {"退出", "再见", "exit", "quit", "bye"}:
+            break
+        if not question:
+            continue
+        try:
+            answer = kb.ask(question)
+        except LinliError as exc:
+            out.print(exc.message("zh"))
+            continue
+        out.print(answer.answer)
+        for i, c in enumerate(answer.citations, 1):
+            out.print(f"  [{i}] {c.title} · {c.section}", style="dim")
+    out.print("再见！")
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Bind address")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port")] = None,
+) -> None:
+    """Serve the HTTP API (default http://127.0.0.1:8000)."""
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host, port=port or settings.api.port)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=False)
+
+
+@kb_app.command("build")
+def kb_build(
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing when an index exists")] = False,
+) -> None:
+    """Full rebuild of the index from the shipped corpus and the statute articles."""
+    from assistant.services import shipped_documents
+
+    kb = _kb()
+    if if_missing and kb.is_built():
+        err.print(f"索引已存在：{kb.settings.resolved_index_dir}（跳过）")
+        return
+    try:
+        docs = shipped_documents(kb.settings)
+    except LinliError as exc:
+        _fail(exc, False)
+        return
+    from knowledge_base.chunking import chunk_document
+
+    total = sum(len(chunk_document(d)) for d in docs)
+    with _progress() as progress:
+        task = progress.add_task("建立索引 / embedding chunks", total=total)
+        report = kb.build(docs, progress=lambda n, _t: progress.advance(task, n))
+    err.print(
+        f"索引完成：{report.documents} 篇文档，{report.chunks} 个片段，用时 {report.seconds:.1f} 秒"
+        f"（{report.chunks_per_second:.1f} 片段/秒） → {kb.settings.resolved_index_dir}"
+    )
+
+
+@kb_app.command("add")
+def kb_add(path: Path) -> None:
+    """Add (or replace with a new version) the document(s) at PATH."""
+    kb = _kb()
+    try:
+        ids = kb.add(path)
+    except LinliError as exc:
+        _fail(exc, False)
+        return
+    out.print(f"已加入知识库：{', '.join(ids)}")
+
+
+@kb_app.command("remove")
+def kb_remove(doc_id: str) -> None:
+    """Remove a document and all its chunks."""
+    try:
+        _kb().remove(doc_id)
+    except LinliError as exc:
+        _fail(exc, False)
+        return
+    out.print(f"已删除：{doc_id}")
+
+
+@kb_app.command("list")
+def kb_list(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    include_law: Annotated[bool, typer.Option("--include-law", help="Also list statute articles")] = False,
+) -> None:
+    """List indexed documents."""
+    docs = [d for d in _kb().store.list_documents() if include_law or d["category"] != "law"]
+    if as_json:
+        _emit_json({"documents": docs})
+        return
+    table = Table("id", "title", "category", "region", "lang", "version", "chunks")
+    for d in docs:
+        table.add_row(d["doc_id"], d["title"], d["category"], d["region"], d["language"], d["version"], str(d["chunks"]))
+    out.print(table)
+    out.print(f"{len(docs)} documents")
+
+
+@kb_app.command("show")
+def kb_show(doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show one document's metadata and chunks."""
+    try:
+        meta, body, chunks = _kb().store.get_document(doc_id)
+    except LinliError as exc:
+        _fail(exc, as_json)
+        return
+    payload = {
+        "doc_id": meta.doc_id, "title": meta.title, "category": meta.category, "region": meta.region,
+        "source": meta.source, "version": meta.version, "language": meta.language,
+        "effective_from": meta.effective_from.isoformat() if meta.effective_from else None,
+        "effective_to": meta.effective_to.isoformat() if meta.effective_to else None,
+        "chunks": [{"chunk_id": c.chunk_id, "section": c.section, "start": c.start, "end": c.end, "text": c.text}
+                   for c in chunks],
+    }
+    if as_json:
+        _emit_json(payload)
+        return
+    out.print(f"[bold]{meta.title}[/bold]  ({meta.doc_id}, {meta.category}, {meta.region}, v{meta.version})")
+    out.print(f"来源：{meta.source}")
+    for c in chunks:
+        out.print(f"\n[dim]{c.chunk_id} · {c.section} · {c.start}-{c.end}[/dim]\n{c.text}")
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Optional[Path], typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Where to write the JSON report")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions")] = None,
+) -> None:
+    """Retrieval and answer quality side by side (golden set, or an external dataset)."""
+    from eval.harness import run_external, run_golden
+
+    settings = get_settings()
+    if dataset is not None:
+        result = run_external(settings, dataset, limit=limit, console=out)
+    else:
+        kb = _kb()
+        _ensure_built(kb, False)
+        result = run_golden(kb, limit=limit, console=out)
+    target = report or settings.data_dir / "eval" / ("report-" + (dataset.name if dataset else "golden") + ".json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    out.print(f"report: {target}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

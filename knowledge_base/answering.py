@@ -1,0 +1,293 @@
+"""Grounded answers without an LLM: an extractive composer picks the sentences that answer,
+cites them with numbered markers, a verifier checks every numeral against the cited text, and
+anything the corpus does not support becomes a plain refusal with a hand-off offer."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from assistant.domain import Answer, Citation, Hit, SearchFilters
+from assistant.settings import AnswerSettings
+from knowledge_base.benefits import BenefitQuery, BenefitTable, RegionResolver, match_benefit_question
+from knowledge_base.guards import check_question, looks_like_injection
+from knowledge_base.numbers import numerals
+from knowledge_base.retrieval import HybridRetriever, PreparedQuery
+from knowledge_base.text import content_terms, split_sentences
+
+REFUSAL = {
+    "zh": "抱歉，知识库里没有找到能可靠回答这个问题的政策依据，我不想给您不准确的信息。需要的话，我可以帮您转给社区工作人员。",
+    "en": "Sorry, I could not find a reliable policy source for this question, and I do not want to guess. "
+    "If you like, I can pass it to a community social worker.",
+}
+HANDOFF = {
+    "zh": "需要的话，我可以帮您转给社区工作人员。",
+    "en": "If you like, I can pass this to a community social worker.",
+}
+INJECTION_REPLY = {
+    "zh": "我只能根据已收录的政策文件回答问题，不能按这样的要求去编造内容。请直接告诉我您想咨询的政策问题；需要的话，我也可以帮您转给社区工作人员。",
+    "en": "I can only answer from the policy documents I hold, and I will not make things up. "
+    "Please ask your policy question directly, or I can pass you to a social worker.",
+}
+_MARKER_RE = re.compile(r"\[\d+\]")
+_TABLE_LINE_RE = re.compile(r"^\s*\|")
+
+
+@dataclass(frozen=True)
+class ConfidenceModel:
+    """Logistic model over two retrieval signals; coefficients come from eval/calibrate.py."""
+
+    intercept: float = -9.0
+    dense: float = 8.0
+    coverage: float = 5.0
+
+    def __call__(self, dense_top: float, coverage: float) -> float:
+        z = self.intercept + self.dense * dense_top + self.coverage * coverage
+        return 1.0 / (1.0 + math.exp(-z))
+
+
+def question_coverage(query: PreparedQuery, hits: list[Hit]) -> float:
+    """Share of the question's meaningful words (or, failing that, its character bigrams) that
+    appear in the best-matching document text."""
+    if not hits:
+        return 0.0
+    best_doc = hits[0].chunk.doc_id
+    haystack = " ".join(
+        [hits[0].meta.title] + [h.chunk.text + " " + " ".join(h.chunk.heading_path) for h in hits if h.chunk.doc_id == best_doc]
+    ).lower()
+    terms = content_terms(query.normalized)
+    if not terms:
+        return 0.0
+    covered = 0.0
+    for term in terms:
+        if term in haystack:
+            covered += 1
+        elif len(term) > 2 and re.search(r"[\u4e00-\u9fff]", term):
+            grams = [term[i : i + 2] for i in range(len(term) - 1)]
+            covered += sum(g in haystack for g in grams) / len(grams) * 0.8
+    return covered / len(terms)
+
+
+def ungrounded_numerals(text: str, sources: list[str]) -> list[str]:
+    """Numerals in `text` that appear in none of the sources, by surface form or by value."""
+    body = _MARKER_RE.sub("", text)
+    source_text = "\n".join(sources)
+    values = {v for _, v in numerals(source_text)}
+    return [raw for raw, value in numerals(body) if raw not in source_text and value not in values]
+
+
+@dataclass
+class Cues:
+    table: dict[str, dict[str, list[str]]]
+
+    @classmethod
+    def load(cls, path: Path) -> Cues:
+        return cls(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+    def sections_for(self, question: str) -> list[str]:
+        q = question.lower()
+        wanted: list[str] = []
+        for cue in self.table.values():
+            if any(w.lower() in q for w in cue.get("question", [])):
+                wanted.extend(s.lower() for s in cue.get("section", []))
+        return wanted
+
+
+@dataclass
+class Candidate:
+    hit_rank: int
+    hit: Hit
+    text: str
+    score: float = 0.0
+    features: dict[str, float] = field(default_factory=dict)
+
+
+class GroundedAnswerer:
+    def __init__(
+        self,
+        retriever: HybridRetriever,
+        settings: AnswerSettings,
+        *,
+        cues: Cues,
+        regions: RegionResolver,
+        confidence: ConfidenceModel | None = None,
+    ) -> None:
+        self.retriever = retriever
+        self.settings = settings
+        self.cues = cues
+        self.regions = regions
+        self.confidence = confidence or ConfidenceModel()
+        self._tables: tuple[int, list[BenefitTable]] | None = None
+
+    # ---- public --------------------------------------------------------------------------
+
+    def ask(self, question: str, filters: SearchFilters | None = None, k: int = 8) -> Answer:
+        question = check_question(question, self.settings.max_question_chars)
+        query = self.retriever.prepare(question)
+        language = query.language
+        if looks_like_injection(question):
+            return Answer(answer=INJECTION_REPLY[language], refused=True, confidence=0.0, citations=[],
+                          language=language, reason="injection")
+
+        benefit = match_benefit_question(query.normalized, self._benefit_tables(), self.regions, language)
+        if benefit == "other_region":
+            return self._refuse(language, 0.0, reason="no_table_for_region")
+        if isinstance(benefit, BenefitQuery):
+            return self._benefit_answer(benefit, language)
+
+        hits = self.retriever.search(question, k=k, filters=filters)
+        if not hits:
+            return self._refuse(language, 0.0, reason="no_hits")
+        dense_top = max((h.dense_score or 0.0) for h in hits[:3])
+        coverage = question_coverage(query, hits)
+        confidence = self.confidence(dense_top, coverage)
+        if confidence < self.settings.refusal_threshold:
+            return self._refuse(language, confidence, reason="low_confidence")
+        return self._compose(query, hits, confidence)
+
+    # ---- composition ----------------------------------------------------------------------
+
+    def _candidates(self, hits: list[Hit]) -> list[Candidate]:
+        candidates: list[Candidate] = []
+        top_docs = list(dict.fromkeys(h.chunk.doc_id for h in hits))[:2]
+        for rank, hit in enumerate(hits[:5]):
+            if hit.chunk.doc_id not in top_docs:
+                continue
+            for s, e in split_sentences(hit.chunk.text):
+                sentence = hit.chunk.text[s:e].strip()
+                if len(sentence) < 6 or _TABLE_LINE_RE.match(sentence) or sentence.startswith("#"):
+                    continue
+                candidates.append(Candidate(rank, hit, sentence))
+        return candidates[:30]
+
+    def _score(self, query: PreparedQuery, candidates: list[Candidate]) -> None:
+        terms = content_terms(query.normalized)
+        wanted_sections = self.cues.sections_for(query.raw + " " + query.normalized)
+        vectors = self.retriever.embedder.embed_passages([c.text for c in candidates])
+        qv = self.retriever.embedder.embed_queries([query.normalized])[0]
+        sims = vectors @ qv
+        for cand, sim in zip(candidates, sims, strict=True):
+            lowered = cand.text.lower()
+            lexical = sum(1 for t in terms if t in lowered) / max(len(terms), 1)
+            section = " ".join(cand.hit.chunk.heading_path).lower()
+            cue = 1.0 if wanted_sections and any(w in section for w in wanted_sections) else 0.0
+            cand.features = {"dense": float(sim), "lexical": lexical, "cue": cue}
+            cand.score = float(sim) + 0.5 * lexical + 0.15 * cue - 0.02 * cand.hit_rank
+
+    def _compose(self, query: PreparedQuery, hits: list[Hit], confidence: float) -> Answer:
+        language = query.language
+        candidates = self._candidates(hits)
+        if not candidates:
+            return self._refuse(language, confidence, reason="no_sentences")
+        self._score(query, candidates)
+        ranked = sorted(candidates, key=lambda c: -c.score)
+        best = ranked[0].score
+        chosen = [c for c in ranked if c.score >= best - 0.12][: self.settings.max_sentences]
+        chunk_order = list(dict.fromkeys(c.hit.chunk.chunk_id for c in chosen))[: self.settings.max_citations]
+        chosen = [c for c in chosen if c.hit.chunk.chunk_id in chunk_order]
+        # Read in document order: chunk order of first appearance, then position in the chunk.
+        chosen.sort(key=lambda c: (chunk_order.index(c.hit.chunk.chunk_id), c.hit.chunk.text.find(c.text)))
+
+        citations: list[Citation] = []
+        parts: list[str] = []
+        for cand in chosen:
+            chunk = cand.hit.chunk
+            if chunk.chunk_id not in [c.chunk_id for c in citations]:
+                citations.append(
+                    Citation(doc_id=chunk.doc_id, title=cand.hit.meta.title, chunk_id=chunk.chunk_id, text=chunk.text,
+                             section=chunk.section)
+                )
+            marker = f"[{[c.chunk_id for c in citations].index(chunk.chunk_id) + 1}]"
+            sources = [chunk.text, cand.hit.meta.title, query.raw]
+            if ungrounded_numerals(cand.text, sources):
+                continue  # never let a numeral through that the cited text does not carry
+            parts.append(_attach_marker(cand.text, marker))
+        if not parts:
+            return self._refuse(language, confidence, reason="unverified")
+        used = {int(m[1:-1]) for p in parts for m in _MARKER_RE.findall(p)}
+        citations, parts = _renumber(citations, parts, used)
+        text = "".join(parts) if language == "zh" else " ".join(parts)
+        if language == "en" and all(c.doc_id and _is_chinese_doc(c.text) for c in citations):
+            text = "From the Chinese policy documents: " + text
+        return Answer(answer=text, refused=False, confidence=confidence, citations=citations, language=language)
+
+    # ---- computed answers from benefit tables ----------------------------------------------
+
+    def _benefit_tables(self) -> list[BenefitTable]:
+        store = self.retriever.store
+        generation = store.generation()
+        if self._tables is None or self._tables[0] != generation:
+            tables = [t for meta in store.benefit_documents() for t in BenefitTable.from_meta(meta)]
+            self._tables = (generation, tables)
+        return self._tables[1]
+
+    def _table_citation(self, table: BenefitTable, needle: str) -> Citation:
+        meta, _body, chunks = self.retriever.store.get_document(table.doc_id)
+        chunk = next((c for c in chunks if needle in c.text), None) or next(
+            (c for c in chunks if "|" in c.text), chunks[0]
+        )
+        return Citation(doc_id=meta.doc_id, title=meta.title, chunk_id=chunk.chunk_id, text=chunk.text,
+                        section=chunk.section)
+
+    def _benefit_answer(self, q: BenefitQuery, language: str) -> Answer:
+        t = q.table
+        if q.below_minimum:
+            lowest = t.brackets[0].label(language)
+            citation = self._table_citation(t, lowest if language == "zh" else f"{t.minimum_age}")
+            text = (
+                f"按{t.title}，{t.subject}从{t.minimum_age}周岁开始发放；您说的{q.age}岁还不在发放范围内[1]。"
+                if language == "zh"
+                else f"Under the {t.title} rules, the {t.subject} starts at age {t.minimum_age}; "
+                f"at {q.age} you are not yet eligible [1]."
+            )
+            return Answer(answer=text, refused=False, confidence=1.0, citations=[citation], language=language,
+                          reason="below_minimum_age")
+        if q.bracket is None:
+            citation = self._table_citation(t, "80")
+            text = f"{t.missing_note} {HANDOFF[language]}" if language == "en" else f"{t.missing_note}{HANDOFF[language]}"
+            return Answer(answer=text.strip(), refused=True, confidence=0.0, citations=[citation], language=language,
+                          reason="amount_not_published")
+        b = q.bracket
+        amount = f"{b.amount:g}"
+        citation = self._table_citation(t, amount)
+        if language == "zh":
+            unit = t.unit.split("/")[0]
+            text = f"按{t.title}，{q.age}岁属于{b.label('zh')}这一档，每月{amount}{unit}[1]。"
+        else:
+            text = f"Under the {t.title} table, age {q.age} falls in the {b.label('en')} bracket: {amount} {t.unit} [1]."
+        sources = [citation.text, citation.title, t.title, str(q.age), b.label(language)]
+        if ungrounded_numerals(text, sources):
+            return self._refuse(language, 0.0, reason="unverified")
+        return Answer(answer=text, refused=False, confidence=1.0, citations=[citation], language=language,
+                      reason="benefit_table")
+
+    def _refuse(self, language: str, confidence: float, reason: str) -> Answer:
+        return Answer(answer=REFUSAL[language], refused=True, confidence=confidence, citations=[], language=language,
+                      reason=reason)
+
+
+def _attach_marker(sentence: str, marker: str) -> str:
+    match = re.search(r"([。！？；.!?;]+[”’」』）)]*)$", sentence)
+    if not match:
+        return sentence + marker + ("。" if re.search(r"[\u4e00-\u9fff]", sentence) else ".")
+    return sentence[: match.start()] + marker + sentence[match.start() :]
+
+
+def _renumber(citations: list[Citation], parts: list[str], used: set[int]) -> tuple[list[Citation], list[str]]:
+    keep = [i for i in range(1, len(citations) + 1) if i in used]
+    mapping = {old: new for new, old in enumerate(keep, 1)}
+    parts = [_MARKER_RE.sub(lambda m: f"[{mapping[int(m.group(0)[1:-1])]}]", p) for p in parts]
+    return [citations[i - 1] for i in keep], parts
+
+
+def _is_chinese_doc(text: str) -> bool:
+    return len(re.findall(r"[\u4e00-\u9fff]", text)) > len(text) * 0.3
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b)

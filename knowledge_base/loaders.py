@@ -1,0 +1,264 @@
+"""Turn files into Documents. Markdown/txt carry YAML front matter; HTML, PDF and DOCX are
+parsed with well-kept libraries and get their metadata from front matter in the text (md/txt),
+from an adjacent ``<file>.meta.yaml`` or from defaults derived from the file name."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import frontmatter
+import yaml
+
+from assistant.domain import Document, DocumentMeta
+from assistant.errors import IngestError
+
+REQUIRED_FIELDS = ("id", "title", "category", "region", "source", "effective_from", "version", "language")
+CATEGORIES = frozenset(
+    {
+        "medical_insurance",
+        "employment",
+        "pension",
+        "elderly_care",
+        "disability",
+        "social_assistance",
+        "legal_aid",
+        "community_services",
+        "emergency",
+        "law",
+    }
+)
+SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
+_ID_RE = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][\w\u4e00-\u9fff@#.\-]{0,127}$")
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+def _as_date(value: Any, field: str, path: Path) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as exc:
+        raise IngestError(
+            f"文档 {path.name} 的 {field} 不是有效日期：{value!r}（应为 YYYY-MM-DD）",
+            f"{path.name}: {field} is not a valid date: {value!r} (expected YYYY-MM-DD)",
+        ) from exc
+
+
+def build_meta(fields: dict[str, Any], path: Path) -> DocumentMeta:
+    missing = [f for f in REQUIRED_FIELDS if fields.get(f) in (None, "")]
+    if missing:
+        raise IngestError(
+            f"文档 {path.name} 的元数据缺少字段：{', '.join(missing)}",
+            f"{path.name}: front matter is missing: {', '.join(missing)}",
+        )
+    doc_id = str(fields["id"])
+    if not _ID_RE.match(doc_id):
+        raise IngestError(f"文档编号不合法：{doc_id!r}", f"invalid document id: {doc_id!r}")
+    category = str(fields["category"])
+    if category not in CATEGORIES:
+        raise IngestError(
+            f"文档 {path.name} 的类别 {category!r} 不在允许范围内",
+            f"{path.name}: unknown category {category!r}; allowed: {', '.join(sorted(CATEGORIES))}",
+        )
+    language = str(fields["language"])
+    if language not in ("zh", "en"):
+        raise IngestError(f"文档 {path.name} 的语言只能是 zh 或 en", f"{path.name}: language must be zh or en")
+    tables = fields.get("benefit_tables") or ()
+    if not isinstance(tables, list | tuple):
+        raise IngestError(f"文档 {path.name} 的 benefit_tables 格式不对", f"{path.name}: benefit_tables must be a list")
+    return DocumentMeta(
+        doc_id=doc_id,
+        title=str(fields["title"]).strip(),
+        category=category,
+        region=str(fields["region"]),
+        source=str(fields["source"]),
+        effective_from=_as_date(fields.get("effective_from"), "effective_from", path),
+        effective_to=_as_date(fields.get("effective_to"), "effective_to", path),
+        version=str(fields["version"]),
+        language=language,
+        benefit_tables=tuple(tables),
+    )
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    if b"\x00" in data[:4096]:
+        raise IngestError(f"文件 {path.name} 不是文本文件", f"{path.name} is not a text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"文件 {path.name} 不是 UTF-8 编码的文本", f"{path.name} is not UTF-8 text") from exc
+
+
+def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        post = frontmatter.loads(text)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise IngestError(
+            f"文档 {path.name} 的元数据（YAML 头）格式错误，无法读取",
+            f"{path.name}: the YAML front matter is malformed: {exc.__class__.__name__}",
+        ) from exc
+    if not isinstance(post.metadata, dict):
+        raise IngestError(f"文档 {path.name} 的元数据格式错误", f"{path.name}: front matter is not a mapping")
+    return dict(post.metadata), post.content
+
+
+def _sidecar_meta(path: Path) -> dict[str, Any]:
+    sidecar = path.with_name(path.name + ".meta.yaml")
+    if not sidecar.exists():
+        return {}
+    try:
+        data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise IngestError(f"元数据文件 {sidecar.name} 格式错误", f"{sidecar.name} is malformed") from exc
+    return dict(data)
+
+
+def _default_meta(path: Path, body: str) -> dict[str, Any]:
+    from knowledge_base.text import detect_language
+
+    first_heading = next((ln.lstrip("# ").strip() for ln in body.splitlines() if ln.strip()), path.stem)
+    return {
+        "id": re.sub(r"[^\w\-]+", "-", path.stem).strip("-").lower() or "doc",
+        "title": first_heading[:80],
+        "category": "community_services",
+        "region": "national",
+        "source": path.name,
+        "effective_from": date.today().isoformat(),
+        "version": "1",
+        "language": detect_language(body),
+    }
+
+
+def _pdf_text(path: Path) -> str:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, OSError, TypeError) as exc:
+        raise IngestError(
+            f"PDF 文件 {path.name} 已损坏或无法读取", f"{path.name}: the PDF is corrupt or unreadable"
+        ) from exc
+    return "\n\n".join(p.strip() for p in pages)
+
+
+def _docx_text(path: Path) -> str:
+    import zipfile
+
+    import docx
+
+    try:
+        document = docx.Document(str(path))
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        raise IngestError(
+            f"Word 文件 {path.name} 已损坏或无法读取", f"{path.name}: the DOCX is corrupt or unreadable"
+        ) from exc
+    lines: list[str] = []
+    for para in document.paragraphs:
+        text = para.text.strip()
+        if not text:
+            continue
+        style = (para.style.name or "").lower() if para.style is not None else ""
+        if style.startswith("heading"):
+            level = "".join(ch for ch in style if ch.isdigit()) or "1"
+            lines.append("#" * min(int(level), 6) + " " + text)
+        else:
+            lines.append(text)
+    return "\n\n".join(lines)
+
+
+def _html_text(path: Path) -> str:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(_read_text(path), "html.parser")
+    for tag in soup(["script", "style", "noscript"]):
+        tag.decompose()
+    lines: list[str] = []
+    for el in soup.find_all(["h1", "h2", "h3", "h4", "p", "li", "td"]):
+        text = el.get_text(" ", strip=True)
+        if not text:
+            continue
+        if el.name in ("h1", "h2", "h3", "h4"):
+            lines.append("#" * int(el.name[1]) + " " + text)
+        else:
+            lines.append(text)
+    if not lines:
+        lines = [soup.get_text("\n", strip=True)]
+    return "\n\n".join(lines)
+
+
+def load_file(path: Path) -> Document:
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"找不到文件：{path}", f"file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise IngestError(
+            f"不支持的文件类型：{suffix or '无扩展名'}（支持 md、txt、html、pdf、docx）",
+            f"unsupported file type {suffix!r} (supported: md, txt, html, pdf, docx)",
+        )
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise IngestError(f"文件 {path.name} 太大（超过 20MB）", f"{path.name} is larger than 20 MB")
+    if suffix in (".md", ".markdown", ".txt"):
+        fields, body = _split_front_matter(_read_text(path), path)
+    else:
+        body = {".pdf": _pdf_text, ".docx": _docx_text}.get(suffix, _html_text)(path)
+        fields = _sidecar_meta(path)
+    if not body.strip():
+        raise IngestError(f"文件 {path.name} 里没有可读的文字", f"{path.name} contains no readable text")
+    if suffix not in (".md", ".markdown"):
+        # Markdown documents must carry complete front matter; other formats may rely on
+        # defaults (file name, first heading, detected language) overridden by a sidecar.
+        fields = {**_default_meta(path, body), **fields}
+    return Document(meta=build_meta(fields, path), body=body.strip() + "\n", path=str(path))
+
+
+def iter_corpus(dirs: list[Path]) -> Iterator[Document]:
+    for directory in dirs:
+        for path in sorted(Path(directory).rglob("*")):
+            if path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file() and path.name != "README.md":
+                yield load_file(path)
+
+
+
+def law_citation_title(law: str, article: str) -> str:
+    return f"《{law}》{article}"
+
+
+def iter_law_articles(path: Path) -> Iterator[Document]:
+    """Each statute article becomes one Document of category `law` with doc_id = its `_id`."""
+    with Path(path).open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                version = str(row["version"])
+                meta = DocumentMeta(
+                    doc_id=str(row["_id"]),
+                    title=law_citation_title(row["law"], row["article"]),
+                    category="law",
+                    region="national",
+                    source=f"{row['title']}（{version}版） {row.get('source', '')}".strip(),
+                    effective_from=date.fromisoformat(version) if re.match(r"\d{4}-\d{2}-\d{2}$", version) else None,
+                    effective_to=None,
+                    version=version,
+                    language="zh",
+                )
+            except (KeyError, ValueError, json.JSONDecodeError) as exc:
+                raise IngestError(
+                    f"法律条文数据第 {line_no} 行格式错误", f"law corpus line {line_no} is malformed"
+                ) from exc
+            heading = f"# {row['title']}\n\n## {row.get('chapter') or row['article']}\n\n"
+            yield Document(meta=meta, body=heading + row["text"].strip() + "\n", path=str(path))

@@ -1,0 +1,77 @@
+"""Numerals in Chinese and Arabic form: extraction for the grounding verifier and for reading
+ages out of questions."""
+
+from __future__ import annotations
+
+import re
+
+_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10_000, "亿": 100_000_000}
+CN_NUMERAL_CLASS = "零〇一二两三四五六七八九十百千万亿"
+_ARABIC_RE = re.compile(r"\d+(?:[.,]\d+)*")
+_CN_RE = re.compile(f"[{CN_NUMERAL_CLASS}]+")
+# Chinese numerals that are part of ordinary words, not quantities.
+_CN_WORD_EXCEPTIONS = re.compile(
+    r"一下|一起|一定|一般|一些|一点|一律|统一|一旦|一致|一样|一直|一切|一并|进一步|之一|唯一|万一|一方|一次性|"
+    r"第一时间|一站式|一窗|一件事|一网|十分|万分|千万|百姓|三方|两项补贴|两病|一刻钟"
+)
+
+
+def cn_to_int(text: str) -> int | None:
+    """Parse a Chinese numeral such as 九十二, 八十六, 一百, 两千五百, 二〇二五 (digit by digit)."""
+    if not text or any(ch not in _DIGITS and ch not in _UNITS for ch in text):
+        return None
+    if all(ch in _DIGITS for ch in text):
+        if len(text) == 1:
+            return _DIGITS[text]
+        return int("".join(str(_DIGITS[ch]) for ch in text))
+    total, section, number = 0, 0, 0
+    for ch in text:
+        if ch in _DIGITS:
+            number = _DIGITS[ch]
+        else:
+            unit = _UNITS[ch]
+            if unit >= 10_000:
+                section = (section + number) * unit
+                total += section
+                section = 0
+            else:
+                section += (number or 1) * unit
+            number = 0
+    return total + section + number
+
+
+def numerals(text: str) -> list[tuple[str, float]]:
+    """Every quantity in the text as (surface form, value)."""
+    found: list[tuple[str, float]] = []
+    for m in _ARABIC_RE.finditer(text):
+        raw = m.group(0)
+        try:
+            found.append((raw, float(raw.replace(",", ""))))
+        except ValueError:
+            continue
+    masked = _CN_WORD_EXCEPTIONS.sub(lambda m: "□" * len(m.group(0)), text)
+    for m in _CN_RE.finditer(masked):
+        value = cn_to_int(m.group(0))
+        if value is not None:
+            found.append((m.group(0), float(value)))
+    return found
+
+
+_AGE_PATTERNS = [
+    re.compile(r"(?:今年|年满|满|已经|快|刚|都)?\s*(\d{2,3}|[一二三四五六七八九十百零两]{2,5})\s*(?:周岁|岁|了)"),
+    re.compile(r"(?:今年|年满|已满|满)\s*(\d{2,3}|[一二三四五六七八九十百零两]{2,5})"),
+    re.compile(r"(\d{2,3})\s*(?:-|\s)?(?:years?|yrs?)(?:[\s-]*old)?", re.IGNORECASE),
+    re.compile(r"\b(?:aged?|turned|turning)\s+(\d{2,3})\b", re.IGNORECASE),
+]
+
+
+def extract_age(text: str) -> int | None:
+    """The age a resident states ("92岁", "今年九十二了", "86 years old"); None when absent."""
+    for pattern in _AGE_PATTERNS:
+        for m in pattern.finditer(text):
+            token = m.group(1)
+            value = int(token) if token.isdigit() else cn_to_int(token)
+            if value is not None and 0 < value < 150:
+                return value
+    return None

@@ -1,0 +1,377 @@
+"""The persistent index: SQLite (via SQLAlchemy) holds documents, chunks and their vectors and is
+the source of truth; FAISS and BM25 are derived artifacts rebuilt from it in a new generation
+folder and switched in with an atomic rename. A failed ingest rolls the transaction back, so
+the index stays exactly as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import bm25s
+import faiss
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from assistant.domain import Chunk, Document, DocumentMeta
+from assistant.errors import IndexNotBuilt, UnknownDocument
+from knowledge_base.chunking import ChunkingConfig, chunk_document
+from knowledge_base.embedders import Embedder, EmbeddingCache
+from knowledge_base.text import tokenize
+
+metadata = MetaData()
+
+documents_table = Table(
+    "documents",
+    metadata,
+    Column("doc_id", String(160), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("category", String(40), nullable=False, index=True),
+    Column("region", String(40), nullable=False, index=True),
+    Column("source", Text, nullable=False),
+    Column("effective_from", Date),
+    Column("effective_to", Date),
+    Column("version", String(40), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("benefit_tables", JSON, nullable=False, default=list),
+    Column("body", Text, nullable=False),
+    Column("path", Text),
+    Column("added_at", DateTime, nullable=False),
+)
+
+chunks_table = Table(
+    "chunks",
+    metadata,
+    Column("row_id", Integer, primary_key=True, autoincrement=True),
+    Column("chunk_id", String(200), nullable=False, unique=True),
+    Column("doc_id", String(160), nullable=False, index=True),
+    Column("version", String(40), nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("heading_path", JSON, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("start", Integer, nullable=False),
+    Column("end", Integer, nullable=False),
+    Column("index_text", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+)
+
+state_table = Table(
+    "index_state",
+    metadata,
+    Column("key", String(40), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def index_text(meta: DocumentMeta, chunk: Chunk, title_repeat: int = 2) -> str:
+    """What BM25 and the embedder see for a chunk: the title (repeated, as a field weight),
+    the section path and the text."""
+    section = " ".join(h for h in chunk.heading_path if h != meta.title)
+    return " ".join([meta.title] * title_repeat + ([section] if section else []) + [chunk.text])
+
+
+def _meta_from_row(row) -> DocumentMeta:
+    return DocumentMeta(
+        doc_id=row.doc_id,
+        title=row.title,
+        category=row.category,
+        region=row.region,
+        source=row.source,
+        effective_from=row.effective_from,
+        effective_to=row.effective_to,
+        version=row.version,
+        language=row.language,
+        benefit_tables=tuple(row.benefit_tables or ()),
+    )
+
+
+def _chunk_from_row(row) -> Chunk:
+    return Chunk(
+        chunk_id=row.chunk_id,
+        doc_id=row.doc_id,
+        version=row.version,
+        ordinal=row.ordinal,
+        heading_path=tuple(row.heading_path),
+        text=row.text,
+        start=row.start,
+        end=row.end,
+    )
+
+
+@dataclass
+class LoadedIndex:
+    """In-memory view used by retrieval: arrays are aligned by position."""
+
+    generation: int
+    chunks: list[Chunk]
+    metas: dict[str, DocumentMeta]
+    faiss_index: faiss.Index
+    bm25: bm25s.BM25
+
+
+class IndexStore:
+    DB_NAME = "index.sqlite"
+
+    def __init__(
+        self,
+        directory: Path,
+        embedder: Embedder,
+        cache: EmbeddingCache,
+        *,
+        chunking: ChunkingConfig = ChunkingConfig(),
+        title_repeat: int = 2,
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.embedder = embedder
+        self.cache = cache
+        self.chunking = chunking
+        self.title_repeat = title_repeat
+        self.engine = create_engine(f"sqlite:///{self.directory / self.DB_NAME}")
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+        self._loaded: LoadedIndex | None = None
+        self._lock = threading.RLock()
+
+    # ---- writes -------------------------------------------------------------------------
+
+    def _prepare(self, docs: Sequence[Document], progress: Callable[[int], None] | None) -> list[tuple]:
+        prepared = []
+        texts: list[str] = []
+        for doc in docs:
+            chunks = chunk_document(doc, self.chunking)
+            if not chunks:
+                from assistant.errors import IngestError
+
+                raise IngestError(f"文档 {doc.meta.doc_id} 没有可索引的内容", f"{doc.meta.doc_id} has no indexable text")
+            itexts = [index_text(doc.meta, c, self.title_repeat) for c in chunks]
+            prepared.append((doc, chunks, itexts))
+            texts.extend(itexts)
+        vectors = self.cache.embed_passages(self.embedder, texts, progress)
+        out, offset = [], 0
+        for doc, chunks, itexts in prepared:
+            out.append((doc, chunks, itexts, vectors[offset : offset + len(chunks)]))
+            offset += len(chunks)
+        return out
+
+    def upsert(self, docs: Sequence[Document], progress: Callable[[int], None] | None = None) -> int:
+        """Add documents or replace every chunk of their previous version, atomically."""
+        ids = [d.meta.doc_id for d in docs]
+        if len(set(ids)) != len(ids):
+            from assistant.errors import IngestError
+
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            raise IngestError(f"文档编号重复：{', '.join(dupes)}", f"duplicate document ids: {', '.join(dupes)}")
+        prepared = self._prepare(docs, progress)  # embedding happens before any write
+        now = datetime.now(UTC).replace(tzinfo=None)
+        n_chunks = 0
+        with self.engine.begin() as conn:
+            for i in range(0, len(ids), 500):
+                part = ids[i : i + 500]
+                conn.execute(delete(chunks_table).where(chunks_table.c.doc_id.in_(part)))
+                conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(part)))
+            doc_rows, chunk_rows = [], []
+            for doc, chunks, itexts, vectors in prepared:
+                m = doc.meta
+                doc_rows.append(
+                    dict(
+                        doc_id=m.doc_id, title=m.title, category=m.category, region=m.region, source=m.source,
+                        effective_from=m.effective_from, effective_to=m.effective_to, version=m.version,
+                        language=m.language, benefit_tables=list(m.benefit_tables), body=doc.body, path=doc.path,
+                        added_at=now,
+                    )
+                )
+                for chunk, itext, vec in zip(chunks, itexts, vectors, strict=True):
+                    chunk_rows.append(
+                        dict(
+                            chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, version=chunk.version,
+                            ordinal=chunk.ordinal, heading_path=list(chunk.heading_path), text=chunk.text,
+                            start=chunk.start, end=chunk.end, index_text=itext, vector=vec.astype(np.float32).tobytes(),
+                        )
+                    )
+            if doc_rows:
+                conn.execute(insert(documents_table), doc_rows)
+            if chunk_rows:
+                conn.execute(insert(chunks_table), chunk_rows)
+            n_chunks = len(chunk_rows)
+            self._bump_generation(conn)
+        self.rebuild_artifacts()
+        return n_chunks
+
+    def remove(self, doc_id: str) -> None:
+        with self.engine.begin() as conn:
+            found = conn.execute(select(documents_table.c.doc_id).where(documents_table.c.doc_id == doc_id)).first()
+            if not found:
+                raise UnknownDocument(f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id)
+            conn.execute(delete(chunks_table).where(chunks_table.c.doc_id == doc_id))
+            conn.execute(delete(documents_table).where(documents_table.c.doc_id == doc_id))
+            self._bump_generation(conn)
+        self.rebuild_artifacts()
+
+    def _bump_generation(self, conn) -> None:
+        current = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
+        if current is None:
+            conn.execute(insert(state_table).values(key="generation", value="1"))
+        else:
+            conn.execute(
+                update(state_table).where(state_table.c.key == "generation").values(value=str(int(current) + 1))
+            )
+        embedder = conn.execute(select(state_table.c.value).where(state_table.c.key == "embedder")).scalar()
+        if embedder is None:
+            conn.execute(insert(state_table).values(key="embedder", value=self.embedder.name))
+        elif embedder != self.embedder.name:
+            raise ValueError(f"index was built with {embedder}, not {self.embedder.name}: run `linli kb build`")
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    def generation(self) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
+        return int(value or 0)
+
+    def list_documents(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            counts = dict(
+                conn.execute(select(chunks_table.c.doc_id, func.count()).group_by(chunks_table.c.doc_id)).all()
+            )
+            rows = conn.execute(select(documents_table).order_by(documents_table.c.doc_id)).all()
+        return [
+            {
+                "doc_id": r.doc_id, "title": r.title, "category": r.category, "region": r.region,
+                "language": r.language, "version": r.version,
+                "effective_from": r.effective_from.isoformat() if r.effective_from else None,
+                "effective_to": r.effective_to.isoformat() if r.effective_to else None,
+                "chunks": counts.get(r.doc_id, 0),
+            }
+            for r in rows
+        ]
+
+    def get_document(self, doc_id: str) -> tuple[DocumentMeta, str, list[Chunk]]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(documents_table).where(documents_table.c.doc_id == doc_id)).first()
+            if row is None:
+                raise UnknownDocument(f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id)
+            chunk_rows = conn.execute(
+                select(chunks_table).where(chunks_table.c.doc_id == doc_id).order_by(chunks_table.c.ordinal)
+            ).all()
+        return _meta_from_row(row), row.body, [_chunk_from_row(r) for r in chunk_rows]
+
+    def benefit_documents(self) -> list[DocumentMeta]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(documents_table).where(documents_table.c.category != "law")).all()
+        return [m for m in (_meta_from_row(r) for r in rows) if m.benefit_tables]
+
+    # ---- derived artifacts ----------------------------------------------------------------
+
+    def _artifact_dir(self, generation: int) -> Path:
+        return self.directory / f"gen-{generation:06d}"
+
+    def rebuild_artifacts(self) -> Path:
+        generation = self.generation()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(chunks_table.c.row_id, chunks_table.c.index_text, chunks_table.c.vector).order_by(
+                    chunks_table.c.row_id
+                )
+            ).all()
+        target = self._artifact_dir(generation)
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.directory))
+        try:
+            row_ids = np.array([r.row_id for r in rows], dtype=np.int64)
+            dim = self.embedder.dim
+            vectors = (
+                np.vstack([np.frombuffer(r.vector, dtype=np.float32) for r in rows])
+                if rows
+                else np.zeros((0, dim), dtype=np.float32)
+            )
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+            if len(row_ids):
+                index.add_with_ids(vectors, row_ids)
+            faiss.write_index(index, str(tmp / "vectors.faiss"))
+            np.save(tmp / "row_ids.npy", row_ids)
+            bm25 = bm25s.BM25()
+            corpus_tokens = [tokenize(r.index_text) or [""] for r in rows] or [[""]]
+            bm25.index(corpus_tokens, show_progress=False)
+            bm25.save(str(tmp / "bm25"))
+            (tmp / "STAMP.json").write_text(
+                json.dumps({"generation": generation, "embedder": self.embedder.name, "chunks": len(rows)})
+            )
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        for old in self.directory.glob("gen-*"):
+            if old != target:
+                shutil.rmtree(old, ignore_errors=True)
+        return target
+
+    def load(self) -> LoadedIndex:
+        """Load (or reuse) the in-memory index for the current generation."""
+        with self._lock:
+            generation = self.generation()
+            if self._loaded and self._loaded.generation == generation:
+                return self._loaded
+            if generation == 0:
+                raise IndexNotBuilt(
+                    "知识库索引还没有建立，请先运行 linli kb build", "the index is empty: run `linli kb build` first"
+                )
+            directory = self._artifact_dir(generation)
+            if not (directory / "STAMP.json").exists():
+                directory = self.rebuild_artifacts()
+            with self.engine.connect() as conn:
+                chunk_rows = conn.execute(select(chunks_table).order_by(chunks_table.c.row_id)).all()
+                doc_rows = conn.execute(select(documents_table)).all()
+            row_ids = np.load(directory / "row_ids.npy")
+            if len(row_ids) != len(chunk_rows) or any(
+                int(a) != b.row_id for a, b in zip(row_ids, chunk_rows, strict=False)
+            ):
+                directory = self.rebuild_artifacts()
+            faiss_index = faiss.read_index(str(directory / "vectors.faiss"))
+            bm25 = bm25s.BM25.load(str(directory / "bm25"))
+            self._loaded = LoadedIndex(
+                generation=generation,
+                chunks=[_chunk_from_row(r) for r in chunk_rows],
+                metas={r.doc_id: _meta_from_row(r) for r in doc_rows},
+                faiss_index=faiss_index,
+                bm25=bm25,
+            )
+            self._row_positions = {int(r.row_id): i for i, r in enumerate(chunk_rows)}
+            return self._loaded
+
+    def position_of_row(self, row_id: int) -> int:
+        return self._row_positions[row_id]
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+

@@ -1,0 +1,64 @@
+"""Shared fixtures. Models load from installed packages only (never a hub)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from assistant.settings import PROJECT_ROOT, Settings  # noqa: E402
+
+SHARED_CACHE = PROJECT_ROOT / "var" / "cache" / "embeddings.sqlite"
+TEST_INDEX = PROJECT_ROOT / "var" / "test" / "index"
+
+
+def write_doc(directory: Path, doc_id: str, body: str, **fields: str) -> Path:
+    meta = {
+        "id": doc_id,
+        "title": fields.pop("title", f"测试文档 {doc_id}"),
+        "category": fields.pop("category", "community_services"),
+        "region": fields.pop("region", "national"),
+        "source": fields.pop("source", "单元测试"),
+        "effective_from": fields.pop("effective_from", "2024-01-01"),
+        "version": fields.pop("version", "1"),
+        "language": fields.pop("language", "zh"),
+        **fields,
+    }
+    front = "\n".join(f"{k}: {v!r}" if k == "version" else f"{k}: {v}" for k, v in meta.items())
+    path = directory / f"{doc_id}.md"
+    path.write_text(f"---\n{front}\n---\n{body}", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_settings(tmp_path: Path) -> Settings:
+    """Settings for a small throwaway index (no statute corpus) sharing the embedding cache."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    return Settings(
+        data_dir=tmp_path / "var",
+        embedding_cache=SHARED_CACHE,
+        corpus_dirs=[corpus],
+        law_corpus=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def shipped_settings() -> Settings:
+    return Settings(index_dir=TEST_INDEX, embedding_cache=SHARED_CACHE)
+
+
+@pytest.fixture(scope="session")
+def shipped_kb(shipped_settings: Settings):
+    """The full shipped index (policy corpus + 2,651 statute articles), built once per run. The
+    embedding cache makes rebuilds after the first cheap."""
+    from assistant.services import KnowledgeBase, shipped_documents
+
+    kb = KnowledgeBase(shipped_settings)
+    kb.build(shipped_documents(shipped_settings))
+    return kb

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.services import KnowledgeBase
+from assistant.settings import Settings
+from tests.conftest import SHARED_CACHE, write_doc
+
+ALLOWANCE = """# 克拉玛依市高龄津贴发放标准
+
+## 发放标准
+| 年龄（周岁） | 每月金额（元） |
+| --- | --- |
+| 70至79周岁 | 100 |
+| 90至99周岁 | 500 |
+
+70至79周岁的老年人，每月可领取高龄津贴100元。
+90至99周岁的老年人，每月可领取高龄津贴500元。
+
+## 怎么申请
+申请高龄津贴，请带上老人的身份证、户口簿和银行卡，到社区服务中心办理。
+"""
+TABLE = """benefit_tables:
+  - id: t1
+    title: 克拉玛依市高龄津贴月标准
+    subject: 高龄津贴
+    keywords: [高龄津贴, 高龄补贴]
+    variable: age
+    unit: 元/月
+    rows:
+      - {min: 70, max: 79, amount: 100}
+      - {min: 90, max: 99, amount: 500}
+    missing_note: 公开资料没有载明80至89周岁的发放标准，请向社区服务中心咨询。"""
+UNEMPLOYMENT = """# 失业登记
+
+## 需要准备的材料
+办理失业登记需要带本人身份证和社会保障卡。
+
+## 在哪里办、怎么办
+失业登记可以到户籍所在地或常住地的公共就业服务机构办理，也可以在社区服务中心办理。
+"""
+
+
+@pytest.fixture(scope="session")
+def small_index_dir(tmp_path_factory) -> Path:
+    """A small real index shared by the CLI and API tests."""
+    root = tmp_path_factory.mktemp("small-kb")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    path = write_doc(corpus, "allowance", ALLOWANCE, title="克拉玛依市高龄津贴发放标准", category="elderly_care",
+                     region="karamay")
+    text = path.read_text(encoding="utf-8").replace("language: zh\n", "language: zh\n" + TABLE + "\n", 1)
+    path.write_text(text, encoding="utf-8")
+    write_doc(corpus, "unemployment", UNEMPLOYMENT, title="失业登记", category="employment")
+    settings = Settings(data_dir=root / "var", embedding_cache=SHARED_CACHE, corpus_dirs=[corpus], law_corpus=None)
+    KnowledgeBase(settings).build()
+    return root
+
+
+def linli_env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LINLI_DATA_DIR=str(root / "var"),
+        LINLI_EMBEDDING_CACHE=str(SHARED_CACHE),
+        LINLI_CORPUS_DIRS=f'["{root / "corpus"}"]',
+        LINLI_LAW_CORPUS="",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    return env
+
+
+def run_linli(root: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "assistant.cli", *args], env=linli_env(root), capture_output=True, text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,73 @@
+"""The `linli` command line as a resident-facing tool and an admin tool, run as real processes."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.conftest import run_linli
+
+
+def _one_json(stdout: str) -> dict:
+    lines = [ln for ln in stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected exactly one JSON line, got: {stdout!r}"
+    return json.loads(lines[0])
+
+
+def test_ask_json_computed_answer(small_index_dir):
+    result = run_linli(small_index_dir, "ask", "我奶奶今年92了，每个月能领多少高龄补贴？", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = _one_json(result.stdout)
+    assert set(payload) == {"answer", "refused", "confidence", "citations"}
+    assert payload["refused"] is False
+    assert "500" in payload["answer"] and "[1]" in payload["answer"]
+    citation = payload["citations"][0]
+    assert set(citation) == {"doc_id", "title", "chunk_id", "text"}
+    assert citation["doc_id"] == "allowance" and "500" in citation["text"]
+
+
+def test_ask_json_refuses_an_amount_the_table_lacks(small_index_dir):
+    payload = _one_json(run_linli(small_index_dir, "ask", "我爸85岁了高龄津贴一个月多少钱", "--json").stdout)
+    assert payload["refused"] is True
+    assert "80至89" in payload["answer"] and "工作人员" in payload["answer"]
+    assert not any(ch.isdigit() for ch in payload["answer"].replace("80至89", ""))
+
+
+def test_ask_json_extractive_answer_with_citations(small_index_dir):
+    payload = _one_json(run_linli(small_index_dir, "ask", "失业了去哪登记，要带什么？", "--json").stdout)
+    assert payload["refused"] is False
+    assert "身份证" in payload["answer"] or "公共就业服务机构" in payload["answer"]
+    assert payload["citations"] and payload["citations"][0]["doc_id"] == "unemployment"
+
+
+def test_search_json_shape(small_index_dir):
+    result = run_linli(small_index_dir, "search", "失业登记带什么材料", "--k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    hits = _one_json(result.stdout)["hits"]
+    assert 1 <= len(hits) <= 3
+    assert set(hits[0]) == {"doc_id", "chunk_id", "score", "title", "text"}
+    assert hits[0]["doc_id"] == "unemployment"
+    assert hits == sorted(hits, key=lambda h: -h["score"])
+
+
+def test_bad_questions_exit_nonzero_with_chinese_messages(small_index_dir):
+    for question, words in (("   ", "不能为空"), ("问" * 20000, "太长"), ("\x01\x02\x03\x04\x05\x06\x07", "无法识别")):
+        result = run_linli(small_index_dir, "ask", question, "--json")
+        assert result.returncode != 0
+        payload = _one_json(result.stdout)
+        assert words in payload["message"], payload
+
+
+def test_kb_commands(small_index_dir, tmp_path):
+    listed = _one_json(run_linli(small_index_dir, "kb", "list", "--json").stdout)["documents"]
+    assert {d["doc_id"] for d in listed} == {"allowance", "unemployment"}
+    shown = _one_json(run_linli(small_index_dir, "kb", "show", "unemployment", "--json").stdout)
+    assert shown["title"] == "失业登记" and shown["chunks"]
+    missing = run_linli(small_index_dir, "kb", "show", "no-such-doc", "--json")
+    assert missing.returncode != 0 and "no-such-doc" in missing.stdout
+    assert run_linli(small_index_dir, "kb", "remove", "no-such-doc").returncode != 0
+    broken = tmp_path / "broken.md"
+    broken.write_text("---\nid: [\n---\n正文", encoding="utf-8")
+    result = run_linli(small_index_dir, "kb", "add", str(broken))
+    assert result.returncode != 0 and "元数据" in result.stderr
+    after = _one_json(run_linli(small_index_dir, "kb", "list", "--json").stdout)["documents"]
+    assert after == listed
