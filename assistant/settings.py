@@ -42,11 +42,23 @@ class RetrievalSettings(BaseModel):
 
 
 class ConfidenceSettings(BaseModel):
-    # Logistic-regression coefficients over (top dense similarity, question coverage), fitted on
+    # Logistic-regression coefficients over (top dense similarity, question coverage, log top BM25), fitted on
     # the golden set's calibration half by `python -m eval.calibrate`.
-    intercept: float = -9.0
-    dense: float = 8.0
-    coverage: float = 5.0
+    intercept: float = -16.148
+    dense: float = 1.350
+    coverage: float = 10.299
+    lexical: float = 4.490
+
+
+class ComposerSettings(BaseModel):
+    """Sentence scoring of the extractive composer (tuned on the golden dev half only)."""
+
+    dense_weight: float = 6.0
+    lexical_weight: float = 1.0
+    cue_weight: float = 0.25
+    detail_weight: float = 0.3
+    # Sentences scoring within this distance of the best one join the answer.
+    window: float = 0.5
 
 
 class AnswerSettings(BaseModel):
@@ -54,9 +66,13 @@ class AnswerSettings(BaseModel):
     max_citations: int = 3
     # Below this confidence Linli refuses and offers a worker (calibrated on the golden dev half,
     # see eval/calibrate.py).
-    refusal_threshold: float = 0.5
+    refusal_threshold: float = 0.24
     max_question_chars: int = 1000
+    # A sentence carrying the asked-for figure must cover this (IDF-weighted) share of the
+    # question's words to count as answering it.
+    detail_subject_overlap: float = 0.5
     confidence: ConfidenceSettings = ConfidenceSettings()
+    composer: ComposerSettings = ComposerSettings()
 
 
 class ApiSettings(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,53 @@ INJECTION_REPLY = {
 }
 _MARKER_RE = re.compile(r"\[\d+\]")
 _TABLE_LINE_RE = re.compile(r"^\s*\|")
+_LIST_MARKER_RE = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.、)）])\s*")
+_FAQ_PREFIX_RE = re.compile(r"^\s*(?:\*\*)?(?:问|答|Q|A)\s*[：:]\s*(?:\*\*)?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DetailKind:
+    """A specific detail a question can ask for (an amount, an opening time). When the cited
+    text does not carry one, Linli says so instead of answering around it."""
+
+    name: str
+    asked: re.Pattern[str]
+    present: re.Pattern[str]
+    missing: dict[str, str]
+
+
+DETAILS = (
+    DetailKind(
+        "amount",
+        re.compile(
+            r"(多少|几)(钱|元|块)|(给|领|拿|交|报|赔|扣|贷|取|补|发|收|涨)(到)?多少|(收费|费用|保费)(是)?多少|标准是?多少|"
+            r"(一个月|每月|一年|每年)多少|多少一|how much|what(?:'s| is) the (?:amount|rate|fee|cost)",
+            re.IGNORECASE,
+        ),
+        re.compile(
+            r"\d[\d,.]*\s*(?:万|亿|million|billion)?\s*(?:元|块|yuan|RMB)|[一二三四五六七八九十百千万两]+(?:元|块)|"
+            r"\d+(?:\.\d+)?\s*%|百分之",
+            re.IGNORECASE,
+        ),
+        {"zh": "知识库里没有这项具体金额，我不能替您估一个数。",
+         "en": "My documents do not state this amount, and I will not guess one."},
+    ),
+    DetailKind(
+        "clock_time",
+        re.compile(r"几点|开门时间|营业时间|开放时间|上班时间|what time|opening hours|open at", re.IGNORECASE),
+        re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*点|\d{1,2}\s*(?:am|pm)|24\s*(?:小时|-hour|hours?)", re.IGNORECASE),
+        {"zh": "知识库里没有具体的时间安排，我不能替您猜。",
+         "en": "My documents do not give the exact times, and I will not guess them."},
+    ),
+)
+
+
+def requested_detail(question: str) -> DetailKind | None:
+    return next((d for d in DETAILS if d.asked.search(question)), None)
+
+
+def asks_for_detail(question: str) -> bool:
+    return requested_detail(question) is not None
 
 
 @dataclass(frozen=True)
@@ -45,32 +93,47 @@ class ConfidenceModel:
     intercept: float = -9.0
     dense: float = 8.0
     coverage: float = 5.0
+    lexical: float = 0.0
 
-    def __call__(self, dense_top: float, coverage: float) -> float:
-        z = self.intercept + self.dense * dense_top + self.coverage * coverage
+    def __call__(self, dense_top: float, coverage: float, lexical_top: float) -> float:
+        z = self.intercept + self.dense * dense_top + self.coverage * coverage + self.lexical * lexical_top
         return 1.0 / (1.0 + math.exp(-z))
 
 
-def question_coverage(query: PreparedQuery, hits: list[Hit]) -> float:
-    """Share of the question's meaningful words (or, failing that, its character bigrams) that
-    appear in the best-matching document text."""
+def confidence_features(query: PreparedQuery, hits: list[Hit], idf: Callable[[str], float]) -> tuple[float, float, float]:
+    """(best dense similarity among the top 3, IDF-weighted question coverage, log of the best
+    BM25 score): the signals the refusal decision is calibrated on."""
+    dense_top = max((h.dense_score or 0.0) for h in hits[:3])
+    lexical_top = math.log1p(max(h.extras.get("bm25_score", 0.0) for h in hits))
+    return dense_top, question_coverage(query, hits, idf), lexical_top
+
+
+def weighted_overlap(terms: list[str], text: str, idf: Callable[[str], float]) -> float:
+    """IDF-weighted share of `terms` found in `text` (a longer Chinese term counts in part when
+    its character bigrams appear). Rare topic words (所得税, 签证) dominate generic ones (申请)."""
+    haystack = text.lower()
+    total = covered = 0.0
+    for term in terms:
+        weight = idf(term)
+        total += weight
+        if term in haystack:
+            covered += weight
+        elif len(term) > 2 and re.search(r"[\u4e00-\u9fff]", term):
+            grams = [term[i : i + 2] for i in range(len(term) - 1)]
+            covered += weight * 0.8 * sum(g in haystack for g in grams) / len(grams)
+    return covered / total if total else 0.0
+
+
+def question_coverage(query: PreparedQuery, hits: list[Hit], idf: Callable[[str], float]) -> float:
+    """How much of the question the best-matching document's retrieved text covers."""
     if not hits:
         return 0.0
     best_doc = hits[0].chunk.doc_id
-    haystack = " ".join(
-        [hits[0].meta.title] + [h.chunk.text + " " + " ".join(h.chunk.heading_path) for h in hits if h.chunk.doc_id == best_doc]
-    ).lower()
-    terms = content_terms(query.normalized)
-    if not terms:
-        return 0.0
-    covered = 0.0
-    for term in terms:
-        if term in haystack:
-            covered += 1
-        elif len(term) > 2 and re.search(r"[\u4e00-\u9fff]", term):
-            grams = [term[i : i + 2] for i in range(len(term) - 1)]
-            covered += sum(g in haystack for g in grams) / len(grams) * 0.8
-    return covered / len(terms)
+    text = " ".join(
+        [hits[0].meta.title]
+        + [h.chunk.text + " " + " ".join(h.chunk.heading_path) for h in hits if h.chunk.doc_id == best_doc]
+    )
+    return weighted_overlap(content_terms(query.normalized), text, idf)
 
 
 def ungrounded_numerals(text: str, sources: list[str]) -> list[str]:
@@ -103,6 +166,7 @@ class Candidate:
     hit_rank: int
     hit: Hit
     text: str
+    faq_question: str | None = None
     score: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
 
@@ -123,6 +187,7 @@ class GroundedAnswerer:
         self.regions = regions
         self.confidence = confidence or ConfidenceModel()
         self._tables: tuple[int, list[BenefitTable]] | None = None
+        self._sentence_cache: dict[str, np.ndarray] = {}
 
     # ---- public --------------------------------------------------------------------------
 
@@ -143,9 +208,8 @@ class GroundedAnswerer:
         hits = self.retriever.search(question, k=k, filters=filters)
         if not hits:
             return self._refuse(language, 0.0, reason="no_hits")
-        dense_top = max((h.dense_score or 0.0) for h in hits[:3])
-        coverage = question_coverage(query, hits)
-        confidence = self.confidence(dense_top, coverage)
+        idf = self.retriever.store.load().inverse_document_frequency
+        confidence = self.confidence(*confidence_features(query, hits, idf))
         if confidence < self.settings.refusal_threshold:
             return self._refuse(language, confidence, reason="low_confidence")
         return self._compose(query, hits, confidence)
@@ -153,31 +217,70 @@ class GroundedAnswerer:
     # ---- composition ----------------------------------------------------------------------
 
     def _candidates(self, hits: list[Hit]) -> list[Candidate]:
+        """Sentences of the best document's retrieved chunks. A question sentence in a FAQ
+        ("问：…？答：…。" or "Question? Answer.") is not an answer itself: it is matched against the
+        resident's question and its answer becomes the candidate."""
         candidates: list[Candidate] = []
-        top_docs = list(dict.fromkeys(h.chunk.doc_id for h in hits))[:2]
-        for rank, hit in enumerate(hits[:5]):
-            if hit.chunk.doc_id not in top_docs:
-                continue
-            for s, e in split_sentences(hit.chunk.text):
-                sentence = hit.chunk.text[s:e].strip()
-                if len(sentence) < 6 or _TABLE_LINE_RE.match(sentence) or sentence.startswith("#"):
+        top = hits[0]
+        retrieved_rank = {h.chunk.chunk_id: r for r, h in reversed(list(enumerate(hits)))}
+        _meta, _body, chunks = self.retriever.store.get_document(top.chunk.doc_id)
+        # The whole best document is read, retrieved chunks first: the sentence that answers
+        # "要带什么" sits in the materials section even when another section ranked higher.
+        chunks.sort(key=lambda c: (retrieved_rank.get(c.chunk_id, len(hits)), c.ordinal))
+        for chunk in chunks:
+            rank = retrieved_rank.get(chunk.chunk_id, len(hits))
+            hit = Hit(chunk=chunk, meta=top.meta, score=0.0)
+            sentences = [_LIST_MARKER_RE.sub("", hit.chunk.text[s:e].strip()) for s, e in split_sentences(hit.chunk.text)]
+            pending_question: str | None = None
+            for sentence in sentences:
+                if _TABLE_LINE_RE.match(sentence) or sentence.startswith("#"):
+                    pending_question = None
                     continue
-                candidates.append(Candidate(rank, hit, sentence))
-        return candidates[:30]
+                if sentence.endswith(("？", "?")):
+                    pending_question = _FAQ_PREFIX_RE.sub("", sentence)
+                    continue
+                text = _FAQ_PREFIX_RE.sub("", sentence)
+                if len(text) >= 6:
+                    candidates.append(Candidate(rank, hit, text, faq_question=pending_question))
+                pending_question = None
+        return candidates[:60]
+
+    def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._sentence_cache]
+        if missing:
+            if len(self._sentence_cache) > 50_000:
+                self._sentence_cache.clear()
+            vectors = self.retriever.embedder.embed_passages(missing)
+            self._sentence_cache.update(zip(missing, vectors, strict=True))
+        return np.vstack([self._sentence_cache[t] for t in texts])
 
     def _score(self, query: PreparedQuery, candidates: list[Candidate]) -> None:
         terms = content_terms(query.normalized)
         wanted_sections = self.cues.sections_for(query.raw + " " + query.normalized)
-        vectors = self.retriever.embedder.embed_passages([c.text for c in candidates])
-        qv = self.retriever.embedder.embed_queries([query.normalized])[0]
-        sims = vectors @ qv
-        for cand, sim in zip(candidates, sims, strict=True):
-            lowered = cand.text.lower()
-            lexical = sum(1 for t in terms if t in lowered) / max(len(terms), 1)
-            section = " ".join(cand.hit.chunk.heading_path).lower()
+        detail = requested_detail(query.raw + " " + query.normalized)
+        embedder = self.retriever.embedder
+        texts = [c.text for c in candidates]
+        faq_index = {i: len(texts) + n for n, i in enumerate(i for i, c in enumerate(candidates) if c.faq_question)}
+        texts += [c.faq_question for c in candidates if c.faq_question]
+        sims = self._sentence_vectors(texts) @ embedder.embed_queries([query.normalized])[0]
+        idf = self.retriever.store.load().inverse_document_frequency
+        raw_sims = [float(sims[i]) for i in range(len(candidates))]
+        for i, cand in enumerate(candidates):
+            if i in faq_index:
+                raw_sims[i] = max(raw_sims[i], float(sims[faq_index[i]]))
+        best_sim = max(raw_sims)
+        for i, cand in enumerate(candidates):
+            lexical = weighted_overlap(terms, cand.text + " " + (cand.faq_question or ""), idf)
+            path = cand.hit.chunk.heading_path
+            section = (path[-1] if len(path) > 1 else "").lower()
             cue = 1.0 if wanted_sections and any(w in section for w in wanted_sections) else 0.0
-            cand.features = {"dense": float(sim), "lexical": lexical, "cue": cue}
-            cand.score = float(sim) + 0.5 * lexical + 0.15 * cue - 0.02 * cand.hit_rank
+            has_detail = 1.0 if detail and detail.present.search(cand.text) else 0.0
+            # e5 similarities sit in a narrow band, so what counts is the distance to the best one.
+            relative = raw_sims[i] - best_sim
+            cand.features = {"dense": raw_sims[i], "lexical": lexical, "cue": cue, "detail": has_detail}
+            w = self.settings.composer
+            cand.score = (w.dense_weight * relative + w.lexical_weight * lexical + w.cue_weight * cue
+                          + w.detail_weight * has_detail - 0.01 * cand.hit_rank)
 
     def _compose(self, query: PreparedQuery, hits: list[Hit], confidence: float) -> Answer:
         language = query.language
@@ -187,7 +290,7 @@ class GroundedAnswerer:
         self._score(query, candidates)
         ranked = sorted(candidates, key=lambda c: -c.score)
         best = ranked[0].score
-        chosen = [c for c in ranked if c.score >= best - 0.12][: self.settings.max_sentences]
+        chosen = [c for c in ranked if c.score >= best - self.settings.composer.window][: self.settings.max_sentences]
         chunk_order = list(dict.fromkeys(c.hit.chunk.chunk_id for c in chosen))[: self.settings.max_citations]
         chosen = [c for c in chosen if c.hit.chunk.chunk_id in chunk_order]
         # Read in document order: chunk order of first appearance, then position in the chunk.
@@ -209,12 +312,35 @@ class GroundedAnswerer:
             parts.append(_attach_marker(cand.text, marker))
         if not parts:
             return self._refuse(language, confidence, reason="unverified")
+        detail = requested_detail(query.raw + " " + query.normalized)
+        detail_missing = detail is not None and not self._detail_answered(detail, query, chosen)
+        if detail_missing:
+            # Say what the corpus does say (e.g. "标准由当地规定"), refuse the figure, offer a worker.
+            parts = parts[:1]
         used = {int(m[1:-1]) for p in parts for m in _MARKER_RE.findall(p)}
         citations, parts = _renumber(citations, parts, used)
         text = "".join(parts) if language == "zh" else " ".join(parts)
+        if detail_missing:
+            sep = "" if language == "zh" else " "
+            text = sep.join([detail.missing[language], text, HANDOFF[language]])
+            return Answer(answer=text, refused=True, confidence=confidence, citations=citations, language=language,
+                          reason=f"{detail.name}_not_in_corpus")
         if language == "en" and all(c.doc_id and _is_chinese_doc(c.text) for c in citations):
             text = "From the Chinese policy documents: " + text
         return Answer(answer=text, refused=False, confidence=confidence, citations=citations, language=language)
+
+    def _detail_answered(self, detail: DetailKind, query: PreparedQuery, chosen: list[Candidate]) -> bool:
+        """A figure answers the question only in a sentence about the question's subject: 1350万元
+        for legal cost insurance is no answer to 低保标准是多少."""
+        idf = self.retriever.store.load().inverse_document_frequency
+        terms = content_terms(query.normalized)
+        for cand in chosen:
+            if not detail.present.search(cand.text):
+                continue
+            context = " ".join([cand.text, cand.faq_question or "", cand.hit.chunk.section])
+            if weighted_overlap(terms, context, idf) >= self.settings.detail_subject_overlap:
+                return True
+        return False
 
     # ---- computed answers from benefit tables ----------------------------------------------
 
@@ -257,7 +383,7 @@ class GroundedAnswerer:
         citation = self._table_citation(t, amount)
         if language == "zh":
             unit = t.unit.split("/")[0]
-            text = f"按{t.title}，{q.age}岁属于{b.label('zh')}这一档，每月{amount}{unit}[1]。"
+            text = f"按{t.title}，{q.age}岁属于{b.label('zh')}档，每月{amount}{unit}[1]。"
         else:
             text = f"Under the {t.title} table, age {q.age} falls in the {b.label('en')} bracket: {amount} {t.unit} [1]."
         sources = [citation.text, citation.title, t.title, str(q.age), b.label(language)]

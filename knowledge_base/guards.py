@@ -12,7 +12,9 @@ _INJECTION_RE = re.compile(
     r"忽略(之前|以上|上面|前面|你的|所有).{0,8}(指令|规则|设定|要求|提示)|无视.{0,6}(规则|指令)|"
     r"系统提示词|system prompt|管理员密码|admin password|越狱|jailbreak|"
     r"ignore (all |any |the |your )?(previous |prior |above )?(instructions|rules|prompt)|"
-    r"编一个|瞎编|随便编|make (it|something|one) up|make up (a|an|the)|pretend (you are|to be)|扮演",
+    r"编一个|编个|瞎编|随便编|你就说|就说是你说的|不用管规定|别管规定|make (it|something|one) up|make up (a|an|the)|"
+    r"pretend (you are|to be)|扮演|"
+    r"(别人|隔壁|邻居|他|她|王大爷|李大妈|某某).{0,8}(身份证号|电话号码|手机号|电话|住址)",
     re.IGNORECASE,
 )
 

@@ -12,7 +12,7 @@ _ARABIC_RE = re.compile(r"\d+(?:[.,]\d+)*")
 _CN_RE = re.compile(f"[{CN_NUMERAL_CLASS}]+")
 # Chinese numerals that are part of ordinary words, not quantities.
 _CN_WORD_EXCEPTIONS = re.compile(
-    r"一下|一起|一定|一般|一些|一点|一律|统一|一旦|一致|一样|一直|一切|一并|进一步|之一|唯一|万一|一方|一次性|"
+    r"这一|一下|一起|一定|一般|一些|一点|一律|统一|一旦|一致|一样|一直|一切|一并|进一步|之一|唯一|万一|一方|一次性|"
     r"第一时间|一站式|一窗|一件事|一网|十分|万分|千万|百姓|三方|两项补贴|两病|一刻钟"
 )
 
@@ -62,7 +62,7 @@ _AGE_PATTERNS = [
     re.compile(r"(?:今年|年满|满|已经|快|刚|都)?\s*(\d{2,3}|[一二三四五六七八九十百零两]{2,5})\s*(?:周岁|岁|了)"),
     re.compile(r"(?:今年|年满|已满|满)\s*(\d{2,3}|[一二三四五六七八九十百零两]{2,5})"),
     re.compile(r"(\d{2,3})\s*(?:-|\s)?(?:years?|yrs?)(?:[\s-]*old)?", re.IGNORECASE),
-    re.compile(r"\b(?:aged?|turned|turning)\s+(\d{2,3})\b", re.IGNORECASE),
+    re.compile(r"\b(?:aged?|turned|turning|is|am|are|was)\s+(\d{2,3})\b(?!\s*(?:yuan|%|percent))", re.IGNORECASE),
 ]
 
 

@@ -133,6 +133,15 @@ class LoadedIndex:
     faiss_index: faiss.Index
     bm25: bm25s.BM25
 
+    def inverse_document_frequency(self, term: str) -> float:
+        """BM25-style idf of a term over chunks; a term the corpus never uses gets the maximum."""
+        if not hasattr(self, "_df"):
+            indptr = np.append(self.bm25.scores["indptr"], len(self.bm25.scores["indices"]))
+            self._df = {tok: int(indptr[i + 1] - indptr[i]) for tok, i in self.bm25.vocab_dict.items()}
+        n = max(len(self.chunks), 1)
+        df = self._df.get(term, 0)
+        return float(np.log(1.0 + (n - df + 0.5) / (df + 0.5)))
+
 
 class IndexStore:
     DB_NAME = "index.sqlite"

@@ -33,6 +33,14 @@ STOPWORDS = frozenset(
     what how can where when which who it this that and or with at by""".split()
 )
 
+# Question words: they say what kind of answer is wanted, not what it is about, so coverage and
+# sentence matching ignore them (BM25 keeps them: bm25 idf already discounts them).
+QUESTION_WORDS = frozenset(
+    """多少 多少钱 多少人 多长 多久 几 几个 几天 一共 咋整 咋办 咋弄 怎么办 怎么弄 能不能 是不是 可不可以 行不行 要不要 
+    有没有 不 吗 啥子 么 呢 没 给不给 能否 算不算 用不用 how much many did does do into each were was has have will would 
+    should could there their them they much why whether""".split()
+)
+
 _t2s = OpenCC("t2s")
 _lock = threading.Lock()
 
@@ -161,7 +169,7 @@ def content_terms(text: str) -> list[str]:
         word = word.strip()
         if len(word) < 2 and not _CJK_RE.fullmatch(word or "x"):
             continue
-        if word in STOPWORDS or not _TOKEN_KEEP_RE.search(word):
+        if word in STOPWORDS or word in QUESTION_WORDS or not _TOKEN_KEEP_RE.search(word):
             continue
         seen.setdefault(word, None)
     return list(seen)
