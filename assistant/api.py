@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from datetime import date
 from typing import Annotated
 
@@ -65,7 +66,17 @@ KnowledgeBaseDep = Annotated[KnowledgeBase, Depends(knowledge_base)]
 
 
 def create_app() -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Load the models and the index once at start-up, not on the first resident's question.
+        settings = app.dependency_overrides.get(get_settings, get_settings)()
+        kb = get_knowledge_base(settings)
+        if kb.is_built():
+            kb.store.load()
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Linli 邻里 API",
         description="社区服务中心智能助手：政策问答（带引用）、转人工。Offline assistant for community service centres.",
         version="0.1.0",

@@ -39,6 +39,9 @@ class RetrievalSettings(BaseModel):
     # Prefer documents written in the question's language.
     same_language_boost: float = 1.3
     title_repeat: int = 2
+    # Questions at least this long also rank by their asking sentence alone (see retrieval.py).
+    focus_min_chars: int = 60
+    focus_weight: float = 1.0
 
 
 class ConfidenceSettings(BaseModel):

@@ -20,6 +20,7 @@ from assistant.settings import Settings
 from knowledge_base.answering import ungrounded_numerals
 from knowledge_base.loaders import iter_law_articles
 from knowledge_base.retrieval import MODES, unique_docs
+from knowledge_base.store import INDEX_FORMAT
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "datasets" / "golden"
 KS = (1, 5, 10)
@@ -148,11 +149,14 @@ def evaluate_answers(kb, questions: list[dict[str, Any]]) -> tuple[dict[str, flo
 def print_retrieval_table(console: Console, title: str, results: dict[str, dict[str, float]], n: int) -> None:
     table = Table(title=f"{title} — retrieval ({n} questions)")
     table.add_column("metric")
-    for mode in results:
+    for mode in MODES:
         table.add_column(mode.replace("_", "+"), justify="right")
     for metric in next(iter(results.values())):
-        table.add_row(metric, *[f"{results[m][metric]:.3f}" for m in results])
+        table.add_row(metric, *[f"{results[m][metric]:.3f}" if m in results else "n/a" for m in MODES])
     console.print(table)
+    if "hybrid_rerank" not in results:
+        console.print("hybrid+rerank: n/a — no reranker configured (set LINLI_RERANKER__NAME=cross_encoder and "
+                      "LINLI_RERANKER__MODEL_PATH to a local cross-encoder directory)", style="dim")
 
 
 def run_golden(kb, limit: int | None = None, console: Console | None = None,
@@ -212,14 +216,16 @@ def run_external(settings: Settings, path: Path, limit: int | None = None, conso
     qrels: dict[str, set[str]] = {}
     for row in _read_jsonl(path / "qrels.jsonl"):
         if float(row.get("score", 1)) > 0:
-            qrels.setdefault(row["query_id"], set()).add(row["doc_id"])
+            # The same article in another version of the law is the same answer.
+            relevant = {row["doc_id"], *row.get("other_versions_same_article", [])}
+            qrels.setdefault(row["query_id"], set()).update(relevant)
     items = [{"id": qid, "question": queries[qid], "expected_doc_ids": sorted(rel)} for qid, rel in qrels.items()
              if qid in queries]
     if split != "all":
         items = [i for i in items if split_of(i["id"]) == split]
     if limit:
         items = items[:limit]
-    digest = hashlib.sha256((path / "corpus.jsonl").read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256((path / "corpus.jsonl").read_bytes() + INDEX_FORMAT.encode()).hexdigest()[:12]
     ext_settings = settings.model_copy(update={"index_dir": settings.data_dir / "eval" / f"index-{path.name}-{digest}"})
     kb = KnowledgeBase(ext_settings)
     started = time.perf_counter()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,28 +237,49 @@ def law_citation_title(law: str, article: str) -> str:
 
 
 def iter_law_articles(path: Path) -> Iterator[Document]:
-    """Each statute article becomes one Document of category `law` with doc_id = its `_id`."""
+    """Each statute article becomes one Document of category `law` with doc_id = its `_id`.
+    Where the file holds several versions of a law, each older version's articles get an
+    `effective_to` the day before the next version, so default searches cite the law in force."""
+    rows: list[tuple[int, dict[str, Any]]] = []
     with Path(path).open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-                version = str(row["version"])
-                meta = DocumentMeta(
-                    doc_id=str(row["_id"]),
-                    title=law_citation_title(row["law"], row["article"]),
-                    category="law",
-                    region="national",
-                    source=f"{row['title']}（{version}版） {row.get('source', '')}".strip(),
-                    effective_from=date.fromisoformat(version) if re.match(r"\d{4}-\d{2}-\d{2}$", version) else None,
-                    effective_to=None,
-                    version=version,
-                    language="zh",
-                )
-            except (KeyError, ValueError, json.JSONDecodeError) as exc:
-                raise IngestError(
-                    f"法律条文数据第 {line_no} 行格式错误", f"law corpus line {line_no} is malformed"
-                ) from exc
+                rows.append((line_no, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise IngestError(f"法律条文数据第 {line_no} 行格式错误", f"law corpus line {line_no} is malformed") from exc
+    versions: dict[str, list[date]] = {}
+    for _, row in rows:
+        version = _law_version_date(row)
+        if version:
+            versions.setdefault(str(row.get("law")), []).append(version)
+    successor: dict[tuple[str, date], date] = {}
+    for law, dates in versions.items():
+        ordered = sorted(set(dates))
+        successor.update({(law, d): nxt for d, nxt in zip(ordered, ordered[1:], strict=False)})
+    for line_no, row in rows:
+        try:
+            version = str(row["version"])
+            effective_from = _law_version_date(row)
+            replaced_on = successor.get((str(row["law"]), effective_from)) if effective_from else None
+            meta = DocumentMeta(
+                doc_id=str(row["_id"]),
+                title=law_citation_title(row["law"], row["article"]),
+                category="law",
+                region="national",
+                source=f"{row['title']}（{version}版） {row.get('source', '')}".strip(),
+                effective_from=effective_from,
+                effective_to=replaced_on - timedelta(days=1) if replaced_on else None,
+                version=version,
+                language="zh",
+            )
             heading = f"# {row['title']}\n\n## {row.get('chapter') or row['article']}\n\n"
             yield Document(meta=meta, body=heading + row["text"].strip() + "\n", path=str(path))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise IngestError(f"法律条文数据第 {line_no} 行缺少字段", f"law corpus line {line_no} is missing fields") from exc
+
+
+def _law_version_date(row: dict[str, Any]) -> date | None:
+    version = str(row.get("version", ""))
+    return date.fromisoformat(version) if re.match(r"\d{4}-\d{2}-\d{2}$", version) else None

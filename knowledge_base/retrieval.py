@@ -18,7 +18,7 @@ from assistant.settings import RetrievalSettings
 from knowledge_base.embedders import Embedder
 from knowledge_base.rerankers import Reranker
 from knowledge_base.store import IndexStore, LoadedIndex
-from knowledge_base.text import Lexicon, detect_language, normalize_query, tokenize
+from knowledge_base.text import Lexicon, detect_language, normalize_query, split_sentences, tokenize
 
 Mode = Literal["bm25", "dense", "hybrid", "hybrid_rerank"]
 MODES: tuple[Mode, ...] = ("bm25", "dense", "hybrid", "hybrid_rerank")
@@ -107,6 +107,19 @@ class HybridRetriever:
                     dense_scores[self.store.position_of_row(int(row_id))] = sim
             dense_rank = self._ranking(dense_scores, mask, limit, positive_only=False)
 
+        # A long question is mostly scenario ("李军是一名现役军人，因执行任务时受伤……") around one
+        # asking sentence; that sentence gets a dense ranking of its own in the fusion.
+        focus_rank: list[int] = []
+        focus = focus_sentence(query.normalized, self.settings.focus_min_chars)
+        if mode in ("hybrid", "hybrid_rerank") and focus and len(index.chunks) and self.settings.focus_weight > 0:
+            fv = self.embedder.embed_queries([focus])
+            focus_scores = np.zeros(len(index.chunks), dtype=np.float32)
+            sims, ids = index.faiss_index.search(fv, len(index.chunks))
+            for sim, row_id in zip(sims[0], ids[0], strict=True):
+                if row_id >= 0:
+                    focus_scores[self.store.position_of_row(int(row_id))] = sim
+            focus_rank = self._ranking(focus_scores, mask, limit, positive_only=False)
+
         fused: dict[int, float] = {}
         rrf_k = self.settings.rrf_k
         if mode == "bm25":
@@ -118,6 +131,8 @@ class HybridRetriever:
                 fused[pos] = fused.get(pos, 0.0) + self.settings.bm25_weight / (rrf_k + r + 1)
             for r, pos in enumerate(dense_rank):
                 fused[pos] = fused.get(pos, 0.0) + self.settings.dense_weight / (rrf_k + r + 1)
+            for r, pos in enumerate(focus_rank):
+                fused[pos] = fused.get(pos, 0.0) + self.settings.focus_weight / (rrf_k + r + 1)
             for pos in fused:
                 meta = index.metas[index.chunks[pos].doc_id]
                 if meta.category == "law":
@@ -147,6 +162,19 @@ class HybridRetriever:
                 hit.extras["rerank_score"] = s
             hits = sorted(head, key=lambda h: -h.extras["rerank_score"]) + hits[self.rerank_top_n :]
         return hits[:k]
+
+
+def focus_sentence(question: str, min_chars: int) -> str | None:
+    """The asking sentence of a long question (the last one ending in ？ or ?, else the last
+    sentence), or None for a short question."""
+    if len(question) < min_chars:
+        return None
+    sentences = [question[s:e].strip() for s, e in split_sentences(question)]
+    sentences = [x for x in sentences if len(x) >= 4]
+    if len(sentences) < 2:
+        return None
+    asking = [x for x in sentences if x.endswith(("？", "?"))]
+    return (asking or sentences)[-1]
 
 
 def unique_docs(hits: list[Hit]) -> list[str]:

@@ -44,6 +44,9 @@ from knowledge_base.chunking import ChunkingConfig, chunk_document
 from knowledge_base.embedders import Embedder, EmbeddingCache
 from knowledge_base.text import tokenize
 
+# Bump when loaders, chunking or index text change in a way that needs a rebuild.
+INDEX_FORMAT = "2"
+
 metadata = MetaData()
 
 documents_table = Table(

@@ -85,7 +85,7 @@ def test_key_fact_accuracy_floor(answers):
     assert metrics["fact_accuracy"] >= FACT_ACCURACY_FLOOR, metrics
 
 
-FACT_ACCURACY_FLOOR = 0.5
+FACT_ACCURACY_FLOOR = 0.6
 
 
 def test_local_policy_ranks_above_statute_when_both_answer(shipped_kb):
