@@ -1,0 +1,1 @@
+"""Linli core: settings, shared domain types, service wiring, CLI and HTTP API."""

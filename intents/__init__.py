@@ -1,0 +1,1 @@
+"""Intent and slot recognition, emergency detection (built by the dialogue issue)."""

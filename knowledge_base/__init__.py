@@ -1,0 +1,1 @@
+"""Policy corpus, ingestion, chunking, indexes, hybrid retrieval and grounded answers."""

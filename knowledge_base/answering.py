@@ -265,9 +265,8 @@ class GroundedAnswerer:
         sims = self._sentence_vectors(texts) @ embedder.embed_queries([query.normalized])[0]
         idf = self.retriever.store.load().inverse_document_frequency
         raw_sims = [float(sims[i]) for i in range(len(candidates))]
-        for i, cand in enumerate(candidates):
-            if i in faq_index:
-                raw_sims[i] = max(raw_sims[i], float(sims[faq_index[i]]))
+        for i, j in faq_index.items():
+            raw_sims[i] = max(raw_sims[i], float(sims[j]))
         best_sim = max(raw_sims)
         for i, cand in enumerate(candidates):
             lexical = weighted_overlap(terms, cand.text + " " + (cand.faq_question or ""), idf)
@@ -414,6 +413,3 @@ def _renumber(citations: list[Citation], parts: list[str], used: set[int]) -> tu
 def _is_chinese_doc(text: str) -> bool:
     return len(re.findall(r"[\u4e00-\u9fff]", text)) > len(text) * 0.3
 
-
-def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(a @ b)

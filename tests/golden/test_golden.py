@@ -122,3 +122,10 @@ def test_age_without_a_published_bracket_is_refused(shipped_kb):
 def test_under_age_is_told_why_not_with_citation(shipped_kb):
     answer = shipped_kb.ask("我妈65岁了，高龄津贴能领多少")
     assert not answer.refused and "70" in answer.answer and answer.citations
+
+
+def test_english_question_gets_an_english_cited_reply(shipped_kb):
+    answer = shipped_kb.ask("What do I need to bring for unemployment registration?")
+    assert not answer.refused and answer.language == "en"
+    assert answer.citations[0].doc_id.endswith("-en")
+    assert "[1]" in answer.answer and not any("\u4e00" <= ch <= "\u9fff" for ch in answer.answer)
