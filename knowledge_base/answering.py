@@ -56,7 +56,7 @@ DETAILS = (
     DetailKind(
         "amount",
         re.compile(
-            r"(多少|几)(钱|元|块)|(给|领|拿|交|报|赔|扣|贷|取|补|发|收|涨)(到)?多少|(收费|费用|保费)(是)?多少|标准是?多少|"
+            r"(多少|几)(钱|元|块)|(给|领|拿|交|报|赔|扣|贷|取|补|发|收|涨)(到)?多少|(收费|费用|保费|利率|费率|比例|额度|金额|价格)(是)?多少|标准是?多少|"
             r"(一个月|每月|一年|每年)多少|多少一|how much|what(?:'s| is) the (?:amount|rate|fee|cost)",
             re.IGNORECASE,
         ),
@@ -314,8 +314,13 @@ class GroundedAnswerer:
         detail = requested_detail(query.raw + " " + query.normalized)
         detail_missing = detail is not None and not self._detail_answered(detail, query, chosen)
         if detail_missing:
-            # Say what the corpus does say (e.g. "标准由当地规定"), refuse the figure, offer a worker.
+            # Say what the corpus does say (e.g. "标准由当地规定"), refuse the figure, offer a worker;
+            # a sentence about another subject (法律费用保险 for 公积金利率) is no context at all.
             parts = parts[:1]
+            idf = self.retriever.store.load().inverse_document_frequency
+            if weighted_overlap(content_terms(query.normalized), _MARKER_RE.sub("", parts[0]), idf) \
+                    < self.settings.detail_subject_overlap:
+                return self._refuse(language, confidence, reason=f"{detail.name}_not_in_corpus")
         used = {int(m[1:-1]) for p in parts for m in _MARKER_RE.findall(p)}
         citations, parts = _renumber(citations, parts, used)
         text = "".join(parts) if language == "zh" else " ".join(parts)
