@@ -53,6 +53,22 @@ class AskResponse(BaseModel):
     citations: list[CitationOut]
 
 
+class MessageRequest(BaseModel):
+    session_id: str = Field(min_length=1, max_length=128, examples=["web-3f2a9c"])
+    channel: str = Field(default="web", max_length=32, examples=["web"])
+    user_id: str = Field(default="anonymous", max_length=128, examples=["resident-42"])
+    text: str = Field(description="居民发来的消息", examples=["我家楼上天天半夜吵，怎么办"])
+
+
+class MessageResponse(BaseModel):
+    session_id: str
+    reply_type: str = Field(examples=["answer"], description="answer|clarify|form|handoff|emergency|smalltalk|refusal")
+    text: str
+    citations: list[dict]
+    quick_replies: list[str]
+    ticket_id: str | None = None
+
+
 class Problem(BaseModel):
     error: str
     message: str
@@ -119,5 +135,19 @@ def create_app() -> FastAPI:
             language = detect_language(body.question) if isinstance(body.question, str) else "zh"
             return JSONResponse(status_code=exc.http_status, content=exc.problem(language))  # type: ignore[return-value]
         return answer.public()
+
+    @app.post(
+        "/api/v1/messages",
+        response_model=MessageResponse,
+        response_model_exclude_none=True,
+        tags=["dialogue"],
+        summary="对话消息 / Send a resident's message",
+    )
+    def messages(body: MessageRequest, settings: Annotated[Settings, Depends(get_settings)]) -> dict:
+        from assistant.services import get_dialogue_engine
+
+        reply = get_dialogue_engine(settings).handle(body.session_id, body.text, channel=body.channel,
+                                                     user_id=body.user_id)
+        return reply.public()
 
     return app

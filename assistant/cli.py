@@ -127,30 +127,61 @@ def search(
     out.print(table)
 
 
+def _engine():
+    from assistant.services import get_dialogue_engine
+
+    return get_dialogue_engine(get_settings())
+
+
+def _print_reply(reply) -> None:
+    # soft_wrap: the terminal wraps; rich must not cut a ticket number or a phone number in two.
+    out.print(reply.text, soft_wrap=True, markup=False)
+    for i, c in enumerate(reply.citations, 1):
+        out.print(f"  [{i}] {c['title']} · {c.get('section', '')}", style="dim", soft_wrap=True, markup=False)
+    if reply.quick_replies:
+        out.print("  " + " | ".join(f"[{q}]" for q in reply.quick_replies), style="cyan", soft_wrap=True,
+                  markup=False)
+
+
 @app.command()
-def chat() -> None:
-    """Interactive question-and-answer loop (type 退出 or exit to leave)."""
+def chat(session: Annotated[Optional[str], typer.Option(help="Session id (a new one by default)")] = None) -> None:
+    """Interactive conversation with the dialogue engine (type 退出 or exit to leave)."""
+    import uuid
+
     kb = _kb()
     _ensure_built(kb, False)
+    engine = _engine()
+    session_id = session or f"cli-{uuid.uuid4().hex[:12]}"
     out.print("您好，我是邻里助手。请问有什么可以帮您？（输入“退出”结束）")
     while True:
         try:
-            question = input("> ").strip()
+            text = input("> ")
         except (EOFError, KeyboardInterrupt):
             break
-        if question.lower() in {"退出", "再见", "exit", "quit", "bye"}:
+        if text.strip().lower() in {"退出", "exit", "quit"}:
             break
-        if not question:
+        if not text.strip():
             continue
-        try:
-            answer = kb.ask(question)
-        except LinliError as exc:
-            out.print(exc.message("zh"))
-            continue
-        out.print(answer.answer)
-        for i, c in enumerate(answer.citations, 1):
-            out.print(f"  [{i}] {c.title} · {c.section}", style="dim")
+        _print_reply(engine.handle(session_id, text, channel="cli", user_id="cli"))
     out.print("再见！")
+
+
+@app.command()
+def say(
+    text: str,
+    session: Annotated[str, typer.Option("--session", help="Session id; the thread continues across calls")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    channel: Annotated[str, typer.Option(help="Channel name")] = "cli",
+    user: Annotated[str, typer.Option(help="User id")] = "cli",
+) -> None:
+    """Send one message to the dialogue engine and print the reply."""
+    kb = _kb()
+    _ensure_built(kb, as_json)
+    reply = _engine().handle(session, text, channel=channel, user_id=user)
+    if as_json:
+        _emit_json(reply.public())
+        return
+    _print_reply(reply)
 
 
 @app.command()
@@ -265,6 +296,7 @@ def kb_show(doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
 @app.command("eval")
 def eval_command(
+    what: Annotated[str, typer.Argument(help="golden (default) or intents")] = "golden",
     dataset: Annotated[Optional[Path], typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Where to write the JSON report")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions")] = None,
@@ -273,7 +305,16 @@ def eval_command(
     from eval.harness import run_external, run_golden
 
     settings = get_settings()
-    if dataset is not None:
+    if what == "intents":
+        from eval.intents import run_intents
+        from intents.classifier import IntentClassifier
+
+        kb = _kb()
+        result = run_intents(IntentClassifier(kb.embedder, kb.cache), console=out)
+        dataset = Path("intents")
+    elif what != "golden":
+        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden or intents")
+    elif dataset is not None:
         result = run_external(settings, dataset, limit=limit, console=out)
     else:
         kb = _kb()

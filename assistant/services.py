@@ -136,3 +136,28 @@ def get_knowledge_base(settings: Settings) -> KnowledgeBase:
         if key not in _shared:
             _shared[key] = KnowledgeBase(settings)
         return _shared[key]
+
+
+_engines: dict[str, object] = {}
+
+
+def get_dialogue_engine(settings: Settings):
+    """One engine per database and index: the classifier trains once per process."""
+    from assistant.dialogue.engine import DialogueEngine
+    from assistant.dialogue.escalation import InMemoryEscalationService
+    from assistant.dialogue.store import ConversationStore
+    from intents.classifier import IntentClassifier
+
+    key = f"{settings.resolved_index_dir}|{settings.resolved_database_url}"
+    with _shared_lock:
+        if key not in _engines:
+            kb = _shared.get(str(settings.resolved_index_dir)) or KnowledgeBase(settings)
+            _shared[str(settings.resolved_index_dir)] = kb
+            _engines[key] = DialogueEngine(
+                kb,
+                IntentClassifier(kb.embedder, kb.cache),
+                ConversationStore(settings.resolved_database_url),
+                InMemoryEscalationService(),
+                settings.dialogue,
+            )
+        return _engines[key]

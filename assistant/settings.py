@@ -78,6 +78,20 @@ class AnswerSettings(BaseModel):
     composer: ComposerSettings = ComposerSettings()
 
 
+class DialogueSettings(BaseModel):
+    # Below this intent confidence Linli asks a clarifying question instead of guessing.
+    intent_threshold: float = 0.45
+    # A message during a form counts as a side question only with this confidence.
+    mid_form_question_threshold: float = 0.6
+    # Inside a form, short field answers ("the family in flat 602") are easy to misread, so a
+    # model-only emergency must be surer to interrupt it; keyword-rule emergencies always do.
+    form_emergency_threshold: float = 0.6
+    max_message_chars: int = 1000
+    # Promised follow-up time for dispute requests; each centre sets its own.
+    dispute_followup_zh: str = "2个工作日内"
+    dispute_followup_en: str = "within 2 working days"
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -102,10 +116,21 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()
     api: ApiSettings = ApiSettings()
+    dialogue: DialogueSettings = DialogueSettings()
+    # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
+    # PostgreSQL in production: postgresql+psycopg://user@host/db
+    database_url: str | None = None
 
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or self.data_dir / "index"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{self.data_dir / 'linli.sqlite'}"
 
     @property
     def resolved_embedding_cache(self) -> Path:

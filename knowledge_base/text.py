@@ -45,12 +45,13 @@ _t2s = OpenCC("t2s")
 _lock = threading.Lock()
 
 
-def detect_language(text: str) -> str:
-    """'zh' when the text has Chinese characters in meaningful share, otherwise 'en'."""
+def detect_language(text: str, default: str = "zh") -> str:
+    """'zh' when the text has Chinese characters in meaningful share, 'en' when it is mostly
+    Latin words, and `default` when it has neither (a phone number, "ok", an emoji)."""
     cjk = len(_CJK_RE.findall(text))
     latin = sum(len(w) for w in _LATIN_WORD_RE.findall(text))
     if cjk == 0 and latin == 0:
-        return "zh"
+        return default
     return "zh" if cjk * 3 >= latin else "en"
 
 

@@ -62,3 +62,55 @@ def shipped_kb(shipped_settings: Settings):
     kb = KnowledgeBase(shipped_settings)
     kb.build(shipped_documents(shipped_settings))
     return kb
+
+
+POSTGRES_ADMIN_URL = os.environ.get("LINLI_TEST_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
+
+
+def _postgres_unavailable_reason() -> str | None:
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means: skip, with the reason
+        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}); set LINLI_TEST_POSTGRES_URL"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A throw-away PostgreSQL database for this test run, dropped at the end."""
+    import uuid
+
+    import sqlalchemy
+
+    reason = _postgres_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"linli_test_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = sqlalchemy.engine.make_url(POSTGRES_ADMIN_URL).set(database=name)
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> str:
+    """Every store test runs on the embedded default (SQLite) and the production backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'linli.sqlite'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture(scope="session")
+def intent_classifier(shipped_kb):
+    from intents.classifier import IntentClassifier
+
+    return IntentClassifier(shipped_kb.embedder, shipped_kb.cache)

@@ -71,3 +71,19 @@ def test_kb_commands(small_index_dir, tmp_path):
     assert result.returncode != 0 and "元数据" in result.stderr
     after = _one_json(run_linli(small_index_dir, "kb", "list", "--json").stdout)["documents"]
     assert after == listed
+
+
+def test_say_json_keeps_the_thread_across_processes(small_index_dir):
+    first = run_linli(small_index_dir, "say", "--session", "cli-thread", "我奶奶今年92了，每个月能领多少高龄补贴？", "--json")
+    assert first.returncode == 0, first.stderr
+    body = _one_json(first.stdout)
+    assert body["reply_type"] == "answer" and "500元" in body["text"] and body["session_id"] == "cli-thread"
+    second = run_linli(small_index_dir, "say", "--session", "cli-thread", "那80岁呢?", "--json")
+    follow = _one_json(second.stdout)
+    assert follow["reply_type"] == "refusal" and "80至89" in follow["text"]
+
+
+def test_say_json_bad_text_is_still_one_json_object(small_index_dir):
+    result = run_linli(small_index_dir, "say", "--session", "cli-empty", "   ", "--json")
+    assert result.returncode == 0, result.stderr
+    assert _one_json(result.stdout)["reply_type"] == "clarify"

@@ -48,9 +48,12 @@ def test_serve_answers_over_http(small_index_dir):
 
 def test_chat_loop(small_index_dir):
     result = subprocess.run(
-        [sys.executable, "-m", "assistant.cli", "chat"], input="失业登记要带什么材料\n\n   \n退出\n",
+        [sys.executable, "-m", "assistant.cli", "chat"],
+        input="失业登记要带什么材料\n\n   \n在哪办?\n我要转人工\n退出\n",
         env=linli_env(small_index_dir), capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "身份证" in result.stdout and "[1]" in result.stdout
+    assert "公共就业服务机构" in result.stdout  # the follow-up kept the topic
+    assert "编号 T" in result.stdout  # the hand-off opened a ticket
     assert result.stdout.strip().endswith("再见！")

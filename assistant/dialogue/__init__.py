@@ -1,0 +1,1 @@
+"""The dialogue engine: sessions, intents, follow-ups, forms and hand-offs."""

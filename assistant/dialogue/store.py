@@ -1,0 +1,94 @@
+"""Conversations and turns, persisted through SQLAlchemy (SQLite by default, PostgreSQL in
+production: set LINLI_DATABASE_URL=postgresql+psycopg://…)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert, select, update
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("session_id", String(128), primary_key=True),
+    Column("channel", String(32), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("language", String(8), nullable=False, default="zh"),
+    Column("state", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+turns = Table(
+    "turns",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", String(128), nullable=False, index=True),
+    Column("role", String(16), nullable=False),  # resident | assistant
+    Column("text", Text, nullable=False),
+    Column("reply_type", String(16)),
+    Column("trace", JSON),
+    Column("created_at", DateTime, nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Conversation:
+    session_id: str
+    channel: str
+    user_id: str
+    language: str = "zh"
+    state: dict[str, Any] = field(default_factory=dict)
+    is_new: bool = False
+
+
+class ConversationStore:
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        metadata.create_all(self.engine)
+
+    def get_or_create(self, session_id: str, channel: str, user_id: str) -> Conversation:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(conversations).where(conversations.c.session_id == session_id)).first()
+            if row is not None:
+                return Conversation(row.session_id, row.channel, row.user_id, row.language, dict(row.state or {}))
+            now = _now()
+            conn.execute(
+                insert(conversations).values(session_id=session_id, channel=channel, user_id=user_id, language="zh",
+                                             state={}, created_at=now, updated_at=now)
+            )
+        return Conversation(session_id, channel, user_id, is_new=True)
+
+    def save(self, conversation: Conversation) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(conversations)
+                .where(conversations.c.session_id == conversation.session_id)
+                .values(language=conversation.language, state=conversation.state, updated_at=_now())
+            )
+
+    def add_turn(self, session_id: str, role: str, text: str, reply_type: str | None = None,
+                 trace: dict[str, Any] | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(turns).values(session_id=session_id, role=role, text=text, reply_type=reply_type,
+                                              trace=trace, created_at=_now()))
+
+    def history(self, session_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(turns).where(turns.c.session_id == session_id).order_by(turns.c.id.desc()).limit(limit)
+            ).all()
+        return [
+            {"role": r.role, "text": r.text, "reply_type": r.reply_type, "trace": r.trace,
+             "created_at": r.created_at.isoformat()}
+            for r in reversed(rows)
+        ]

@@ -1,0 +1,53 @@
+"""The conversation store on both backends: SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+from assistant.dialogue.store import ConversationStore
+
+
+def _session() -> str:
+    return f"s-{uuid.uuid4().hex[:12]}"
+
+
+def test_new_conversation_then_state_round_trips(database_url):
+    store = ConversationStore(database_url)
+    session = _session()
+    conv = store.get_or_create(session, "wechat", "u1")
+    assert conv.is_new and conv.state == {}
+    conv.language = "en"
+    conv.state = {"topic_question": "高龄津贴多少钱", "form": {"values": {"phone": "13812345678"}}}
+    store.save(conv)
+
+    again = ConversationStore(database_url).get_or_create(session, "web", "someone-else")
+    assert not again.is_new
+    assert again.channel == "wechat" and again.user_id == "u1"  # the first channel is kept
+    assert again.language == "en"
+    assert again.state["form"]["values"]["phone"] == "13812345678"
+    assert again.state["topic_question"] == "高龄津贴多少钱"
+
+
+def test_turns_are_kept_in_order_with_their_trace(database_url):
+    store = ConversationStore(database_url)
+    session = _session()
+    store.get_or_create(session, "web", "u1")
+    store.add_turn(session, "resident", "你好")
+    store.add_turn(session, "assistant", "您好！", "smalltalk", {"intent": "greeting", "confidence": 0.97})
+    store.add_turn(session, "resident", "低保怎么申请")
+    history = store.history(session)
+    assert [t["role"] for t in history] == ["resident", "assistant", "resident"]
+    assert history[1]["trace"]["intent"] == "greeting" and history[1]["reply_type"] == "smalltalk"
+    assert store.history(session, limit=1)[0]["text"] == "低保怎么申请"
+    assert store.history(_session()) == []
+
+
+def test_sessions_do_not_see_each_other(database_url):
+    store = ConversationStore(database_url)
+    a, b = _session(), _session()
+    conv_a = store.get_or_create(a, "web", "u1")
+    conv_a.state = {"topic_question": "A"}
+    store.save(conv_a)
+    assert store.get_or_create(b, "web", "u2").state == {}
+    store.add_turn(a, "resident", "only in a")
+    assert store.history(b) == []
