@@ -11,6 +11,8 @@ from typing import Any
 import phonenumbers
 import yaml
 
+from assistant.privacy import mask_phone
+
 FORMS_DIR = Path(__file__).resolve().parent.parent / "data" / "forms"
 CANCEL_RE = re.compile(r"^(算了吧?|取消(登记|申请)?|不办了|不弄了|不要了|不用了|退出登记|cancel|never ?mind|forget it)(?=$|[，,。.!！?？\s])", re.I)
 CONFIRM_RE = re.compile(r"^(确认|确定|对|对的|没问题|是的|可以|好的?|提交|confirm|yes|ok|correct)[。!！.]*$", re.I)
@@ -82,10 +84,6 @@ FIELD_LABELS = {
     "urgency": {"zh": "紧急程度", "en": "urgency"},
     "phone": {"zh": "电话", "en": "phone"},
 }
-
-
-def mask_phone(value: str) -> str:
-    return value[:3] + "****" + value[-4:] if len(value) >= 7 else "****"
 
 
 @dataclass(frozen=True)

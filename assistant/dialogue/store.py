@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, insert, select, update
+from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.engine import Engine
 
-metadata = MetaData()
+from assistant.db import get_engine, metadata
 
 conversations = Table(
     "conversations",
@@ -37,7 +37,7 @@ turns = Table(
 )
 
 
-def _now() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
@@ -49,19 +49,22 @@ class Conversation:
     language: str = "zh"
     state: dict[str, Any] = field(default_factory=dict)
     is_new: bool = False
+    # Per-message context, not stored: the key that makes a retried message open one ticket,
+    # and the centre whose queue its tickets go to.
+    message_key: str | None = None
+    centre: str | None = None
 
 
 class ConversationStore:
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.engine)
+        self.engine: Engine = get_engine(url)
 
     def get_or_create(self, session_id: str, channel: str, user_id: str) -> Conversation:
         with self.engine.begin() as conn:
             row = conn.execute(select(conversations).where(conversations.c.session_id == session_id)).first()
             if row is not None:
                 return Conversation(row.session_id, row.channel, row.user_id, row.language, dict(row.state or {}))
-            now = _now()
+            now = utcnow()
             conn.execute(
                 insert(conversations).values(session_id=session_id, channel=channel, user_id=user_id, language="zh",
                                              state={}, created_at=now, updated_at=now)
@@ -73,14 +76,14 @@ class ConversationStore:
             conn.execute(
                 update(conversations)
                 .where(conversations.c.session_id == conversation.session_id)
-                .values(language=conversation.language, state=conversation.state, updated_at=_now())
+                .values(language=conversation.language, state=conversation.state, updated_at=utcnow())
             )
 
     def add_turn(self, session_id: str, role: str, text: str, reply_type: str | None = None,
                  trace: dict[str, Any] | None = None) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(turns).values(session_id=session_id, role=role, text=text, reply_type=reply_type,
-                                              trace=trace, created_at=_now()))
+                                              trace=trace, created_at=utcnow()))
 
     def history(self, session_id: str, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
