@@ -9,7 +9,7 @@ PORT   ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install index run test eval bench clean
+.PHONY: install index run test eval bench browser clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,14 @@ index: install
 run: index
 	$(BIN)/linli serve --host $(HOST) --port $(PORT)
 
-test: install
+# Headless Chromium for the console's browser test, from Debian. Without root or network the
+# browser test is skipped with its reason printed; nothing else depends on it.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk) >/dev/null 2>&1; } || \
+	  echo "note: chromium/chromedriver not installed; the console browser test will be skipped"
+
+test: install browser
 	@$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$status
@@ -34,6 +41,10 @@ eval: index
 	$(BIN)/linli eval
 	$(BIN)/linli eval --dataset ../shared/data/retrieval/social_law
 	$(BIN)/linli eval --dataset ../shared/data/retrieval/cmedqq
+	$(BIN)/linli eval intents
+
+bench: index
+	$(BIN)/python -m bench.dialogue_latency
 
 clean:
 	rm -rf $(VENV) var

@@ -1,20 +1,29 @@
-"""Thin HTTP layer over the knowledge-base services."""
+"""Thin HTTP layer over the services: policy questions, conversations, the ticket queue and the worker console."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
 from datetime import date
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from assistant.console.routes import api as ticket_api
+from assistant.console.routes import console as console_pages
 from assistant.domain import SearchFilters
+from assistant.privacy import install_log_masking
 from assistant.errors import LinliError
 from assistant.services import KnowledgeBase, get_knowledge_base
 from assistant.settings import Settings, get_settings
+
+CONSOLE_STATIC = str(Path(__file__).resolve().parent / "console" / "static")
 from knowledge_base.text import detect_language
 
 
@@ -58,6 +67,8 @@ class MessageRequest(BaseModel):
     channel: str = Field(default="web", max_length=32, examples=["web"])
     user_id: str = Field(default="anonymous", max_length=128, examples=["resident-42"])
     text: str = Field(description="居民发来的消息", examples=["我家楼上天天半夜吵，怎么办"])
+    message_id: str | None = Field(default=None, max_length=128, description="渠道的消息编号：重发的同一条消息只建一张工单")
+    centre: str | None = Field(default=None, max_length=64, description="居民所在的社区服务中心（默认本部署的中心）")
 
 
 class MessageResponse(BaseModel):
@@ -81,15 +92,31 @@ def knowledge_base(settings: Annotated[Settings, Depends(get_settings)]) -> Know
 KnowledgeBaseDep = Annotated[KnowledgeBase, Depends(knowledge_base)]
 
 
+async def _sweep_sla(settings: Settings) -> None:
+    """Flag tickets nobody claimed in time and escalate them to a supervisor, every few seconds."""
+    from assistant.services import get_escalation
+
+    log = logging.getLogger("linli.escalation")
+    while True:
+        try:
+            await asyncio.to_thread(get_escalation(settings).sweep_breaches)
+        except Exception:  # noqa: BLE001 - a failed sweep is logged and retried, never fatal
+            log.exception("SLA sweep failed")
+        await asyncio.sleep(settings.escalation.sweep_interval_s)
+
+
 def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Load the models and the index once at start-up, not on the first resident's question.
         settings = app.dependency_overrides.get(get_settings, get_settings)()
+        install_log_masking()
         kb = get_knowledge_base(settings)
         if kb.is_built():
             kb.store.load()
+        sweeper = asyncio.create_task(_sweep_sla(settings))
         yield
+        sweeper.cancel()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -147,7 +174,11 @@ def create_app() -> FastAPI:
         from assistant.services import get_dialogue_engine
 
         reply = get_dialogue_engine(settings).handle(body.session_id, body.text, channel=body.channel,
-                                                     user_id=body.user_id)
+                                                     user_id=body.user_id, message_id=body.message_id,
+                                                     centre=body.centre)
         return reply.public()
 
+    app.include_router(ticket_api)
+    app.include_router(console_pages)
+    app.mount("/console-static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
     return app

@@ -21,6 +21,10 @@ app = typer.Typer(help="Linli (邻里) — offline assistant for community servi
                   pretty_exceptions_enable=False)
 kb_app = typer.Typer(help="Knowledge-base upkeep: build, add, remove, list, show.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
+users_app = typer.Typer(help="Worker accounts for the console: add, list, passwd.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+tickets_app = typer.Typer(help="The escalation queue: list, sweep (SLA breaches).", no_args_is_help=True)
+app.add_typer(tickets_app, name="tickets")
 err = Console(stderr=True)
 out = Console()
 
@@ -193,7 +197,9 @@ def serve(
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host, port=port or settings.api.port)
+    # Open console event streams would otherwise hold a graceful shutdown forever.
+    uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host, port=port or settings.api.port,
+                timeout_graceful_shutdown=5)
 
 
 def _progress() -> Progress:
@@ -324,6 +330,80 @@ def eval_command(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     out.print(f"report: {target}")
+
+
+def _password(env_var: str | None) -> str:
+    import os
+
+    if env_var:
+        value = os.environ.get(env_var)
+        if not value:
+            out.print(f"环境变量 {env_var} 没有设置密码。", style="red")
+            raise typer.Exit(2)
+        return value
+    return typer.prompt("密码 / password", hide_input=True, confirmation_prompt=True)
+
+
+def _users():
+    from assistant.escalation.auth import UserStore
+
+    settings = get_settings()
+    return UserStore(settings.resolved_database_url, settings.escalation.token_ttl_hours)
+
+
+@users_app.command("add")
+def users_add(
+    username: str,
+    role: Annotated[str, typer.Option(help="worker, supervisor or admin")] = "worker",
+    centre: Annotated[str, typer.Option(help="The centre whose queue the worker sees")] = "default",
+    display_name: Annotated[Optional[str], typer.Option(help="Name shown to colleagues")] = None,
+    password_env: Annotated[Optional[str], typer.Option(help="Read the password from this environment variable")] = None,
+) -> None:
+    """Create a console account (the password is stored as an argon2 hash)."""
+    try:
+        actor = _users().add(username, _password(password_env), role=role, centre=centre, display_name=display_name)
+    except LinliError as exc:
+        out.print(exc.message("zh"), style="red")
+        raise typer.Exit(2) from exc
+    out.print(f"已创建 {actor.username}（{actor.role} · {actor.centre}）")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List console accounts."""
+    for actor in _users().list():
+        typer.echo(f"{actor.username}\t{actor.role}\t{actor.centre}\t{actor.display_name}")
+
+
+@users_app.command("passwd")
+def users_passwd(username: str, password_env: Annotated[Optional[str], typer.Option()] = None) -> None:
+    """Set a new password (signs the user out everywhere)."""
+    _users().set_password(username, _password(password_env))
+    out.print(f"已更新 {username} 的密码")
+
+
+@tickets_app.command("list")
+def tickets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Open tickets of every centre, most urgent first."""
+    from assistant.escalation.service import SYSTEM
+    from assistant.escalation.states import OPEN
+    from assistant.services import get_escalation
+
+    found = get_escalation(get_settings()).list(SYSTEM, statuses=list(OPEN))
+    if as_json:
+        _emit_json({"tickets": [t.public() for t in found]})
+        return
+    for t in found:
+        typer.echo(f"{t.ticket_id}\t{t.priority}\t{t.status}\t{t.kind}\t{t.centre}\t{t.summary[:40]}")
+
+
+@tickets_app.command("sweep")
+def tickets_sweep() -> None:
+    """Flag tickets past their claim deadline and escalate them to a supervisor."""
+    from assistant.services import get_escalation
+
+    flagged = get_escalation(get_settings()).sweep_breaches()
+    out.print(f"超时升级 {len(flagged)} 张工单：{', '.join(flagged) or '无'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

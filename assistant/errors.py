@@ -39,3 +39,23 @@ class UnknownDocument(LinliError):
 class IndexNotBuilt(LinliError):
     code = "index_not_built"
     http_status = 503
+
+
+class UnknownTicket(LinliError):
+    code = "unknown_ticket"
+    http_status = 404
+
+
+class NotAuthenticated(LinliError):
+    code = "not_authenticated"
+    http_status = 401
+
+
+class Forbidden(LinliError):
+    code = "forbidden"
+    http_status = 403
+
+
+class ClaimConflict(LinliError):
+    code = "already_claimed"
+    http_status = 409

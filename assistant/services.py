@@ -139,15 +139,52 @@ def get_knowledge_base(settings: Settings) -> KnowledgeBase:
 
 
 _engines: dict[str, object] = {}
+_desks: dict[str, object] = {}
+
+
+def get_escalation(settings: Settings):
+    """The ticket queue with its delivery wiring: a worker's words reach the resident through
+    the channel they used and are kept in the conversation; when a ticket resolves the bot
+    takes the conversation back and asks for a rating. Needs no index or model."""
+    from assistant.dialogue.store import ConversationStore
+    from assistant.escalation.service import SqlEscalationService
+    from connectors.channels import ChannelRegistry
+
+    url = settings.resolved_database_url
+    with _shared_lock:
+        if url not in _desks:
+            channels = ChannelRegistry(url)
+            conversations = ConversationStore(url)
+
+            def deliver(ticket, sender: str, text: str) -> None:
+                channels.get(ticket.channel).send(session_id=ticket.session_id, user_id=ticket.user_id, text=text,
+                                                  sender=sender, ticket_id=ticket.ticket_id)
+                conversations.add_turn(ticket.session_id, "worker", text, "handoff", {"ticket_id": ticket.ticket_id,
+                                                                                      "worker": sender})
+
+            def hand_back(ticket) -> None:
+                from assistant.dialogue.engine import load_replies
+
+                conversation = conversations.get_or_create(ticket.session_id, ticket.channel, ticket.user_id)
+                conversation.state["awaiting_rating"] = ticket.ticket_id
+                conversations.save(conversation)
+                prompt = str(load_replies()["rating_request"][conversation.language])
+                deliver(ticket, "邻里助手", prompt)
+
+            escalation = SqlEscalationService(url, settings.escalation, deliver=deliver)
+            escalation.on_resolved = hand_back
+            escalation.channels = channels
+            _desks[url] = escalation
+        return _desks[url]
 
 
 def get_dialogue_engine(settings: Settings):
     """One engine per database and index: the classifier trains once per process."""
     from assistant.dialogue.engine import DialogueEngine
-    from assistant.dialogue.escalation import InMemoryEscalationService
     from assistant.dialogue.store import ConversationStore
     from intents.classifier import IntentClassifier
 
+    escalation = get_escalation(settings)
     key = f"{settings.resolved_index_dir}|{settings.resolved_database_url}"
     with _shared_lock:
         if key not in _engines:
@@ -157,7 +194,7 @@ def get_dialogue_engine(settings: Settings):
                 kb,
                 IntentClassifier(kb.embedder, kb.cache),
                 ConversationStore(settings.resolved_database_url),
-                InMemoryEscalationService(),
+                escalation,
                 settings.dialogue,
             )
         return _engines[key]

@@ -92,6 +92,17 @@ class DialogueSettings(BaseModel):
     dispute_followup_en: str = "within 2 working days"
 
 
+class EscalationSettings(BaseModel):
+    # The centre this deployment serves; tickets land in its queue unless a message names another.
+    centre: str = "default"
+    # Time to claim, by priority: minutes, or whole working days (Monday to Friday).
+    sla_minutes: dict[str, int] = {"urgent": 5, "high": 120}
+    sla_working_days: dict[str, int] = {"normal": 1}
+    # How often the server checks for SLA breaches, in seconds.
+    sweep_interval_s: float = 30.0
+    token_ttl_hours: int = 12
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -117,6 +128,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     api: ApiSettings = ApiSettings()
     dialogue: DialogueSettings = DialogueSettings()
+    escalation: EscalationSettings = EscalationSettings()
     # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
     # PostgreSQL in production: postgresql+psycopg://user@host/db
     database_url: str | None = None

@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from assistant.dialogue.escalation import EscalationService
+from assistant.escalation.base import EscalationService
 from assistant.dialogue.forms import CANCEL_RE, CONFIRM_RE, CORRECT_RE, FieldError, FormSpec
 from assistant.dialogue.store import Conversation, ConversationStore
 from assistant.errors import InvalidQuestion
@@ -23,6 +24,12 @@ from knowledge_base.numbers import extract_age
 from knowledge_base.text import detect_language
 
 REPLIES_FILE = Path(__file__).resolve().parent.parent / "data" / "replies.yaml"
+_RATING_RE = re.compile(r"^\s*([1-5])\s*(分|星|颗星|stars?)?\s*[。.!！]?\s*$", re.I)
+
+
+@lru_cache(maxsize=1)
+def load_replies() -> dict[str, Any]:
+    return yaml.safe_load(REPLIES_FILE.read_text(encoding="utf-8"))
 REPLY_TYPES = ("answer", "clarify", "form", "handoff", "emergency", "smalltalk", "refusal")
 _FRUSTRATION_RE = re.compile(r"没用|听不懂|答非所问|不对|答错|什么玩意|废物|useless|not helpful|wrong answer|doesn'?t help", re.I)
 _QUESTION_RE = re.compile(r"[？?]|吗|怎么|咋|多少|哪|什么|啥|能不能|可不可以|\b(what|how|can i|where|when|is it)\b", re.I)
@@ -69,16 +76,19 @@ class DialogueEngine:
         self.store = store
         self.escalation = escalation
         self.settings = settings
-        self.replies: dict[str, Any] = yaml.safe_load(REPLIES_FILE.read_text(encoding="utf-8"))
+        self.replies: dict[str, Any] = load_replies()
         self.dispute_form = FormSpec.load("dispute_mediation")
         self._subject_words: list[str] | None = None
 
     # ---- entry point -----------------------------------------------------------------------
 
-    def handle(self, session_id: str, text: str, channel: str = "web", user_id: str = "anonymous") -> Reply:
+    def handle(self, session_id: str, text: str, channel: str = "web", user_id: str = "anonymous",
+               message_id: str | None = None, centre: str | None = None) -> Reply:
         started = time.perf_counter()
         session_id = (session_id or "").strip()[:128] or "anonymous"
         conversation = self.store.get_or_create(session_id, channel, user_id)
+        conversation.message_key = f"{channel}:{session_id}:{message_id}" if message_id else None
+        conversation.centre = centre
         raw = text if isinstance(text, str) else ""
         trace: dict[str, Any] = {"intent": None, "confidence": None, "rewritten_query": None, "doc_ids": []}
         reply = self._route(conversation, raw, trace)
@@ -107,6 +117,15 @@ class DialogueEngine:
                                                   limit=self.settings.max_message_chars))
             return Reply("clarify", self._say("unreadable", language), quick_replies=self._menu(language))
         language = conv.language = detect_language(text, default=conv.language)
+
+        held = self.escalation.held_ticket(conv.session_id)
+        if held is not None:
+            return self._while_held(conv, held, text, language, trace)
+        awaiting = conv.state.pop("awaiting_rating", None)
+        rating = _RATING_RE.match(text)
+        if awaiting and rating:
+            self.escalation.record_rating(awaiting, int(rating.group(1)))
+            return Reply("smalltalk", self._say("rating_thanks", language), ticket_id=awaiting)
 
         cancel = CANCEL_RE.match(text)
         if cancel:
@@ -177,6 +196,18 @@ class DialogueEngine:
             return self._procedure(conv, text, language, prediction, trace)
         return self._policy(conv, text, language, trace)
 
+    def _while_held(self, conv: Conversation, held, text: str, language: str, trace: dict[str, Any]) -> Reply:
+        """A worker holds this conversation: the bot stays quiet and passes the message on. Only
+        a keyword-rule emergency still gets the emergency numbers at once."""
+        self.escalation.record_resident_message(held.ticket_id, text)
+        trace.update(held_by=held.assignee, ticket_id=held.ticket_id)
+        matched = self.classifier.rule_match(text)
+        if matched and matched[0] == "emergency":
+            trace.update(intent="emergency", confidence=1.0, source="rule")
+            return Reply("emergency", self._say("emergency", language, ticket_id=held.ticket_id),
+                         ticket_id=held.ticket_id)
+        return Reply("handoff", "", ticket_id=held.ticket_id)
+
     # ---- intents ---------------------------------------------------------------------------
 
     def _emergency(self, conv: Conversation, text: str, language: str) -> Reply:
@@ -185,16 +216,18 @@ class DialogueEngine:
         form = conv.state.pop("form", None)
         ticket = self.escalation.open_ticket(kind="emergency", priority="urgent", session_id=conv.session_id,
                                              channel=conv.channel, user_id=conv.user_id, summary=text[:200],
-                                             form_data=form["values"] if form else None)
+                                             form_data=form["values"] if form else None,
+                                             idempotency_key=conv.message_key, centre=conv.centre)
         conv.state["handoff_ticket"] = ticket.ticket_id
         return Reply("emergency", self._say("emergency", language, ticket_id=ticket.ticket_id),
                      ticket_id=ticket.ticket_id)
 
     def _handoff(self, conv: Conversation, text: str, language: str, kind: str, key: str,
                  form_data: dict[str, Any] | None = None) -> Reply:
-        ticket = self.escalation.open_ticket(kind=kind, priority="normal", session_id=conv.session_id,
-                                             channel=conv.channel, user_id=conv.user_id, summary=text[:200],
-                                             form_data=form_data)
+        ticket = self.escalation.open_ticket(kind=kind, priority="high" if kind == "dispute" else "normal",
+                                             session_id=conv.session_id, channel=conv.channel, user_id=conv.user_id,
+                                             summary=text[:200], form_data=form_data,
+                                             idempotency_key=conv.message_key, centre=conv.centre)
         conv.state["handoff_ticket"] = ticket.ticket_id
         return Reply("handoff", self._say(key, language, ticket_id=ticket.ticket_id), ticket_id=ticket.ticket_id)
 
@@ -241,7 +274,8 @@ class DialogueEngine:
         new_subjects, old_subjects = self._subjects(fragment), self._subjects(previous)
         if new_subjects and old_subjects and len(fragment) <= 8:
             return previous.replace(old_subjects[0], new_subjects[0], 1)
-        topic = conv.state.get("topic_title") or previous
+        # The subject the resident named (高龄津贴) carries the topic better than a document title.
+        topic = (old_subjects[0] if old_subjects else None) or conv.state.get("topic_title") or previous
         return f"{topic} {fragment}"
 
     def _subjects(self, text: str) -> list[str]:
@@ -353,9 +387,10 @@ class DialogueEngine:
         values = dict(conv.state["form"]["values"])
         dispute_type = self.dispute_form.field("dispute_type").display(values["dispute_type"], "zh")
         ticket = self.escalation.open_ticket(
-            kind="dispute", priority="high" if values.get("urgency") == "urgent" else "normal",
+            kind="dispute", priority="urgent" if values.get("urgency") == "urgent" else "high",
             session_id=conv.session_id, channel=conv.channel, user_id=conv.user_id,
             summary=f"{dispute_type}：{values.get('description', '')[:150]}", form_data=values,
+            idempotency_key=conv.message_key, centre=conv.centre,
         )
         conv.state.pop("form", None)
         conv.state["handoff_ticket"] = ticket.ticket_id

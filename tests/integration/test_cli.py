@@ -87,3 +87,29 @@ def test_say_json_bad_text_is_still_one_json_object(small_index_dir):
     result = run_linli(small_index_dir, "say", "--session", "cli-empty", "   ", "--json")
     assert result.returncode == 0, result.stderr
     assert _one_json(result.stdout)["reply_type"] == "clarify"
+
+
+def test_users_add_list_and_errors(small_index_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import linli_env
+
+    env = dict(linli_env(small_index_dir), LINLI_DATA_DIR=str(tmp_path / "var"), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
+               WORKER_PASSWORD="a-long-password")
+
+    def linli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "assistant.cli", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    added = linli("users", "add", "wang", "--role", "worker", "--centre", "centre-a", "--password-env", "WORKER_PASSWORD")
+    assert added.returncode == 0, added.stderr
+    assert "wang\tworker\tcentre-a" in linli("users", "list").stdout
+    again = linli("users", "add", "wang", "--password-env", "WORKER_PASSWORD")
+    assert again.returncode == 2 and "已存在" in again.stdout
+    env["SHORT"] = "short"
+    weak = linli("users", "add", "li", "--password-env", "SHORT")
+    assert weak.returncode == 2 and "至少8位" in weak.stdout
+    assert "a-long-password" not in (tmp_path / "var" / "linli.sqlite").read_bytes().decode("latin-1")
+    assert os.path.exists(tmp_path / "var" / "linli.sqlite")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from assistant.dialogue.engine import DialogueEngine, Reply
-from assistant.dialogue.escalation import InMemoryEscalationService
+from assistant.escalation.base import InMemoryEscalationService
 from assistant.dialogue.store import ConversationStore
 from assistant.settings import DialogueSettings
 
@@ -213,7 +213,7 @@ def test_scripted_conversation(engine, name):
 def test_confirmed_dispute_ticket_carries_the_form(engine):
     replies = run_script(engine, SCRIPTS["dispute intake, field corrected at confirmation"])
     ticket = engine.escalation.get(replies[-1].ticket_id)
-    assert ticket.kind == "dispute" and ticket.priority == "high"
+    assert ticket.kind == "dispute" and ticket.priority == "urgent"
     assert ticket.form_data == {
         "dispute_type": "leak", "parties": "楼上602的住户", "address": "幸福小区5栋101",
         "description": "上周开始漏水，找他好几次都不理", "urgency": "urgent", "phone": "13900001111",

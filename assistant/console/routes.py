@@ -1,0 +1,284 @@
+"""Ticket API (`/api/v1/tickets…`, bearer token or console cookie) and the worker console
+pages (`/console…`). Both are thin: every rule lives in SqlEscalationService."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Header, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+
+from assistant.errors import Forbidden, NotAuthenticated
+from assistant.escalation.auth import UserStore
+from assistant.escalation.base import KINDS, PRIORITIES, utcnow
+from assistant.escalation.service import Actor, SqlEscalationService
+from assistant.escalation.states import ACTION_LABELS_ZH, OPEN, STATUS_LABELS_ZH, STATUSES
+from assistant.settings import Settings, get_settings
+
+COOKIE = "linli_session"
+templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
+KIND_LABELS_ZH = {"dispute": "纠纷调解", "human_request": "转人工", "complaint": "投诉", "emergency": "紧急求助",
+                  "failed_answer": "未能解答", "procedure_problem": "办事问题"}
+PRIORITY_LABELS_ZH = {"urgent": "紧急", "high": "较急", "normal": "一般"}
+ROLE_LABELS_ZH = {"worker": "社工", "supervisor": "主管", "admin": "管理员"}
+
+
+def escalation_service(settings: Annotated[Settings, Depends(get_settings)]) -> SqlEscalationService:
+    from assistant.services import get_escalation
+
+    return get_escalation(settings)
+
+
+def user_store(settings: Annotated[Settings, Depends(get_settings)]) -> UserStore:
+    return UserStore(settings.resolved_database_url, settings.escalation.token_ttl_hours)
+
+
+def current_actor(request: Request, users: Annotated[UserStore, Depends(user_store)],
+                  authorization: Annotated[str | None, Header()] = None) -> Actor:
+    token = None
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    token = token or request.cookies.get(COOKIE)
+    return users.actor_for_token(token)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
+DeskDep = Annotated[SqlEscalationService, Depends(escalation_service)]
+
+
+class TokenRequest(BaseModel):
+    username: str = Field(max_length=64, examples=["wang.worker"])
+    password: str = Field(max_length=256)
+
+
+class TextBody(BaseModel):
+    text: str = Field(min_length=1, max_length=4000, examples=["您好，我是社区的王社工，明天上午我上门看看。"])
+
+
+class TransferBody(BaseModel):
+    to_centre: str | None = Field(default=None, max_length=64)
+    to_worker: str | None = Field(default=None, max_length=64)
+    reason: str = Field(default="", max_length=1000)
+
+
+class ResolveBody(BaseModel):
+    outcome: str = Field(min_length=1, max_length=2000, examples=["已上门协调，双方同意晚上10点后不再装修。"])
+
+
+class NewTicket(BaseModel):
+    kind: str = Field(examples=["procedure_problem"])
+    priority: str = Field(default="normal", examples=["normal"])
+    session_id: str = Field(min_length=1, max_length=128)
+    channel: str = Field(default="web", max_length=32)
+    user_id: str = Field(default="anonymous", max_length=128)
+    summary: str = Field(min_length=1, max_length=1000)
+    form_data: dict[str, Any] = Field(default_factory=dict)
+    centre: str | None = Field(default=None, max_length=64)
+
+
+def _ticket_json(desk: SqlEscalationService, ticket_id: str, actor: Actor, with_events: bool = False) -> dict:
+    ticket = desk.view(ticket_id, actor)
+    data = ticket.public()
+    if with_events:
+        data["events"] = desk.events(ticket_id)
+    return data
+
+
+api = APIRouter(prefix="/api/v1", tags=["escalation"])
+
+
+@api.post("/auth/token", summary="工作人员登录 / Log in (returns a bearer token)")
+def login_token(body: TokenRequest, users: Annotated[UserStore, Depends(user_store)]) -> dict:
+    actor = users.authenticate(body.username, body.password)
+    return {"token": users.issue_token(actor), "username": actor.username, "role": actor.role, "centre": actor.centre}
+
+
+@api.get("/tickets", summary="工单队列 / The ticket queue")
+def list_tickets(actor: ActorDep, desk: DeskDep, status: Annotated[list[str] | None, Query()] = None,
+                 kind: str | None = None, priority: str | None = None) -> dict:
+    found = desk.list(actor, statuses=status, kind=kind, priority=priority)
+    return {"tickets": [t.public() for t in found]}
+
+
+@api.post("/tickets", status_code=201, summary="新建工单（其他系统用） / Open a ticket from another system")
+def open_ticket(body: NewTicket, actor: ActorDep, desk: DeskDep,
+                idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict:
+    ticket = desk.open_ticket(kind=body.kind, priority=body.priority, session_id=body.session_id,
+                              channel=body.channel, user_id=body.user_id, summary=body.summary,
+                              form_data=body.form_data, centre=body.centre or actor.centre,
+                              idempotency_key=f"api:{idempotency_key}" if idempotency_key else None)
+    return ticket.public()
+
+
+@api.post("/tickets/claim-next", summary="认领下一张 / Claim the most urgent ticket")
+def claim_next(actor: ActorDep, desk: DeskDep) -> dict:
+    ticket = desk.claim_next(actor)
+    return {"ticket": ticket.public() if ticket else None}
+
+
+@api.get("/tickets/{ticket_id}", summary="工单详情 / One ticket with its history")
+def get_ticket(ticket_id: str, actor: ActorDep, desk: DeskDep) -> dict:
+    return _ticket_json(desk, ticket_id, actor, with_events=True)
+
+
+@api.post("/tickets/{ticket_id}/claim")
+def claim(ticket_id: str, actor: ActorDep, desk: DeskDep) -> dict:
+    return desk.claim(ticket_id, actor).public()
+
+
+@api.post("/tickets/{ticket_id}/reply")
+def reply(ticket_id: str, body: TextBody, actor: ActorDep, desk: DeskDep) -> dict:
+    return desk.reply(ticket_id, actor, body.text).public()
+
+
+@api.post("/tickets/{ticket_id}/ask")
+def ask_resident(ticket_id: str, body: TextBody, actor: ActorDep, desk: DeskDep) -> dict:
+    return desk.ask_resident(ticket_id, actor, body.text).public()
+
+
+@api.post("/tickets/{ticket_id}/note")
+def note(ticket_id: str, body: TextBody, actor: ActorDep, desk: DeskDep) -> dict:
+    return desk.add_note(ticket_id, actor, body.text).public()
+
+
+@api.post("/tickets/{ticket_id}/transfer")
+def transfer(ticket_id: str, body: TransferBody, actor: ActorDep, desk: DeskDep) -> dict:
+    return desk.transfer(ticket_id, actor, to_centre=body.to_centre, to_worker=body.to_worker,
+                         reason=body.reason).public()
+
+
+@api.post("/tickets/{ticket_id}/resolve")
+def resolve(ticket_id: str, body: ResolveBody, actor: ActorDep, desk: DeskDep) -> dict:
+    return desk.resolve(ticket_id, actor, body.outcome).public()
+
+
+@api.post("/tickets/{ticket_id}/close")
+def close(ticket_id: str, actor: ActorDep, desk: DeskDep) -> dict:
+    if actor.role == "worker":
+        raise Forbidden("只有主管可以直接关闭工单。", "Only a supervisor can close a ticket directly.")
+    return desk.close(ticket_id, actor).public()
+
+
+@api.post("/tickets/{ticket_id}/reopen")
+def reopen(ticket_id: str, body: TextBody, actor: ActorDep, desk: DeskDep) -> dict:
+    return desk.reopen(ticket_id, actor, body.text).public()
+
+
+@api.get("/sessions/{session_id}/messages", tags=["dialogue"],
+         summary="工作人员发给居民的消息 / Messages a worker sent to this session")
+def session_messages(session_id: str, desk: DeskDep, after: int = 0) -> dict:
+    return {"messages": desk.channels.get("web").pending(session_id, after)}
+
+
+# ---- console pages -------------------------------------------------------------------------------
+
+console = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _page_actor(request: Request, users: UserStore) -> Actor | None:
+    try:
+        return users.actor_for_token(request.cookies.get(COOKIE))
+    except NotAuthenticated:
+        return None
+
+
+def _context(actor: Actor, **extra: Any) -> dict:
+    return {"actor": actor, "status_labels": STATUS_LABELS_ZH, "kind_labels": KIND_LABELS_ZH,
+            "priority_labels": PRIORITY_LABELS_ZH, "role_labels": ROLE_LABELS_ZH, "action_labels": ACTION_LABELS_ZH,
+            "statuses": STATUSES, "kinds": KINDS, "priorities": PRIORITIES, "open_statuses": OPEN,
+            "now": utcnow(), **extra}
+
+
+@console.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: str | None = None) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"error": error})
+
+
+@console.post("/login")
+def login_submit(request: Request, users: Annotated[UserStore, Depends(user_store)],
+                 username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=256)]):
+    try:
+        actor = users.authenticate(username, password)
+    except NotAuthenticated as exc:
+        return templates.TemplateResponse(request, "login.html", {"error": exc.message("zh"), "username": username},
+                                          status_code=401)
+    response = RedirectResponse("/console", status_code=303)
+    response.set_cookie(COOKIE, users.issue_token(actor), httponly=True, samesite="strict",
+                        max_age=int(users.token_ttl.total_seconds()))
+    return response
+
+
+@console.post("/logout")
+def logout(request: Request, users: Annotated[UserStore, Depends(user_store)]):
+    token = request.cookies.get(COOKIE)
+    if token:
+        users.revoke(token)
+    response = RedirectResponse("/console/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@console.get("", response_class=HTMLResponse)
+def queue_page(request: Request, users: Annotated[UserStore, Depends(user_store)], desk: DeskDep,
+               status: str | None = None, kind: str | None = None, priority: str | None = None):
+    actor = _page_actor(request, users)
+    if actor is None:
+        return RedirectResponse("/console/login", status_code=303)
+    return templates.TemplateResponse(request, "queue.html", _context(
+        actor, tickets=_queue(desk, actor, status, kind, priority), status=status, kind=kind, priority=priority))
+
+
+def _queue(desk: SqlEscalationService, actor: Actor, status: str | None, kind: str | None, priority: str | None):
+    statuses = [status] if status else (list(OPEN) if status is None else None)
+    return desk.list(actor, statuses=statuses, kind=kind or None, priority=priority or None)
+
+
+@console.get("/queue-rows", response_class=HTMLResponse)
+def queue_rows(request: Request, actor: ActorDep, desk: DeskDep, status: str | None = None, kind: str | None = None,
+               priority: str | None = None):
+    return templates.TemplateResponse(request, "_rows.html", _context(
+        actor, tickets=_queue(desk, actor, status, kind, priority)))
+
+
+@console.get("/tickets/{ticket_id}", response_class=HTMLResponse)
+def ticket_page(ticket_id: str, request: Request, users: Annotated[UserStore, Depends(user_store)], desk: DeskDep,
+                settings: Annotated[Settings, Depends(get_settings)]):
+    actor = _page_actor(request, users)
+    if actor is None:
+        return RedirectResponse("/console/login", status_code=303)
+    from assistant.dialogue.store import ConversationStore
+
+    ticket = desk.view(ticket_id, actor)
+    transcript = ConversationStore(settings.resolved_database_url).history(ticket.session_id, limit=200)
+    return templates.TemplateResponse(request, "ticket.html", _context(
+        actor, ticket=ticket, events=desk.events(ticket_id), transcript=transcript))
+
+
+@console.get("/events")
+async def queue_events(request: Request, actor: ActorDep, desk: DeskDep) -> StreamingResponse:
+    """Server-sent events: a `queue` event whenever the actor's queue changes."""
+
+    def fingerprint() -> str:
+        tickets = desk.list(actor, statuses=list(OPEN), limit=500)
+        return json.dumps([(t.ticket_id, t.status, t.updated_at.isoformat(), t.breached) for t in tickets])
+
+    async def stream():
+        last = None
+        yield "retry: 2000\n\n"
+        while not await request.is_disconnected():
+            current = await asyncio.to_thread(fingerprint)
+            if current != last:
+                if last is not None:
+                    yield f"event: queue\ndata: {json.dumps({'at': datetime.now().isoformat()})}\n\n"
+                last = current
+            else:
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(1.0)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

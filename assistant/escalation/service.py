@@ -1,0 +1,339 @@
+"""The escalation queue on the database. Every state change is a conditional UPDATE (`… WHERE
+status = :expected`), so two workers acting at once can never both win, on SQLite or
+PostgreSQL; `claim_next` also uses `FOR UPDATE SKIP LOCKED` on PostgreSQL so concurrent
+workers pull different tickets instead of queueing on one row."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from assistant.db import get_engine, is_sqlite
+from assistant.errors import ClaimConflict, Forbidden, LinliError, UnknownTicket
+from assistant.escalation.base import KINDS, PRIORITIES, Ticket, new_ticket_id, utcnow
+from assistant.escalation.states import CLAIMABLE, HELD, OPEN, RESOLVED, WAITING, next_status
+from assistant.escalation.tables import ticket_events, tickets
+from assistant.settings import EscalationSettings
+from assistant.privacy import mask_pii
+
+log = logging.getLogger("linli.escalation")
+PRIORITY_ORDER = {p: i for i, p in enumerate(PRIORITIES)}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts on a ticket: a logged-in worker, or the system / the resident."""
+
+    username: str
+    role: str = "worker"  # worker | supervisor | admin | system | resident
+    centre: str = "default"
+    display_name: str = ""
+
+    @property
+    def sees_every_centre(self) -> bool:
+        return self.role in ("supervisor", "admin", "system")
+
+
+SYSTEM = Actor("system", "system")
+RESIDENT = Actor("resident", "resident")
+
+# Called with (ticket, sender, text) whenever a worker's words must reach the resident.
+Deliver = Callable[[Ticket, str, str], None]
+
+
+def due_at(priority: str, created: datetime, settings: EscalationSettings) -> datetime:
+    if priority in settings.sla_minutes:
+        return created + timedelta(minutes=settings.sla_minutes[priority])
+    due, days = created, settings.sla_working_days.get(priority, 1)
+    while days > 0:
+        due += timedelta(days=1)
+        if due.weekday() < 5:
+            days -= 1
+    return due
+
+
+def _ticket(row: Row) -> Ticket:
+    data = dict(row._mapping)
+    data["form_data"] = dict(data.get("form_data") or {})
+    return Ticket(**data)
+
+
+class SqlEscalationService:
+    def __init__(self, url: str, settings: EscalationSettings | None = None, deliver: Deliver | None = None) -> None:
+        self.engine = get_engine(url)
+        self.settings = settings or EscalationSettings()
+        self.deliver = deliver
+        self.on_resolved: Callable[[Ticket], None] | None = None
+
+    # ---- the seam the dialogue engine uses ----------------------------------------------------
+
+    def open_ticket(self, *, kind: str, priority: str, session_id: str, channel: str, user_id: str, summary: str,
+                    form_data: dict[str, Any] | None = None, idempotency_key: str | None = None,
+                    centre: str | None = None, contact: str | None = None) -> Ticket:
+        if kind not in KINDS:
+            raise LinliError(f"未知的工单类型：{kind}", f"Unknown ticket kind: {kind}")
+        if priority not in PRIORITIES:
+            raise LinliError(f"未知的优先级：{priority}", f"Unknown priority: {priority}")
+        now = utcnow()
+        form_data = dict(form_data or {})
+        values = dict(
+            ticket_id=new_ticket_id(now), kind=kind, priority=priority, status="pending",
+            centre=centre or self.settings.centre, session_id=session_id, channel=channel, user_id=user_id,
+            contact=contact or form_data.get("phone"), summary=summary[:1000], form_data=form_data,
+            idempotency_key=idempotency_key, created_at=now, updated_at=now,
+            due_at=due_at(priority, now, self.settings), breached=False,
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(tickets).values(**values))
+                self._event(conn, values["ticket_id"], RESIDENT, "create", None, "pending", summary[:200],
+                            {"kind": kind, "priority": priority})
+        except IntegrityError:
+            if idempotency_key:
+                existing = self._by_key(idempotency_key)
+                if existing is not None:
+                    return existing
+            raise
+        log.info("ticket %s opened: %s/%s %s", values["ticket_id"], kind, priority, mask_pii(summary[:80]))
+        return Ticket(**values)
+
+    def get(self, ticket_id: str) -> Ticket | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+        return _ticket(row) if row else None
+
+    def held_ticket(self, session_id: str) -> Ticket | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(tickets).where(tickets.c.session_id == session_id, tickets.c.status.in_(HELD))
+                .order_by(tickets.c.created_at.desc())
+            ).first()
+        return _ticket(row) if row else None
+
+    def record_resident_message(self, ticket_id: str, text: str) -> None:
+        with self.engine.begin() as conn:
+            status = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
+            to_status = status
+            if status == WAITING:
+                to_status = self._move(conn, ticket_id, "resident_replied", status)
+            self._event(conn, ticket_id, RESIDENT, "resident_message", status, to_status, text[:4000])
+
+    def record_rating(self, ticket_id: str, rating: int) -> None:
+        if not 1 <= rating <= 5:
+            raise LinliError("评分请在1到5分之间。", "Please rate from 1 to 5.")
+        with self.engine.begin() as conn:
+            status = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
+            to_status = self._move(conn, ticket_id, "close", status, rating=rating)
+            self._event(conn, ticket_id, RESIDENT, "rate", status, to_status, str(rating), {"rating": rating})
+
+    # ---- the queue -------------------------------------------------------------------------
+
+    def list(self, actor: Actor, *, statuses: list[str] | None = None, kind: str | None = None,
+             priority: str | None = None, centre: str | None = None, limit: int = 200) -> list[Ticket]:
+        query = select(tickets)
+        if not actor.sees_every_centre:
+            query = query.where(tickets.c.centre == actor.centre)
+        elif centre:
+            query = query.where(tickets.c.centre == centre)
+        if statuses:
+            query = query.where(tickets.c.status.in_(statuses))
+        if kind:
+            query = query.where(tickets.c.kind == kind)
+        if priority:
+            query = query.where(tickets.c.priority == priority)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(tickets.c.created_at.desc()).limit(limit)).all()
+        found = [_ticket(r) for r in rows]
+        # Open work first, most urgent and soonest due at the top.
+        return sorted(found, key=lambda t: (t.status not in OPEN, PRIORITY_ORDER.get(t.priority, 9), t.due_at))
+
+    def view(self, ticket_id: str, actor: Actor) -> Ticket:
+        """A ticket the actor may see. Another centre's ticket is reported as unknown, so its
+        existence does not leak."""
+        ticket = self.get(ticket_id)
+        if ticket is None or not (actor.sees_every_centre or ticket.centre == actor.centre):
+            raise UnknownTicket(f"找不到工单 {ticket_id}。", f"Ticket {ticket_id} not found.", ticket_id=ticket_id)
+        return ticket
+
+    def events(self, ticket_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(ticket_events).where(ticket_events.c.ticket_id == ticket_id).order_by(ticket_events.c.id)
+            ).all()
+        return [{**r._mapping, "created_at": r.created_at.isoformat()} for r in rows]
+
+    def claim(self, ticket_id: str, actor: Actor) -> Ticket:
+        ticket = self.view(ticket_id, actor)
+        now = utcnow()
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(tickets)
+                .where(tickets.c.ticket_id == ticket_id, tickets.c.status.in_(CLAIMABLE))
+                .values(status="claimed", assignee=actor.username, claimed_at=now, updated_at=now)
+            )
+            if result.rowcount != 1:
+                current = conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+                if current.status in HELD:
+                    raise ClaimConflict(f"工单已被 {current.assignee} 认领。", f"Already claimed by {current.assignee}.",
+                                        assignee=current.assignee)
+                next_status("claim", current.status)  # raises IllegalTransition
+            self._event(conn, ticket_id, actor, "claim", ticket.status, "claimed")
+        return self.get(ticket_id)
+
+    def claim_next(self, actor: Actor) -> Ticket | None:
+        """The most urgent claimable ticket of the actor's centre, claimed for them."""
+        order = (tickets.c.due_at, tickets.c.created_at)
+        where = [tickets.c.status.in_(CLAIMABLE)]
+        if not actor.sees_every_centre:
+            where.append(tickets.c.centre == actor.centre)
+        for _ in range(20):
+            with self.engine.begin() as conn:
+                query = select(tickets.c.ticket_id, tickets.c.status).where(and_(*where)).order_by(*order).limit(1)
+                if not is_sqlite(self.engine):
+                    query = query.with_for_update(skip_locked=True)
+                row = conn.execute(query).first()
+                if row is None:
+                    return None
+                now = utcnow()
+                result = conn.execute(
+                    update(tickets).where(tickets.c.ticket_id == row.ticket_id, tickets.c.status == row.status)
+                    .values(status="claimed", assignee=actor.username, claimed_at=now, updated_at=now)
+                )
+                if result.rowcount == 1:
+                    self._event(conn, row.ticket_id, actor, "claim", row.status, "claimed")
+                    return self._get_in(conn, row.ticket_id)
+            # Lost a race on SQLite (no row locks): try the next one.
+        return None
+
+    def reply(self, ticket_id: str, actor: Actor, text: str) -> Ticket:
+        return self._speak(ticket_id, actor, text, action="reply")
+
+    def ask_resident(self, ticket_id: str, actor: Actor, text: str) -> Ticket:
+        return self._speak(ticket_id, actor, text, action="ask_resident")
+
+    def transfer(self, ticket_id: str, actor: Actor, *, to_centre: str | None = None, to_worker: str | None = None,
+                 reason: str = "") -> Ticket:
+        ticket = self._held_by(ticket_id, actor, allow_unclaimed=True)
+        with self.engine.begin() as conn:
+            to_status = self._move(conn, ticket_id, "transfer", ticket.status, assignee=to_worker,
+                                   centre=to_centre or ticket.centre)
+            self._event(conn, ticket_id, actor, "transfer", ticket.status, to_status, reason[:1000],
+                        {"to_centre": to_centre or ticket.centre, "to_worker": to_worker})
+        return self.get(ticket_id)
+
+    def resolve(self, ticket_id: str, actor: Actor, outcome: str) -> Ticket:
+        if not outcome.strip():
+            raise LinliError("请填写处理结果。", "Please describe the outcome.")
+        ticket = self._held_by(ticket_id, actor)
+        with self.engine.begin() as conn:
+            to_status = self._move(conn, ticket_id, "resolve", ticket.status, outcome=outcome[:2000],
+                                   resolved_at=utcnow())
+            self._event(conn, ticket_id, actor, "resolve", ticket.status, to_status, outcome[:2000])
+        resolved = self.get(ticket_id)
+        if self.on_resolved:
+            self.on_resolved(resolved)
+        return resolved
+
+    def close(self, ticket_id: str, actor: Actor, reason: str = "") -> Ticket:
+        ticket = self.view(ticket_id, actor)
+        with self.engine.begin() as conn:
+            to_status = self._move(conn, ticket_id, "close", ticket.status)
+            self._event(conn, ticket_id, actor, "close", ticket.status, to_status, reason[:1000])
+        return self.get(ticket_id)
+
+    def reopen(self, ticket_id: str, actor: Actor, reason: str) -> Ticket:
+        ticket = self.view(ticket_id, actor)
+        with self.engine.begin() as conn:
+            to_status = self._move(conn, ticket_id, "reopen", ticket.status, assignee=None,
+                                   due_at=due_at(ticket.priority, utcnow(), self.settings), breached=False)
+            self._event(conn, ticket_id, actor, "reopen", ticket.status, to_status, reason[:1000])
+        return self.get(ticket_id)
+
+    def add_note(self, ticket_id: str, actor: Actor, text: str) -> Ticket:
+        ticket = self.view(ticket_id, actor)
+        with self.engine.begin() as conn:
+            self._event(conn, ticket_id, actor, "note", ticket.status, ticket.status, text[:4000])
+        return ticket
+
+    def sweep_breaches(self, now: datetime | None = None) -> list[str]:
+        """Flag tickets nobody claimed in time and escalate them to a supervisor."""
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            late = conn.execute(
+                select(tickets.c.ticket_id, tickets.c.status)
+                .where(tickets.c.status.in_(CLAIMABLE), tickets.c.breached.is_(False), tickets.c.due_at < now)
+            ).all()
+            flagged = []
+            for row in late:
+                result = conn.execute(
+                    update(tickets).where(tickets.c.ticket_id == row.ticket_id, tickets.c.breached.is_(False))
+                    .values(breached=True, escalated_to="supervisor", updated_at=now)
+                )
+                if result.rowcount == 1:
+                    flagged.append(row.ticket_id)
+                    self._event(conn, row.ticket_id, SYSTEM, "sla_breach", row.status, row.status,
+                                "超过认领时限，已升级给主管。", {"escalated_to": "supervisor"})
+        for ticket_id in flagged:
+            log.warning("ticket %s breached its SLA; escalated to a supervisor", ticket_id)
+        return flagged
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _speak(self, ticket_id: str, actor: Actor, text: str, action: str) -> Ticket:
+        text = text.strip()
+        if not text:
+            raise LinliError("回复内容不能为空。", "The reply is empty.")
+        ticket = self._held_by(ticket_id, actor)
+        with self.engine.begin() as conn:
+            to_status = ticket.status
+            if action == "ask_resident":
+                to_status = self._move(conn, ticket_id, "ask_resident", ticket.status)
+            self._event(conn, ticket_id, actor, action, ticket.status, to_status, text[:4000])
+        if self.deliver:
+            self.deliver(ticket, actor.display_name or actor.username, text)
+        return self.get(ticket_id)
+
+    def _held_by(self, ticket_id: str, actor: Actor, allow_unclaimed: bool = False) -> Ticket:
+        ticket = self.view(ticket_id, actor)
+        if ticket.status in HELD and ticket.assignee != actor.username and actor.role == "worker":
+            raise Forbidden(f"这张工单由 {ticket.assignee} 处理，请先让对方转派。",
+                            f"{ticket.assignee} holds this ticket; ask them to transfer it.")
+        if ticket.status not in HELD and not allow_unclaimed:
+            raise Forbidden("请先认领这张工单。", "Claim the ticket first.")
+        return ticket
+
+    def _move(self, conn: Connection, ticket_id: str, action: str, from_status: str, **values: Any) -> str:
+        to_status = next_status(action, from_status)
+        result = conn.execute(
+            update(tickets).where(tickets.c.ticket_id == ticket_id, tickets.c.status == from_status)
+            .values(status=to_status, updated_at=utcnow(), **values)
+        )
+        if result.rowcount != 1:
+            current = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
+            next_status(action, current)  # raises IllegalTransition when the move is no longer legal
+            raise ClaimConflict("工单刚被别人改动了，请刷新后再试。", "Someone else just changed this ticket; reload.")
+        return to_status
+
+    def _event(self, conn: Connection, ticket_id: str, actor: Actor, action: str, from_status: str | None,
+               to_status: str | None, text: str | None = None, data: dict[str, Any] | None = None) -> None:
+        conn.execute(insert(ticket_events).values(
+            ticket_id=ticket_id, actor=actor.username, action=action, from_status=from_status, to_status=to_status,
+            text=text, data=data, created_at=utcnow()))
+
+    def _by_key(self, key: str) -> Ticket | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tickets).where(tickets.c.idempotency_key == key)).first()
+        return _ticket(row) if row else None
+
+    def _get_in(self, conn: Connection, ticket_id: str) -> Ticket:
+        return _ticket(conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first())
+
+
+__all__ = ["RESOLVED", "SYSTEM", "RESIDENT", "Actor", "SqlEscalationService", "due_at"]
