@@ -169,7 +169,10 @@ def get_escalation(settings: Settings):
                 conversation.state["awaiting_rating"] = ticket.ticket_id
                 conversations.save(conversation)
                 prompt = str(load_replies()["rating_request"][conversation.language])
-                deliver(ticket, "邻里助手", prompt)
+                channels.get(ticket.channel).send(session_id=ticket.session_id, user_id=ticket.user_id, text=prompt,
+                                                  sender="邻里助手", ticket_id=ticket.ticket_id)
+                conversations.add_turn(ticket.session_id, "assistant", prompt, "smalltalk",
+                                       {"ticket_id": ticket.ticket_id, "rating_request": True})
 
             escalation = SqlEscalationService(url, settings.escalation, deliver=deliver)
             escalation.on_resolved = hand_back
