@@ -157,7 +157,9 @@ class DialogueEngine:
             return self._handoff(conv, text, language, kind="dispute" if form else "human_request", key="handoff",
                                  form_data=form_data)
         if conv.state.pop("offered_human", None) and (AFFIRMATIVE_RE.match(text) or CONFIRM_RE.match(text)):
-            return self._handoff(conv, text, language, kind="human_request", key="handoff")
+            # The resident accepted a person after Linli failed to help: the worker sees why.
+            summary = f"未能解答：{conv.state.get('last_question') or text}"
+            return self._handoff(conv, summary, language, kind="failed_answer", key="handoff")
         if form:
             # Inside a form a message is a field answer unless it is plainly something else, so a
             # weak model guess ("楼上602的住户" read as an emergency) never derails the intake.
@@ -178,7 +180,6 @@ class DialogueEngine:
         # "没用" or the same question again: the last reply did not help, so offer a person.
         # A longer message with such words is usually a complaint and is handled as one.
         if (_FRUSTRATION_RE.search(text) and len(text) <= 12) or self._repeated(conv, text):
-            conv.state.pop("last_question", None)
             conv.state["offered_human"] = True
             return Reply("clarify", self._say("offer_human", language),
                          quick_replies=[self.replies["quick_replies"]["human_request"][language]])

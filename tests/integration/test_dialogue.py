@@ -221,6 +221,12 @@ def test_confirmed_dispute_ticket_carries_the_form(engine):
     assert len(engine.escalation.all()) == 1
 
 
+def test_accepting_a_person_after_a_failed_answer_opens_a_failed_answer_ticket(engine):
+    replies = run_script(engine, SCRIPTS["frustration offers a person, yes hands off"])
+    ticket = engine.escalation.get(replies[-1].ticket_id)
+    assert ticket.kind == "failed_answer" and "养老金资格认证" in ticket.summary
+
+
 def test_cancelled_form_opens_no_ticket(engine):
     run_script(engine, SCRIPTS["dispute intake, cancelled midway"])
     assert engine.escalation.all() == []
