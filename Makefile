@@ -22,7 +22,12 @@ install: $(STAMP)
 index: install
 	$(BIN)/linli kb build --if-missing
 
+# The sandbox stand-in for the government backend and the outbox worker run beside the server
+# and stop with it.
 run: index
+	@trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/python -m connectors.sandbox --host 127.0.0.1 --port 8100 & \
+	$(BIN)/linli worker & \
 	$(BIN)/linli serve --host $(HOST) --port $(PORT)
 
 # Headless Chromium for the console's browser test, from Debian. Without root or network the

@@ -80,6 +80,16 @@ class MessageResponse(BaseModel):
     ticket_id: str | None = None
 
 
+class ApplicationRequest(BaseModel):
+    procedure: str = Field(examples=["elderly_allowance"])
+    data: dict = Field(examples=[{"applicant_name": "王秀英", "applicant_id": "650203193401010022",
+                                  "mobile": "13812345678"}])
+    session_id: str = Field(default="api", max_length=128)
+    channel: str = Field(default="web", max_length=32)
+    user_id: str = Field(default="anonymous", max_length=128)
+    idempotency_key: str | None = Field(default=None, max_length=200)
+
+
 class Problem(BaseModel):
     error: str
     message: str
@@ -177,6 +187,36 @@ def create_app() -> FastAPI:
                                                      user_id=body.user_id, message_id=body.message_id,
                                                      centre=body.centre)
         return reply.public()
+
+    @app.get("/api/v1/procedures", tags=["procedures"], summary="可办理的事项 / Procedures Linli can file")
+    def list_procedures() -> dict:
+        from connectors.services.procedures import load_procedures
+
+        return {"procedures": [p.describe() for p in load_procedures().values()]}
+
+    @app.post("/api/v1/applications", status_code=201, tags=["procedures"],
+              summary="提交申请 / File an application (validated, stored, then submitted exactly once)")
+    def file_application(body: ApplicationRequest, settings: Annotated[Settings, Depends(get_settings)]) -> dict:
+        from assistant.services import get_applications
+        from connectors.services.applications import InvalidApplication
+
+        service = get_applications(settings)
+        try:
+            application = service.confirm(body.procedure, body.data, session_id=body.session_id, channel=body.channel,
+                                          user_id=body.user_id, idempotency_key=body.idempotency_key)
+        except InvalidApplication as exc:
+            return JSONResponse(status_code=422, content={"errors": exc.errors})  # type: ignore[return-value]
+        if application.status == "queued":
+            application = service.deliver_now(application.application_id)
+        return {"reference": application.application_id, "status": application.status}
+
+    @app.get("/api/v1/applications/{reference}", tags=["procedures"], summary="申请进度 / Application status")
+    def application_status(reference: str, settings: Annotated[Settings, Depends(get_settings)]) -> dict:
+        from assistant.services import get_applications
+
+        service = get_applications(settings)
+        service.refresh()
+        return service.status(reference)
 
     app.include_router(ticket_api)
     app.include_router(console_pages)

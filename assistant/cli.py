@@ -332,6 +332,113 @@ def eval_command(
     out.print(f"report: {target}")
 
 
+def _refuse(payload: dict, as_json: bool, code: int) -> None:
+    """An application Linli will not file: the JSON payload, or its messages for a person."""
+    if as_json:
+        _emit_json(payload)
+    else:
+        for line in [e["message"] for e in payload.get("errors", [])] or [payload.get("reason", "")]:
+            err.print(line, style="red", markup=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def procedures(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The government procedures Linli can file, with their fields."""
+    from connectors.services.procedures import load_procedures
+
+    described = [p.describe() for p in load_procedures().values()]
+    if as_json:
+        _emit_json({"procedures": described})
+        return
+    for proc in described:
+        fields = ", ".join(f"{f['name']}:{f['type']}{'*' if f['required'] else ''}" for f in proc["fields"])
+        typer.echo(f"{proc['id']}\t{proc['title']['zh']}\t{fields}")
+
+
+@app.command()
+def apply(
+    procedure_id: str,
+    data: Annotated[Path, typer.Option(help="A JSON file with the application's fields")],
+    idempotency_key: Annotated[Optional[str], typer.Option(help="The same key twice files once")] = None,
+    session: Annotated[str, typer.Option(help="Session the status notices go to")] = "cli",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """File an application: validate, check eligibility, store it in the outbox, try to submit."""
+    from connectors.services.applications import Ineligible, InvalidApplication
+    from assistant.services import get_applications
+
+    try:
+        payload = json.loads(data.read_text(encoding="utf-8"))
+        if not isinstance(payload, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError) as exc:
+        _refuse({"errors": [{"field": "data", "message": f"读不了申请数据文件：{exc}"}]}, as_json, 2)
+    service = get_applications(get_settings())
+    try:
+        application = service.confirm(procedure_id, payload, session_id=session, channel="cli", user_id="cli",
+                                      idempotency_key=idempotency_key)
+    except InvalidApplication as exc:
+        _refuse({"errors": exc.errors}, as_json, 2)
+    except Ineligible as exc:
+        _refuse({"eligible": False, "reason": exc.message("zh"), "citations": exc.citations}, as_json, 3)
+    except LinliError as exc:
+        _fail(exc, as_json)
+        return
+    if application.status == "queued":
+        application = service.deliver_now(application.application_id)
+    result = {"reference": application.application_id, "status": application.status}
+    if as_json:
+        _emit_json(result)
+    else:
+        out.print(f"申请编号 {result['reference']}，状态：{result['status']}")
+
+
+@app.command()
+def status(reference: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Where an application stands, with its history."""
+    from assistant.services import get_applications
+
+    service = get_applications(get_settings())
+    try:
+        service.refresh()
+        result = service.status(reference)
+    except LinliError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        _emit_json(result)
+        return
+    out.print(f"{result['reference']}（{result['procedure']}）：{result['status']}")
+    for step in result["history"]:
+        out.print(f"  {step['at'][:19]}  {step['status']}  {step['detail'] or ''}", markup=False)
+
+
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option(help="Deliver what is due, refresh statuses, and exit")] = False,
+    name: Annotated[Optional[str], typer.Option(help="This worker's name in leases")] = None,
+) -> None:
+    """Deliver the application outbox and follow status changes (several may run at once)."""
+    import os
+    import socket
+    import time
+
+    from assistant.services import get_applications
+
+    settings = get_settings()
+    service = get_applications(settings)
+    me = name or f"{socket.gethostname()}-{os.getpid()}"
+    while True:
+        delivered = service.deliver_due(me)
+        changed = service.refresh()
+        if delivered or changed:
+            out.print(f"[{me}] 提交 {len(delivered)} 件，状态更新 {changed} 件")
+        if once:
+            return
+        time.sleep(settings.connectors.worker_interval_s)
+
+
 def _password(env_var: str | None) -> str:
     import os
 

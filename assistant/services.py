@@ -188,6 +188,7 @@ def get_dialogue_engine(settings: Settings):
     from intents.classifier import IntentClassifier
 
     escalation = get_escalation(settings)
+    applications = get_applications(settings)
     key = f"{settings.resolved_index_dir}|{settings.resolved_database_url}"
     with _shared_lock:
         if key not in _engines:
@@ -199,5 +200,45 @@ def get_dialogue_engine(settings: Settings):
                 ConversationStore(settings.resolved_database_url),
                 escalation,
                 settings.dialogue,
+                applications,
             )
         return _engines[key]
+
+
+_application_services: dict[str, object] = {}
+
+
+def get_applications(settings: Settings):
+    """Applications and their outbox, wired to the resident's channel (status notices) and to
+    the escalation queue (a worker takes over when filing keeps failing)."""
+    from connectors.services.applications import ApplicationService
+    from connectors.services.registry import make_connector
+
+    escalation = get_escalation(settings)
+    url = settings.resolved_database_url
+    with _shared_lock:
+        if url not in _application_services:
+            from assistant.dialogue.store import ConversationStore
+
+            conversations = ConversationStore(url)
+
+            def notify(application, text: str) -> None:
+                escalation.channels.get(application.channel).send(
+                    session_id=application.session_id, user_id=application.user_id, text=text, sender="邻里助手")
+                conversations.add_turn(application.session_id, "assistant", text, "answer",
+                                       {"application": application.application_id})
+
+            def escalate(application, reason: str) -> str:
+                ticket = escalation.open_ticket(
+                    kind="procedure_problem", priority="high", session_id=application.session_id,
+                    channel=application.channel, user_id=application.user_id,
+                    summary=f"{application.procedure} 申请 {application.application_id}：{reason}"[:1000],
+                    form_data={"application_id": application.application_id, "procedure": application.procedure,
+                               **application.data},
+                    idempotency_key=f"application:{application.application_id}")
+                return ticket.ticket_id
+
+            _application_services[url] = ApplicationService(
+                url, make_connector(settings.connectors), notify=notify, escalate=escalate,
+                max_attempts=settings.connectors.max_attempts, retry_base_s=settings.connectors.retry_base_s)
+        return _application_services[url]

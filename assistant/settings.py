@@ -103,6 +103,21 @@ class EscalationSettings(BaseModel):
     token_ttl_hours: int = 12
 
 
+class ConnectorSettings(BaseModel):
+    # Which ServiceConnector files applications (registry in connectors/services/registry.py).
+    name: str = "http"
+    # The government backend; `make run` starts the sandbox stand-in here.
+    backend_url: str = "http://127.0.0.1:8100"
+    timeout_s: float = 5.0
+    attempts_per_delivery: int = 3
+    breaker_threshold: int = 3
+    breaker_cooldown_s: float = 30.0
+    # Deliveries before a worker is asked to take over, and the first retry delay (doubles).
+    max_attempts: int = 5
+    retry_base_s: float = 5.0
+    worker_interval_s: float = 2.0
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -129,6 +144,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     dialogue: DialogueSettings = DialogueSettings()
     escalation: EscalationSettings = EscalationSettings()
+    connectors: ConnectorSettings = ConnectorSettings()
     # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
     # PostgreSQL in production: postgresql+psycopg://user@host/db
     database_url: str | None = None

@@ -114,3 +114,46 @@ def intent_classifier(shipped_kb):
     from intents.classifier import IntentClassifier
 
     return IntentClassifier(shipped_kb.embedder, shipped_kb.cache)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def set_fault(base: str, **faults) -> None:
+    """Change the sandbox backend's fault injection at run time (fault=none|error500|timeout|flaky)."""
+    import httpx
+
+    httpx.post(f"{base}/_admin/faults", json=faults, timeout=5).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory):
+    """The sandbox government backend as a real process; yields its base URL."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = dict(os.environ, LINLI_SANDBOX_DB_PATH=str(tmp_path_factory.mktemp("sandbox") / "sandbox.sqlite"),
+               LINLI_SANDBOX_REVIEW_AFTER_S="0.3", LINLI_SANDBOX_DECIDE_AFTER_S="0.8")
+    process = subprocess.Popen([sys.executable, "-m", "connectors.sandbox", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base}/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            assert process.poll() is None and time.monotonic() < deadline, "sandbox did not start"
+            time.sleep(0.2)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)

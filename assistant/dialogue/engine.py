@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,8 @@ from typing import Any
 import yaml
 
 from assistant.escalation.base import EscalationService
+from assistant.dialogue.filing import STATUS_QUERY_RE, FilingFlow
+from assistant.dialogue.reply import Reply
 from assistant.dialogue.forms import CANCEL_RE, CONFIRM_RE, CORRECT_RE, FieldError, FormSpec
 from assistant.dialogue.store import Conversation, ConversationStore
 from assistant.errors import InvalidQuestion
@@ -50,27 +51,9 @@ PROCEDURE_TITLES = {
 }
 
 
-@dataclass
-class Reply:
-    reply_type: str
-    text: str
-    citations: list[dict[str, Any]] = field(default_factory=list)
-    quick_replies: list[str] = field(default_factory=list)
-    ticket_id: str | None = None
-    session_id: str = ""
-    trace: dict[str, Any] = field(default_factory=dict)
-
-    def public(self) -> dict[str, Any]:
-        payload = {"session_id": self.session_id, "reply_type": self.reply_type, "text": self.text,
-                   "citations": self.citations, "quick_replies": self.quick_replies}
-        if self.ticket_id:
-            payload["ticket_id"] = self.ticket_id
-        return payload
-
-
 class DialogueEngine:
     def __init__(self, knowledge_base, classifier: IntentClassifier, store: ConversationStore,
-                 escalation: EscalationService, settings: DialogueSettings) -> None:
+                 escalation: EscalationService, settings: DialogueSettings, applications=None) -> None:
         self.kb = knowledge_base
         self.classifier = classifier
         self.store = store
@@ -79,6 +62,9 @@ class DialogueEngine:
         self.replies: dict[str, Any] = load_replies()
         self.dispute_form = FormSpec.load("dispute_mediation")
         self._subject_words: list[str] | None = None
+        # Filing procedures needs the application outbox; without it Linli explains how to file.
+        self.filing = FilingFlow(applications, self._say, self.replies["quick_replies"], self._doc_title) \
+            if applications else None
 
     # ---- entry point -----------------------------------------------------------------------
 
@@ -131,7 +117,7 @@ class DialogueEngine:
         if cancel:
             # "算了，那80岁的高龄补贴是多少": drop what was going on, then deal with the rest.
             rest = text[cancel.end():].strip(" ，,。.!！?？")
-            had_form = conv.state.pop("form", None) is not None
+            had_form = any([conv.state.pop("form", None), conv.state.pop("filing", None)])
             conv.state.pop("safety_check", None)
             if not rest:
                 return Reply("smalltalk", self._say("form_cancelled" if had_form else "nothing_to_cancel", language))
@@ -152,7 +138,12 @@ class DialogueEngine:
             return self._emergency(conv, text, language)
         if conv.state.pop("safety_check", None) and (prediction.intent == "emergency" or AFFIRMATIVE_RE.match(text)):
             return self._emergency(conv, text, language)
+        filing = conv.state.get("filing")
         if prediction.intent == "human_request" and prediction.source == "rule":
+            if filing:
+                values = conv.state.pop("filing")["values"]
+                return self._handoff(conv, text, language, kind="procedure_problem", key="handoff",
+                                     form_data={"procedure": filing["id"], **values})
             form_data = conv.state.pop("form", {}).get("values") if form else None
             return self._handoff(conv, text, language, kind="dispute" if form else "human_request", key="handoff",
                                  form_data=form_data)
@@ -160,6 +151,12 @@ class DialogueEngine:
             # The resident accepted a person after Linli failed to help: the worker sees why.
             summary = f"未能解答：{conv.state.get('last_question') or text}"
             return self._handoff(conv, summary, language, kind="failed_answer", key="handoff")
+        if filing and self.filing:
+            if self._side_question(text, prediction):
+                return self._policy(conv, text, language, trace)
+            return self.filing.handle(conv, text, language)
+        if self.filing and STATUS_QUERY_RE.search(text):
+            return self.filing.status(conv, language)
         if form:
             # Inside a form a message is a field answer unless it is plainly something else, so a
             # weak model guess ("楼上602的住户" read as an emergency) never derails the intake.
@@ -214,7 +211,7 @@ class DialogueEngine:
     def _emergency(self, conv: Conversation, text: str, language: str) -> Reply:
         conv.state.pop("safety_check", None)
         # A half-filled form travels with the urgent ticket rather than being lost.
-        form = conv.state.pop("form", None)
+        form = conv.state.pop("form", None) or conv.state.pop("filing", None)
         ticket = self.escalation.open_ticket(kind="emergency", priority="urgent", session_id=conv.session_id,
                                              channel=conv.channel, user_id=conv.user_id, summary=text[:200],
                                              form_data=form["values"] if form else None,
@@ -311,14 +308,19 @@ class DialogueEngine:
             pending = self.dispute_form.next_missing(conv.state["form"]["values"])
             prompt = pending.prompt[language] if pending else ""
             text_out = f"{text_out}\n\n{self._say('form_resume', language)}{prompt}"
+        elif conv.state.get("filing") and self.filing:
+            prompt = self.filing.resume_prompt(conv, language)
+            text_out = f"{text_out}\n\n{self._say('form_resume', language)}{prompt}"
         return Reply("refusal" if answer.refused else "answer", text_out, citations=citations, quick_replies=quick)
 
     def _procedure(self, conv: Conversation, text: str, language: str, prediction: IntentPrediction,
                    trace: dict[str, Any]) -> Reply:
-        """Until the service connectors land, a filing request gets the how-to from the corpus
-        and the ways to file today (at the centre, or through a worker)."""
+        """A filing request starts the procedure's form; without a connector it gets the how-to
+        from the corpus and the ways to file today (at the centre, or through a worker)."""
         title = PROCEDURE_TITLES.get(prediction.procedure or "", {}).get(language)
         trace["procedure"] = prediction.procedure
+        if self.filing and title:
+            return self.filing.start(conv, prediction.procedure, language)
         reply = self._policy(conv, text, language, trace)
         if title and reply.reply_type == "refusal":
             question = f"{title}怎么办理，需要什么材料" if language == "zh" else f"How to apply for {title}, what to bring"
@@ -367,11 +369,7 @@ class DialogueEngine:
         if form.get("confirming") and CONFIRM_RE.match(text):
             return self._submit_form(conv, language)
         if _QUESTION_RE.search(text):
-            # A question in the middle of the form is answered, then the form goes on: a confident
-            # policy question, or any question naming a policy subject (低保, 医保 …).
-            if prediction.intent == "policy_question" and \
-                    prediction.confidence >= self.settings.mid_form_question_threshold or \
-                    prediction.intent in ("policy_question", "service_procedure") and self._subjects(text):
+            if self._side_question(text, prediction):
                 return self._policy(conv, text, language, trace)
             if prediction.intent in ("dispute_mediation", "human_request", "complaint"):
                 return self._form_prompt(conv, language, prefix=self._say("form_reassure", language))
@@ -383,6 +381,21 @@ class DialogueEngine:
         except FieldError as exc:
             return Reply("form", exc.messages[language], quick_replies=[labels["cancel"][language]])
         return self._form_prompt(conv, language)
+
+    def _doc_title(self, doc_id: str) -> str:
+        try:
+            return self.kb.store.get_document(doc_id)[0].title
+        except Exception:  # noqa: BLE001 - a missing title must not block the answer
+            return doc_id
+
+    def _side_question(self, text: str, prediction: IntentPrediction) -> bool:
+        """A question in the middle of a form is answered, then the form goes on: a confident
+        policy question, or any question naming a policy subject (低保, 医保 …)."""
+        if not _QUESTION_RE.search(text):
+            return False
+        return (prediction.intent == "policy_question"
+                and prediction.confidence >= self.settings.mid_form_question_threshold) or \
+            (prediction.intent in ("policy_question", "service_procedure") and bool(self._subjects(text)))
 
     def _submit_form(self, conv: Conversation, language: str) -> Reply:
         values = dict(conv.state["form"]["values"])
@@ -400,6 +413,3 @@ class DialogueEngine:
             followup_en=self.settings.dispute_followup_en)
         return Reply("handoff", done, ticket_id=ticket.ticket_id)
 
-
-def reply_as_dict(reply: Reply) -> dict[str, Any]:
-    return asdict(reply)

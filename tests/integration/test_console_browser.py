@@ -82,7 +82,7 @@ def test_login_live_queue_claim_reply_resolve(server, browser):
     browser.find_element(By.ID, "username").send_keys("wang")
     browser.find_element(By.ID, "password").send_keys("wrong-password")
     browser.find_element(By.ID, "login-button").click()
-    assert "用户名或密码不正确" in browser.page_source
+    _wait(lambda: "用户名或密码不正确" in browser.page_source, what="the wrong-password message")
     browser.find_element(By.ID, "password").send_keys("wang-password")
     browser.find_element(By.ID, "login-button").click()
     _wait(lambda: "工单队列" in browser.page_source, what="the queue page")

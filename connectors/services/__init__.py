@@ -1,0 +1,1 @@
+"""Government service procedures and the connectors that file them."""

@@ -1,0 +1,328 @@
+"""Applications a resident confirmed, filed exactly once.
+
+Confirming writes the application to the outbox table in one transaction; delivery happens
+after, inline (one quick try) and by `linli worker`. Each delivery holds a short lease on the
+row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a conditional update on SQLite), and the backend
+call carries the application id as its idempotency key, so a crash between the backend's
+acknowledgement and our commit still yields one application, not two."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from assistant.db import get_engine, is_sqlite
+from assistant.errors import LinliError
+from assistant.escalation.base import utcnow
+from assistant.privacy import mask_pii
+from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
+from connectors.services.tables import application_events, applications
+
+log = logging.getLogger("linli.applications")
+IN_FLIGHT = ("submitted", "under_review")
+FINAL = ("approved", "rejected", "cancelled")
+STATUS_ZH = {"queued": "已排队，等待提交", "submitted": "已提交", "under_review": "审核中", "approved": "已通过",
+             "rejected": "未通过", "cancelled": "已撤销", "needs_worker": "转工作人员处理"}
+STATUS_EN = {"queued": "queued for submission", "submitted": "submitted", "under_review": "under review",
+             "approved": "approved", "rejected": "rejected", "cancelled": "cancelled",
+             "needs_worker": "passed to a worker"}
+
+
+class InvalidApplication(LinliError):
+    code = "invalid_application"
+    http_status = 422
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        first = errors[0]["message"] if errors else "申请内容有误"
+        super().__init__(first, first, errors=errors)
+        self.errors = errors
+
+
+class Ineligible(LinliError):
+    code = "ineligible"
+    http_status = 422
+
+    def __init__(self, reason_zh: str, reason_en: str, citations: list[dict[str, Any]]) -> None:
+        super().__init__(reason_zh, reason_en, eligible=False, reason=reason_zh, citations=citations)
+        self.citations = citations
+
+
+class UnknownApplication(LinliError):
+    code = "unknown_application"
+    http_status = 404
+
+
+@dataclass
+class Application:
+    application_id: str
+    procedure: str
+    session_id: str
+    channel: str
+    user_id: str
+    data: dict[str, Any]
+    status: str
+    attempts: int
+    backend_reference: str | None
+    ticket_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None = None
+
+    def public(self, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        payload = {"reference": self.application_id, "procedure": self.procedure, "status": self.status,
+                   "backend_reference": self.backend_reference, "created_at": self.created_at.isoformat()}
+        if history is not None:
+            payload["history"] = history
+        return payload
+
+
+# Called with (application, text) to tell the resident on their channel.
+Notify = Callable[[Application, str], None]
+# Called with (application, reason) to open a ticket for a worker; returns the ticket id.
+Escalate = Callable[[Application, str], str]
+
+
+class ApplicationService:
+    def __init__(self, url: str, connector: ServiceConnector, *, notify: Notify | None = None,
+                 escalate: Escalate | None = None, max_attempts: int = 5, lease_s: float = 60.0,
+                 retry_base_s: float = 5.0, procedures: Callable[[str], Any] | None = None) -> None:
+        from connectors.services.procedures import get_procedure
+
+        self.engine = get_engine(url)
+        self.connector = connector
+        self.notify = notify
+        self.escalate = escalate
+        self.max_attempts = max_attempts
+        self.lease = timedelta(seconds=lease_s)
+        self.retry_base = timedelta(seconds=retry_base_s)
+        self.get_procedure = procedures or get_procedure
+
+    # ---- confirming -----------------------------------------------------------------------
+
+    def check(self, procedure_id: str, data: dict[str, Any], today: date | None = None) -> dict[str, Any]:
+        """Validate and check eligibility; return the cleaned values or raise with every error."""
+        procedure = self.get_procedure(procedure_id)
+        today = today or date.today()
+        cleaned, errors = procedure.validate(data, today)
+        if errors:
+            raise InvalidApplication([{"field": e.field, "message": e.message("zh")} for e in errors])
+        eligibility = procedure.check_eligibility(cleaned, today)
+        if not eligibility.eligible:
+            citations = [{"doc_id": eligibility.doc_id}] if eligibility.doc_id else []
+            raise Ineligible(eligibility.reason_zh, eligibility.reason_en, citations)
+        backend_errors = self.connector.validate(procedure_id, cleaned)
+        if backend_errors:
+            raise InvalidApplication(backend_errors)
+        return cleaned
+
+    def confirm(self, procedure_id: str, data: dict[str, Any], *, session_id: str, channel: str, user_id: str,
+                idempotency_key: str | None = None, today: date | None = None) -> Application:
+        """Store a confirmed application in the outbox (one transaction); the same key twice
+        returns the first application."""
+        if idempotency_key:
+            existing = self._by_key(idempotency_key)
+            if existing is not None:
+                if existing.procedure != procedure_id:
+                    raise LinliError(f"这个幂等键已用于另一项申请（{existing.procedure}）。",
+                                     f"This idempotency key was already used for a {existing.procedure} application.",
+                                     reference=existing.application_id)
+                return existing
+        cleaned = _jsonable(self.check(procedure_id, data, today))
+        now = utcnow()
+        application_id = f"SQ{now:%Y%m%d}-{uuid.uuid4().hex[:6].upper()}"
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(applications).values(
+                    application_id=application_id, procedure=procedure_id, session_id=session_id, channel=channel,
+                    user_id=user_id, data=cleaned, idempotency_key=idempotency_key, status="queued", attempts=0,
+                    next_attempt_at=now, created_at=now, updated_at=now))
+                self._event(conn, application_id, "queued", "居民已确认")
+        except IntegrityError:
+            existing = self._by_key(idempotency_key) if idempotency_key else None
+            if existing is None:
+                raise
+            return existing
+        log.info("application %s confirmed: %s %s", application_id, procedure_id, mask_pii(str(cleaned))[:200])
+        return self.get(application_id)
+
+    # ---- delivering -----------------------------------------------------------------------
+
+    def deliver_due(self, worker: str, limit: int = 20, only: str | None = None) -> list[Application]:
+        """Lease due applications and submit each once; returns what this call delivered."""
+        delivered = []
+        for application_id in self._lease(worker, limit, only):
+            result = self._deliver(application_id, worker)
+            if result is not None and result.status == "submitted":
+                delivered.append(result)
+        return delivered
+
+    def deliver_now(self, application_id: str, worker: str = "inline") -> Application:
+        self.deliver_due(worker, limit=1, only=application_id)
+        return self.get(application_id)
+
+    def _lease(self, worker: str, limit: int, only: str | None) -> list[str]:
+        now = utcnow()
+        due = and_(applications.c.status == "queued", applications.c.next_attempt_at <= now,
+                   or_(applications.c.lease_until.is_(None), applications.c.lease_until < now))
+        if only:
+            due = and_(due, applications.c.application_id == only)
+        leased: list[str] = []
+        with self.engine.begin() as conn:
+            query = select(applications.c.application_id).where(due).order_by(applications.c.created_at).limit(limit)
+            if not is_sqlite(self.engine):
+                query = query.with_for_update(skip_locked=True)
+            for (application_id,) in conn.execute(query).all():
+                # The conditional update is what makes the lease safe on SQLite too.
+                result = conn.execute(update(applications).where(applications.c.application_id == application_id, due)
+                                      .values(lease_owner=worker, lease_until=now + self.lease))
+                if result.rowcount == 1:
+                    leased.append(application_id)
+        return leased
+
+    def _deliver(self, application_id: str, worker: str) -> Application | None:
+        application = self.get(application_id)
+        try:
+            submission = self.connector.submit(application.procedure, application.data, idempotency_key=application_id)
+        except BackendUnavailable as exc:
+            return self._retry_later(application, worker, exc.message("zh"))
+        except BackendRejected as exc:
+            return self._hand_to_worker(application, worker, f"政务系统拒绝：{exc.message('zh')}")
+        now = utcnow()
+        with self.engine.begin() as conn:
+            result = conn.execute(update(applications).where(applications.c.application_id == application_id,
+                                                            applications.c.lease_owner == worker)
+                                  .values(status="submitted", backend_reference=submission.reference, lease_owner=None,
+                                          lease_until=None, attempts=application.attempts + 1, updated_at=now,
+                                          last_error=None))
+            if result.rowcount != 1:
+                return None  # our lease ran out and another worker took over; it owns the outcome
+            self._event(conn, application_id, "submitted", f"政务系统受理编号 {submission.reference}")
+        delivered = self.get(application_id)
+        self._tell(delivered, f"您的“{self._title(delivered)}”申请（编号 {application_id}）已提交到政务系统，"
+                              f"受理编号 {submission.reference}。")
+        return delivered
+
+    def _retry_later(self, application: Application, worker: str, error: str) -> Application:
+        attempts = application.attempts + 1
+        if attempts >= self.max_attempts:
+            return self._hand_to_worker(application, worker, f"多次提交失败：{error}", attempts)
+        delay = self.retry_base * (2 ** (attempts - 1))
+        with self.engine.begin() as conn:
+            conn.execute(update(applications).where(applications.c.application_id == application.application_id,
+                                                    applications.c.lease_owner == worker)
+                         .values(attempts=attempts, next_attempt_at=utcnow() + delay, lease_owner=None,
+                                 lease_until=None, last_error=error[:500], updated_at=utcnow()))
+        return self.get(application.application_id)
+
+    def _hand_to_worker(self, application: Application, worker: str, reason: str,
+                        attempts: int | None = None) -> Application:
+        ticket_id = self.escalate(application, reason) if self.escalate else None
+        with self.engine.begin() as conn:
+            conn.execute(update(applications).where(applications.c.application_id == application.application_id,
+                                                    applications.c.lease_owner == worker)
+                         .values(status="needs_worker", ticket_id=ticket_id, lease_owner=None, lease_until=None,
+                                 attempts=attempts or application.attempts + 1, last_error=reason[:500],
+                                 updated_at=utcnow()))
+            self._event(conn, application.application_id, "needs_worker", reason[:500])
+        self._tell(application, f"您的“{self._title(application)}”申请（编号 {application.application_id}）"
+                                f"暂时没能提交，已转给社区工作人员跟进（工单 {ticket_id}），不用重新申请。")
+        return self.get(application.application_id)
+
+    # ---- status -------------------------------------------------------------------------------
+
+    def refresh(self) -> int:
+        """Ask the backend about in-flight applications; record and announce every change."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(applications.c.application_id).where(applications.c.status.in_(IN_FLIGHT))).all()
+        changed = 0
+        for (application_id,) in rows:
+            application = self.get(application_id)
+            try:
+                status = self.connector.status(application.backend_reference)
+            except (BackendUnavailable, BackendRejected):
+                continue
+            if status.status == application.status:
+                continue
+            with self.engine.begin() as conn:
+                result = conn.execute(update(applications)
+                                      .where(applications.c.application_id == application_id,
+                                             applications.c.status == application.status)
+                                      .values(status=status.status, updated_at=utcnow()))
+                if result.rowcount != 1:
+                    continue
+                self._event(conn, application_id, status.status, status.reason)
+            changed += 1
+            reason = f"原因：{status.reason}" if status.reason else ""
+            self._tell(application, f"您的“{self._title(application)}”申请（编号 {application_id}）"
+                                    f"状态更新：{STATUS_ZH.get(status.status, status.status)}。{reason}")
+        return changed
+
+    def get(self, reference: str) -> Application:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(applications).where(or_(applications.c.application_id == reference,
+                                                              applications.c.backend_reference == reference))).first()
+        if row is None:
+            raise UnknownApplication(f"找不到编号为 {reference} 的申请。", f"No application {reference}.",
+                                     reference=reference)
+        fields = {k: getattr(row, k) for k in Application.__dataclass_fields__}
+        return Application(**fields)
+
+    def history(self, application_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(application_events).where(application_events.c.application_id == application_id)
+                                .order_by(application_events.c.id)).all()
+        return [{"status": r.status, "detail": r.detail, "at": r.created_at.isoformat()} for r in rows]
+
+    def status(self, reference: str) -> dict[str, Any]:
+        application = self.get(reference)
+        return application.public(self.history(application.application_id))
+
+    def for_resident(self, *, session_id: str | None = None, user_id: str | None = None,
+                     limit: int = 5) -> list[Application]:
+        who = []
+        if session_id:
+            who.append(applications.c.session_id == session_id)
+        if user_id and user_id != "anonymous":
+            who.append(applications.c.user_id == user_id)
+        if not who:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(applications.c.application_id).where(or_(*who))
+                                .order_by(applications.c.created_at.desc()).limit(limit)).all()
+        return [self.get(r.application_id) for r in rows]
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _title(self, application: Application) -> str:
+        try:
+            return self.get_procedure(application.procedure).title["zh"]
+        except LinliError:
+            return application.procedure
+
+    def _tell(self, application: Application, text: str) -> None:
+        if self.notify:
+            try:
+                self.notify(application, text)
+            except Exception:  # noqa: BLE001 - a failed notice must not undo a delivered application
+                log.exception("could not notify the resident about %s", application.application_id)
+
+    def _by_key(self, key: str) -> Application | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(applications.c.application_id)
+                               .where(applications.c.idempotency_key == key)).first()
+        return self.get(row.application_id) if row else None
+
+    def _event(self, conn, application_id: str, status: str, detail: str | None) -> None:
+        conn.execute(insert(application_events).values(application_id=application_id, status=status, detail=detail,
+                                                       created_at=utcnow()))
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, (date, datetime)) else v for k, v in values.items()}

@@ -1,0 +1,31 @@
+"""Service connectors by name, chosen with `LINLI_CONNECTORS__NAME`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from assistant.errors import LinliError
+from assistant.settings import ConnectorSettings
+from connectors.services.base import ServiceConnector
+from connectors.services.http import HttpServiceConnector
+from connectors.services.memory import InMemoryServiceConnector
+
+
+def _http(settings: ConnectorSettings) -> ServiceConnector:
+    return HttpServiceConnector(settings.backend_url, timeout_s=settings.timeout_s,
+                                attempts=settings.attempts_per_delivery, breaker_threshold=settings.breaker_threshold,
+                                breaker_cooldown_s=settings.breaker_cooldown_s)
+
+
+CONNECTORS: dict[str, Callable[[ConnectorSettings], ServiceConnector]] = {
+    "http": _http,
+    "memory": lambda _settings: InMemoryServiceConnector(),
+}
+
+
+def make_connector(settings: ConnectorSettings) -> ServiceConnector:
+    try:
+        return CONNECTORS[settings.name](settings)
+    except KeyError as exc:
+        raise LinliError(f"未知的服务连接器：{settings.name}（可用：{', '.join(CONNECTORS)}）",
+                         f"Unknown service connector {settings.name!r}; available: {', '.join(CONNECTORS)}") from exc

@@ -1,0 +1,170 @@
+"""The application outbox on both backends: confirmed applications are filed exactly once,
+through a dead backend, competing workers and a worker that dies holding a lease."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date, timedelta
+
+import pytest
+
+from connectors.services.applications import ApplicationService, Ineligible, InvalidApplication
+from connectors.services.memory import InMemoryServiceConnector
+
+TODAY = date(2026, 11, 23)
+AGED_92 = "650202193401010022"
+AGED_65 = "65020219610301001X"
+ELDERLY = {"applicant_name": "王秀英", "applicant_id": AGED_92, "mobile": "13812345678",
+           "address": "幸福小区3栋502", "applicant_role": "family", "payment_card": "已有社保卡"}
+
+
+@pytest.fixture
+def backend() -> InMemoryServiceConnector:
+    return InMemoryServiceConnector()
+
+
+@pytest.fixture
+def told() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture
+def tickets() -> list[tuple[str, str]]:
+    return []
+
+
+@pytest.fixture
+def service(database_url, backend, told, tickets) -> ApplicationService:
+    def escalate(application, reason):
+        tickets.append((application.application_id, reason))
+        return f"T-{len(tickets)}"
+
+    return ApplicationService(database_url, backend, notify=lambda a, text: told.append((a.application_id, text)),
+                              escalate=escalate, max_attempts=3, retry_base_s=0)
+
+
+def _confirm(service: ApplicationService, **overrides) -> str:
+    data = {**ELDERLY, **overrides.pop("data", {})}
+    application = service.confirm("elderly_allowance", data, session_id=overrides.pop("session_id", "s1"),
+                                  channel="web", user_id="u1", today=TODAY, **overrides)
+    return application.application_id
+
+
+def test_elderly_allowance_data_needs_a_field_check(service):
+    with pytest.raises(InvalidApplication) as caught:
+        service.confirm("elderly_allowance", {**ELDERLY, "applicant_id": AGED_92[:-1] + "0", "mobile": "1381234567"},
+                        session_id="s", channel="web", user_id="u", today=TODAY)
+    fields = {e["field"] for e in caught.value.errors}
+    assert fields == {"applicant_id", "mobile"}
+    assert all(e["message"] for e in caught.value.errors)
+
+
+def test_a_65_year_old_is_told_why_not_with_the_source(service):
+    with pytest.raises(Ineligible) as caught:
+        service.confirm("elderly_allowance", {**ELDERLY, "applicant_id": AGED_65}, session_id="s", channel="web",
+                        user_id="u", today=TODAY)
+    assert "70" in caught.value.message("zh")
+    assert caught.value.citations and caught.value.citations[0]["doc_id"]
+
+
+def test_confirmed_then_delivered_once_and_followed(service, backend, told):
+    application_id = _confirm(service)
+    assert service.get(application_id).status == "queued"
+    delivered = service.deliver_due("w1")
+    assert [a.application_id for a in delivered] == [application_id]
+    assert service.deliver_due("w1") == []  # nothing left to deliver
+    application = service.get(application_id)
+    assert application.status == "submitted" and application.backend_reference.startswith("MEM-")
+    backend.decide(application.backend_reference, "approved")
+    assert service.refresh() == 1
+    assert service.status(application_id)["status"] == "approved"
+    assert [s["status"] for s in service.status(application_id)["history"]] == ["queued", "submitted", "approved"]
+    assert any("已提交" in text for _, text in told) and any("已通过" in text for _, text in told)
+    assert backend.applications == 1
+
+
+def test_same_key_files_once(service, backend):
+    first = _confirm(service, idempotency_key="resident-42:confirm-1")
+    second = _confirm(service, idempotency_key="resident-42:confirm-1")
+    assert first == second
+    service.deliver_due("w1")
+    assert backend.applications == 1
+
+
+def test_backend_down_queues_then_delivers_exactly_once(service, backend):
+    backend.down = True
+    application_id = _confirm(service)
+    assert service.deliver_due("w1") == []
+    queued = service.get(application_id)
+    assert queued.status == "queued" and queued.attempts == 1 and "连不上" in queued.last_error
+    backend.down = False
+    assert len(service.deliver_due("w1")) == 1
+    assert service.deliver_due("w1") == []
+    assert backend.applications == 1 and backend.submissions_received == 1
+
+
+def test_repeated_failure_hands_the_application_to_a_worker(service, backend, tickets, told):
+    backend.down = True
+    application_id = _confirm(service)
+    for _ in range(3):
+        service.deliver_due("w1")
+    application = service.get(application_id)
+    assert application.status == "needs_worker" and application.ticket_id == "T-1"
+    assert tickets[0][0] == application_id and "多次提交失败" in tickets[0][1]
+    assert any("工作人员" in text for _, text in told)
+
+
+def test_workers_racing_on_one_outbox_deliver_each_once(service, backend):
+    confirmed = [_confirm(service, session_id=f"s{i}") for i in range(15)]
+    barrier = threading.Barrier(5)
+    delivered: list[str] = []
+    lock = threading.Lock()
+
+    def work(name: str) -> None:
+        barrier.wait()
+        for _ in range(5):
+            got = service.deliver_due(name, limit=3)
+            with lock:
+                delivered.extend(a.application_id for a in got)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"\noutbox race: {len(confirmed)} confirmed / {len(delivered)} delivered / "
+          f"{len(delivered) - len(set(delivered))} duplicates; backend holds {backend.applications}")
+    assert sorted(delivered) == sorted(confirmed)
+    assert backend.applications == len(confirmed) and backend.submissions_received == len(confirmed)
+
+
+def test_a_dead_worker_lease_expires_and_another_delivers(service, backend):
+    application_id = _confirm(service)
+    assert service._lease("dead-worker", 10, None) == [application_id]  # leased, then the worker "dies"
+    assert service.deliver_due("w2") == []  # the lease protects it for now
+    service.lease = timedelta(seconds=0)
+    from sqlalchemy import update
+
+    from connectors.services.tables import applications
+
+    with service.engine.begin() as conn:  # time passes: the dead worker's lease runs out
+        conn.execute(update(applications).values(lease_until=applications.c.created_at))
+    assert [a.application_id for a in service.deliver_due("w2")] == [application_id]
+    assert backend.applications == 1
+
+
+def test_resident_sees_their_recent_applications(service):
+    mine = _confirm(service, session_id="me")
+    _confirm(service, session_id="someone-else")
+    assert [a.application_id for a in service.for_resident(session_id="me")] == [mine]
+
+
+def test_unknown_procedure_and_reference(service):
+    from connectors.services.applications import UnknownApplication
+    from connectors.services.procedures import UnknownProcedure
+
+    with pytest.raises(UnknownProcedure):
+        service.confirm("parking_permit", ELDERLY, session_id="s", channel="web", user_id="u", today=TODAY)
+    with pytest.raises(UnknownApplication):
+        service.status(f"SQ-{uuid.uuid4().hex[:6]}")
