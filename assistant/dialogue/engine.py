@@ -157,6 +157,10 @@ class DialogueEngine:
             return self.filing.handle(conv, text, language)
         if self.filing and STATUS_QUERY_RE.search(text):
             return self.filing.status(conv, language)
+        if self.filing and conv.state.get("rejected_application"):
+            disputed = self.filing.dispute(conv, text, language)
+            if disputed is not None:
+                return disputed
         if form:
             # Inside a form a message is a field answer unless it is plainly something else, so a
             # weak model guess ("楼上602的住户" read as an emergency) never derails the intake.

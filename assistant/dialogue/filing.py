@@ -17,6 +17,7 @@ from assistant.privacy import mask_pii
 from connectors.services.applications import STATUS_EN, STATUS_ZH, ApplicationService, Ineligible, InvalidApplication
 from connectors.services.procedures import FieldValueError, Procedure, get_procedure
 
+DISPUTE_RE = re.compile(r"不服|有异议|不同意|不认可|申诉|不公平|凭什么|disagree|appeal|unfair", re.I)
 STATUS_QUERY_RE = re.compile(
     r"(申请|办的|提交的|登记的).{0,8}(到哪|进度|怎么样了?|结果|批了|批下来|状态)|到哪一步|办到哪|审核.{0,3}(到哪|怎么样)|"
     r"status of my application|my application status|where is my application", re.I)
@@ -157,10 +158,26 @@ class FilingFlow:
         if not found:
             return Reply("answer", self.say("filing_none", language))
         names = STATUS_ZH if language == "zh" else STATUS_EN
+        rejected = [a.application_id for a in found if a.status == "rejected"]
+        if rejected:
+            conv.state["rejected_application"] = rejected[0]
         lines = []
         for application in found:
             title = get_procedure(application.procedure).title[language]
             lines.append(f"{title}（{application.application_id}）：{names.get(application.status, application.status)}"
                          if language == "zh" else
                          f"{title} ({application.application_id}): {names.get(application.status, application.status)}")
-        return Reply("answer", self.say("filing_status", language, lines="\n".join(lines)))
+        reply = Reply("answer", self.say("filing_status", language, lines="\n".join(lines)))
+        if rejected:
+            reply.text += self.say("filing_dispute_hint", language)
+            reply.quick_replies = [self.labels["dispute_rejection"][language]]
+        return reply
+
+    def dispute(self, conv: Conversation, text: str, language: str) -> Reply | None:
+        """"我不服" right after hearing of a rejection: a worker takes the application up."""
+        reference = conv.state.pop("rejected_application", None)
+        if not reference or not DISPUTE_RE.search(text):
+            return None
+        ticket_id = self.applications.dispute(reference, text)
+        return Reply("handoff", self.say("filing_disputed", language, reference=reference, ticket_id=ticket_id),
+                     ticket_id=ticket_id)

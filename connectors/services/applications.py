@@ -235,6 +235,18 @@ class ApplicationService:
                                 f"暂时没能提交，已转给社区工作人员跟进（工单 {ticket_id}），不用重新申请。")
         return self.get(application.application_id)
 
+    def dispute(self, reference: str, text: str) -> str | None:
+        """The resident disputes a rejection: a worker gets a ticket with the application."""
+        application = self.get(reference)
+        if application.status != "rejected" or not self.escalate:
+            return None
+        ticket_id = self.escalate(application, f"居民对审核结果有异议：{text[:300]}")
+        with self.engine.begin() as conn:
+            conn.execute(update(applications).where(applications.c.application_id == application.application_id)
+                         .values(ticket_id=ticket_id, updated_at=utcnow()))
+            self._event(conn, application.application_id, "rejected", f"居民提出异议，已转工作人员（{ticket_id}）")
+        return ticket_id
+
     # ---- status -------------------------------------------------------------------------------
 
     def refresh(self) -> int:

@@ -277,3 +277,48 @@ def test_http_api_procedures_applications_status(sandbox, small_index_dir, tmp_p
                                                           "idempotency_key": None}).status_code == 404
         reused = client.post("/api/v1/applications", json={**body, "procedure": "appointment"})
         assert reused.status_code == 400 and "幂等键" in reused.json()["message"]
+
+
+def test_rejection_is_announced_and_a_dispute_reaches_a_worker(desk, sandbox):
+    engine, applications = desk
+    session = "file-reject"
+    answers = FILINGS["legal_aid"]
+    for text in answers:
+        engine.handle(session, text)
+    engine.handle(session, "确认")
+    application = applications.for_resident(session_id=session)[0]
+    # The backend's reviewer rejects it (the sandbox rejects data marked so).
+    from sqlalchemy import update
+
+    from connectors.services.tables import applications as table
+
+    with applications.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.application_id == application.application_id).values(
+            data={**application.data, "sandbox_decision": "reject"}))
+    fresh = applications.connector.submit("legal_aid", {**application.data, "sandbox_decision": "reject"},
+                                          idempotency_key=f"reject-{application.application_id}")
+    with applications.engine.begin() as conn:
+        conn.execute(update(table).where(table.c.application_id == application.application_id).values(
+            backend_reference=fresh.reference))
+    time.sleep(1.0)  # the sandbox decides after 0.8 s
+    applications.refresh()
+    status = engine.handle(session, "我的申请审核怎么样了")
+    assert "未通过" in status.text and status.quick_replies == ["我有异议"]
+    disputed = engine.handle(session, "我有异议，我符合条件")
+    assert disputed.reply_type == "handoff" and disputed.ticket_id
+    ticket = engine.escalation.get(disputed.ticket_id)
+    assert ticket.kind == "procedure_problem" and ticket.form_data["applicant_id"] == ADULT
+
+
+def test_logs_never_carry_a_full_id_or_phone(desk, caplog):
+    import logging
+
+    engine, _ = desk
+    caplog.set_level(logging.INFO)
+    session = "file-logs"
+    for text in FILINGS["elderly_allowance"]:
+        engine.handle(session, text)
+    engine.handle(session, "确认")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "confirmed" in logged
+    assert AGED_92 not in logged and "13812345678" not in logged
