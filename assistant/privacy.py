@@ -22,9 +22,16 @@ def mask_pii(text: str) -> str:
 
 
 class MaskPiiFilter(logging.Filter):
+    """Masks the message and each string argument in place, keeping the record's shape (some
+    formatters, uvicorn's access log among them, unpack `args`)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask_pii(record.getMessage())
-        record.args = None
+        if isinstance(record.msg, str):
+            record.msg = mask_pii(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask_pii(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: mask_pii(v) if isinstance(v, str) else v for k, v in record.args.items()}
         return True
 
 

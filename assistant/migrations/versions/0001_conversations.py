@@ -14,6 +14,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # Databases made before migrations existed (the dialogue engine's first release created
+    # these two tables directly) are adopted as they are.
+    if sa.inspect(op.get_bind()).has_table("conversations"):
+        return
     op.create_table(
         "conversations",
         sa.Column("session_id", sa.String(128), primary_key=True),
