@@ -166,7 +166,7 @@ def chat(session: Annotated[Optional[str], typer.Option(help="Session id (a new 
             break
         if not text.strip():
             continue
-        _print_reply(engine.handle(session_id, text, channel="cli", user_id="cli"))
+        _print_reply(engine.handle(session_id, text, channel="cli", user_id=session_id))
     out.print("再见！")
 
 
@@ -176,12 +176,12 @@ def say(
     session: Annotated[str, typer.Option("--session", help="Session id; the thread continues across calls")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
     channel: Annotated[str, typer.Option(help="Channel name")] = "cli",
-    user: Annotated[str, typer.Option(help="User id")] = "cli",
+    user: Annotated[Optional[str], typer.Option(help="User id (defaults to the session id)")] = None,
 ) -> None:
     """Send one message to the dialogue engine and print the reply."""
     kb = _kb()
     _ensure_built(kb, as_json)
-    reply = _engine().handle(session, text, channel=channel, user_id=user)
+    reply = _engine().handle(session, text, channel=channel, user_id=user or session)
     if as_json:
         _emit_json(reply.public())
         return
@@ -376,7 +376,7 @@ def apply(
         _refuse({"errors": [{"field": "data", "message": f"读不了申请数据文件：{exc}"}]}, as_json, 2)
     service = get_applications(get_settings())
     try:
-        application = service.confirm(procedure_id, payload, session_id=session, channel="cli", user_id="cli",
+        application = service.confirm(procedure_id, payload, session_id=session, channel="cli", user_id=session,
                                       idempotency_key=idempotency_key)
     except InvalidApplication as exc:
         _refuse({"errors": exc.errors}, as_json, 2)
