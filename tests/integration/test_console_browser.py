@@ -12,9 +12,8 @@ import pytest
 
 from assistant.escalation.auth import UserStore
 from assistant.settings import PROJECT_ROOT
-from tests.conftest import SHARED_CACHE
+from tests.conftest import SHARED_CACHE, free_port
 from tests.integration.test_reliability import _start_server
-from tests.integration.test_server import _free_port
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "console"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -51,7 +50,7 @@ def server(small_index_dir, tmp_path):
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    port = _free_port()
+    port = free_port()
     process = _start_server(env, port)
     yield f"http://127.0.0.1:{port}"
     process.terminate()

@@ -15,8 +15,7 @@ import httpx
 
 from assistant.escalation.auth import UserStore
 from assistant.escalation.service import SYSTEM, SqlEscalationService
-from tests.conftest import SHARED_CACHE
-from tests.integration.test_server import _free_port
+from tests.conftest import SHARED_CACHE, free_port
 
 
 def _start_server(env: dict[str, str], port: int) -> subprocess.Popen:
@@ -42,7 +41,7 @@ def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(small_index
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    port = _free_port()
+    port = free_port()
     server = _start_server(env, port)
     base = f"http://127.0.0.1:{port}"
     token = httpx.post(f"{base}/api/v1/auth/token", json={"username": "wang", "password": "wang-password"}).json()["token"]

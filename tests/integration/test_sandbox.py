@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from connectors.sandbox import SandboxSettings, create_sandbox_app
+from tests.conftest import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ID_CARD = "650203194501011234"
@@ -151,14 +151,8 @@ def test_state_survives_a_new_app_on_the_same_file(tmp_path):
     assert restarted.get("/_stats").json() == {"submissions_received": 2, "applications": 1, "duplicates_refused": 1}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_serves_as_a_real_process(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LINLI_SANDBOX_DB_PATH": str(tmp_path / "sandbox.sqlite")}
     process = subprocess.Popen([sys.executable, "-m", "connectors.sandbox", "--host", "127.0.0.1", "--port", str(port)],
                                cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
