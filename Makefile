@@ -9,7 +9,7 @@ PORT   ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install index run test eval bench browser clean
+.PHONY: install index run test eval bench system-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,20 +24,23 @@ index: install
 
 # The sandbox stand-in for the government backend and the outbox worker run beside the server
 # and stop with it.
-run: index
+run: index system-deps
 	@trap 'kill 0' EXIT INT TERM; \
 	$(BIN)/python -m connectors.sandbox --host 127.0.0.1 --port 8100 & \
 	$(BIN)/linli worker & \
 	$(BIN)/linli serve --host $(HOST) --port $(PORT)
 
-# Headless Chromium for the console's browser test, from Debian. Without root or network the
-# browser test is skipped with its reason printed; nothing else depends on it.
-browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq chromium chromium-driver fonts-noto-cjk) >/dev/null 2>&1; } || \
-	  echo "note: chromium/chromedriver not installed; the console browser test will be skipped"
+# From Debian, where missing: ffmpeg (decoding voice messages), espeak-ng (English test speech),
+# headless Chromium and CJK fonts (the console's browser test). Without root or network the
+# tests that need them are skipped with the reason printed.
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && command -v chromium >/dev/null && \
+	  command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq ffmpeg espeak-ng chromium chromium-driver \
+	    fonts-noto-cjk) >/dev/null 2>&1; } || \
+	  echo "note: could not install ffmpeg/espeak-ng/chromium; the tests that need them will be skipped"
 
-test: install browser
+test: install system-deps
 	@$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "FAILED: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$status

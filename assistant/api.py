@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -187,6 +187,19 @@ def create_app() -> FastAPI:
                                                      user_id=body.user_id, message_id=body.message_id,
                                                      centre=body.centre)
         return reply.public()
+
+    @app.post("/api/v1/voice", tags=["dialogue"], summary="语音消息 / Send a voice message (multipart audio)")
+    def voice(settings: Annotated[Settings, Depends(get_settings)], audio: Annotated[UploadFile, File()],
+              session_id: Annotated[str, Form(min_length=1, max_length=128)],
+              channel: Annotated[str, Form(max_length=32)] = "web",
+              user_id: Annotated[str, Form(max_length=128)] = "anonymous") -> dict:
+        from assistant.services import get_dialogue_engine
+        from assistant.speech.service import hear, reply_to_voice
+
+        data = audio.file.read(settings.speech.max_bytes + 1)
+        heard = hear(settings, data, content_type=audio.content_type)
+        reply = reply_to_voice(get_dialogue_engine(settings), heard, session_id, channel, user_id)
+        return {**reply.public(), "transcript": heard.text}
 
     @app.get("/api/v1/procedures", tags=["procedures"], summary="可办理的事项 / Procedures Linli can file")
     def list_procedures() -> dict:

@@ -171,20 +171,66 @@ def chat(session: Annotated[Optional[str], typer.Option(help="Session id (a new 
 
 
 @app.command()
+def transcribe(
+    file: Path,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    language: Annotated[Optional[str], typer.Option(help="zh or en (detected when omitted)")] = None,
+) -> None:
+    """Transcribe a voice recording offline (wav, mp3, amr, webm, ogg)."""
+    from assistant.speech.service import hear
+
+    try:
+        heard = hear(get_settings(), file.read_bytes(), language=language)
+    except OSError as exc:
+        _fail(LinliError(f"读不了语音文件：{file}", f"Cannot read {file}: {exc}"), as_json)
+        return
+    except LinliError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        _emit_json(heard.public())
+    else:
+        out.print(heard.text, markup=False)
+
+
+@app.command()
 def say(
-    text: str,
-    session: Annotated[str, typer.Option("--session", help="Session id; the thread continues across calls")],
+    text: Annotated[Optional[str], typer.Argument()] = None,
+    session: Annotated[str, typer.Option("--session", help="Session id; the thread continues across calls")] = "cli",
+    audio: Annotated[Optional[Path], typer.Option(help="A voice recording instead of text")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     channel: Annotated[str, typer.Option(help="Channel name")] = "cli",
     user: Annotated[Optional[str], typer.Option(help="User id (defaults to the session id)")] = None,
 ) -> None:
-    """Send one message to the dialogue engine and print the reply."""
+    """Send one message (text, or --audio) to the dialogue engine and print the reply."""
     kb = _kb()
     _ensure_built(kb, as_json)
-    reply = _engine().handle(session, text, channel=channel, user_id=user or session)
+    transcript = None
+    if audio is not None:
+        from assistant.speech.service import hear, reply_to_voice
+
+        try:
+            heard = hear(get_settings(), audio.read_bytes())
+        except OSError as exc:
+            _fail(LinliError(f"读不了语音文件：{audio}", f"Cannot read {audio}: {exc}"), as_json)
+            return
+        except LinliError as exc:
+            _fail(exc, as_json)
+            return
+        transcript = heard.text
+        reply = reply_to_voice(_engine(), heard, session, channel, user or session)
+    elif text is None:
+        raise typer.BadParameter("请给出要说的话，或用 --audio 给一段语音。")
+    else:
+        reply = _engine().handle(session, text, channel=channel, user_id=user or session)
     if as_json:
-        _emit_json(reply.public())
+        payload = reply.public()
+        if transcript is not None:
+            payload["transcript"] = transcript
+        _emit_json(payload)
         return
+    if transcript is not None:
+        out.print(f"（听到：{transcript}）", style="dim", markup=False)
     _print_reply(reply)
 
 

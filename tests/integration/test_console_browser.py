@@ -21,7 +21,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
-    reason="Chromium and chromedriver not installed (apt-get install -y chromium chromium-driver; `make browser`)",
+    reason="Chromium and chromedriver not installed (apt-get install -y chromium chromium-driver; `make system-deps`)",
 )
 
 

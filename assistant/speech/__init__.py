@@ -1,0 +1,1 @@
+"""Speech input: audio decoding with limits, offline transcription, and domain post-correction."""

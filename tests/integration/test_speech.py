@@ -1,0 +1,156 @@
+"""Offline speech input on the shipped whisper-base weights: model assembly with its hash
+check, real Mandarin clips (AISHELL, in ../shared/data/speech), English from espeak-ng, bad
+audio of every kind, and speech through the CLI and the API."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from assistant.settings import PROJECT_ROOT, Settings, SpeechSettings
+from assistant.speech import transcriber as transcriber_module
+from assistant.speech.audio import BadAudio, SilentAudio
+from assistant.speech.service import hear
+from assistant.speech.transcriber import assemble_whisper_base
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                                                     reason="ffmpeg not installed (apt-get install -y ffmpeg)")]
+SPEECH_DIR = PROJECT_ROOT.parent / "shared" / "data" / "speech"
+MODEL_DIR = PROJECT_ROOT / "var" / "models" / "whisper-base"
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    strip = lambda s: "".join(ch for ch in s if ch.isalnum())  # noqa: E731
+    ref, hyp = strip(reference), strip(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        current = [i]
+        for j, h in enumerate(hyp, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
+        previous = current
+    return previous[-1] / max(len(ref), 1)
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16_000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes())
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings(speech=SpeechSettings(model_dir=MODEL_DIR))
+
+
+def test_model_parts_are_joined_once_and_hash_checked(tmp_path, monkeypatch):
+    folder = assemble_whisper_base(tmp_path / "whisper")
+    assert (folder / "model.bin").stat().st_size == transcriber_module.WHISPER_BASE_SIZE
+    assert {"config.json", "tokenizer.json", "vocabulary.txt"} <= {p.name for p in folder.iterdir()}
+    monkeypatch.setattr(transcriber_module, "WHISPER_BASE_SHA256", "0" * 64)
+    with pytest.raises(Exception, match="校验失败"):
+        assemble_whisper_base(tmp_path / "tampered")
+    assert not any((tmp_path / "tampered").iterdir())  # no half-written model left behind
+
+
+def test_aishell_clips_within_the_cer_ceiling(settings):
+    rows = [line.split("\t") for line in (SPEECH_DIR / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    scores = []
+    for name, reference in rows:
+        heard = hear(settings, (SPEECH_DIR / name).read_bytes(), content_type="audio/wav")
+        assert heard.language == "zh" and heard.duration_s > 1
+        scores.append(cer(reference, heard.text))
+    print(f"\nAISHELL CER per clip: {[round(s, 3) for s in scores]}, mean {sum(scores) / len(scores):.3f}")
+    assert sum(scores) / len(scores) <= 0.15
+
+
+def test_english_speech_is_detected_and_transcribed(settings, tmp_path):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed (apt-get install -y espeak-ng)")
+    path = tmp_path / "en.wav"
+    subprocess.run(["espeak-ng", "-v", "en", "-w", str(path), "How do I apply for the minimum living allowance?"],
+                   check=True)
+    heard = hear(settings, path.read_bytes())
+    assert heard.language == "en"
+    assert "minimum living allowance" in heard.text.lower()
+
+
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (lambda: b"", BadAudio, "空的"),
+    (lambda: os.urandom(4000), BadAudio, "打不开"),
+    (lambda: b"RIFF" + os.urandom(2000), BadAudio, "打不开"),
+    (lambda: wav_bytes(np.zeros(32_000)), SilentAudio, "没有听清"),
+    (lambda: wav_bytes(0.3 * np.sin(np.linspace(0, 61 * 440 * 2 * np.pi, 61 * 16_000))), BadAudio, "60秒"),
+    (lambda: b"\x00" * (5 * 1024 * 1024 + 1), BadAudio, "太大"),
+])
+def test_bad_audio_gets_a_clear_chinese_message(settings, make, error, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    with pytest.raises(error) as caught:
+        hear(settings, make())
+    assert message in caught.value.message("zh")
+    assert list(tmp_path.iterdir()) == []  # decoding goes through pipes: no temp file
+
+
+def test_wrong_mime_type_is_refused(settings):
+    with pytest.raises(BadAudio, match="不是语音"):
+        hear(settings, b"%PDF-1.4", content_type="application/pdf")
+
+
+def test_cli_transcribe_and_say_with_audio(small_index_dir):
+    from tests.integration.conftest import linli_env
+
+    env = dict(linli_env(small_index_dir), LINLI_SPEECH__MODEL_DIR=str(MODEL_DIR))
+    clip = SPEECH_DIR / "BAC009S0764W0122.wav"
+    result = subprocess.run([sys.executable, "-m", "assistant.cli", "transcribe", str(clip), "--json"], env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert set(body) == {"text", "raw_text", "language", "duration_s", "seconds"}
+    assert body["language"] == "zh" and "城市" in body["text"]
+    said = subprocess.run([sys.executable, "-m", "assistant.cli", "say", "--session", "voice-cli", "--audio", str(clip),
+                           "--json"], env=env, capture_output=True, text=True, timeout=180)
+    assert said.returncode == 0, said.stderr
+    reply = json.loads(said.stdout)
+    assert reply["transcript"] and reply["reply_type"] in {"answer", "refusal", "clarify", "smalltalk"}
+    corrupt = subprocess.run([sys.executable, "-m", "assistant.cli", "transcribe", str(PROJECT_ROOT / "README.md"),
+                              "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert corrupt.returncode != 0 and "打不开" in json.loads(corrupt.stdout)["message"]
+
+
+def test_voice_endpoint(small_index_dir, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from assistant.api import create_app
+    from assistant.settings import get_settings
+    from tests.conftest import SHARED_CACHE
+
+    settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
+                        embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
+                        speech=SpeechSettings(model_dir=MODEL_DIR))
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings
+    clip = (SPEECH_DIR / "BAC009S0764W0121.wav").read_bytes()
+    with TestClient(app) as client:
+        ok = client.post("/api/v1/voice", data={"session_id": "voice-api"},
+                         files={"audio": ("q.wav", clip, "audio/wav")})
+        assert ok.status_code == 200 and "交易" in ok.json()["transcript"]
+        silent = client.post("/api/v1/voice", data={"session_id": "voice-api"},
+                             files={"audio": ("s.wav", wav_bytes(np.zeros(16_000)), "audio/wav")})
+        assert silent.status_code == 422 and silent.json()["message"] == "没有听清，请再说一遍。"
+        wrong = client.post("/api/v1/voice", data={"session_id": "voice-api"},
+                            files={"audio": ("x.pdf", b"%PDF", "application/pdf")})
+        assert wrong.status_code == 422
+        missing = client.post("/api/v1/voice", data={"session_id": "voice-api"})
+        assert missing.status_code == 422
