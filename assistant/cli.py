@@ -348,7 +348,7 @@ def kb_show(doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
 @app.command("eval")
 def eval_command(
-    what: Annotated[str, typer.Argument(help="golden (default) or intents")] = "golden",
+    what: Annotated[str, typer.Argument(help="golden (default), intents or asr")] = "golden",
     dataset: Annotated[Optional[Path], typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Where to write the JSON report")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions")] = None,
@@ -357,7 +357,12 @@ def eval_command(
     from eval.harness import run_external, run_golden
 
     settings = get_settings()
-    if what == "intents":
+    if what == "asr":
+        from eval.asr import run_asr
+
+        result = run_asr(settings, console=out, limit=limit)
+        dataset = Path("asr")
+    elif what == "intents":
         from eval.intents import run_intents
         from intents.classifier import IntentClassifier
 
@@ -365,7 +370,7 @@ def eval_command(
         result = run_intents(IntentClassifier(kb.embedder, kb.cache), console=out)
         dataset = Path("intents")
     elif what != "golden":
-        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden or intents")
+        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden, intents or asr")
     elif dataset is not None:
         result = run_external(settings, dataset, limit=limit, console=out)
     else:

@@ -125,6 +125,9 @@ class KnowledgeBase:
     def ask(self, question: str, filters: SearchFilters | None = None) -> Answer:
         return self.answerer.ask(question, filters=filters)
 
+    def benefit_amounts(self) -> set[float]:
+        return self.answerer.benefit_amounts()
+
 
 _shared: dict[str, KnowledgeBase] = {}
 _shared_lock = threading.Lock()

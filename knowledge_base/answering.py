@@ -356,6 +356,10 @@ class GroundedAnswerer:
             self._tables = (generation, tables)
         return self._tables[1]
 
+    def benefit_amounts(self) -> set[float]:
+        """Every amount the shipped benefit tables carry (to doubt a misheard one)."""
+        return {b.amount for t in self._benefit_tables() for b in t.brackets}
+
     def _table_citation(self, table: BenefitTable, needle: str) -> Citation:
         meta, _body, chunks = self.retriever.store.get_document(table.doc_id)
         chunk = next((c for c in chunks if needle in c.text), None) or next(

@@ -86,6 +86,21 @@ class DialogueEngine:
         self.store.save(conversation)
         return reply
 
+    def ask_back(self, session_id: str, heard: str, question: str, meant: str | None, channel: str = "web",
+                 user_id: str = "anonymous") -> Reply:
+        """Speech heard something too unlikely to act on (an 886-year-old): ask instead of
+        answering, and keep the likely meaning so that a plain "是的" goes on with it."""
+        session_id = (session_id or "").strip()[:128] or "anonymous"
+        conversation = self.store.get_or_create(session_id, channel, user_id)
+        if meant:
+            conversation.state["heard_meant"] = meant
+        reply = Reply("clarify", question, quick_replies=[meant] if meant else [], session_id=session_id,
+                      trace={"intent": None, "reply_type": "clarify", "asked_back": heard})
+        self.store.add_turn(session_id, "resident", heard[: self.settings.max_message_chars])
+        self.store.add_turn(session_id, "assistant", reply.text, reply.reply_type, reply.trace)
+        self.store.save(conversation)
+        return reply
+
     # ---- routing ---------------------------------------------------------------------------
 
     def _say(self, key: str, language: str, **values: Any) -> str:
@@ -104,6 +119,9 @@ class DialogueEngine:
             return Reply("clarify", self._say("unreadable", language), quick_replies=self._menu(language))
         language = conv.language = detect_language(text, default=conv.language)
 
+        meant = conv.state.pop("heard_meant", None)
+        if meant and AFFIRMATIVE_RE.match(text):
+            text = meant
         held = self.escalation.held_ticket(conv.session_id)
         if held is not None:
             return self._while_held(conv, held, text, language, trace)

@@ -5,6 +5,8 @@ implausible ages caught so Linli asks back instead of answering for an 886-year-
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from pypinyin import Style, lazy_pinyin
@@ -13,8 +15,13 @@ from knowledge_base.numbers import cn_to_int
 from knowledge_base.text import to_simplified
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
+_ALL_CJK = re.compile(r"^[\u4e00-\u9fff]+$")
+# Particles and pronouns that stand alone far more often than they begin or end a misheard
+# word: 俺是 must not become 按时, nor 是指 become 失职.
+_FUNCTION_CHARS = frozenset("是的了不在我你他她它就也都又吗呢啊吧把被给和跟到能会要")
 _CN_NUMBER_UNIT = re.compile(r"([零〇一二两三四五六七八九十百千]{1,6})(周岁|岁|元|块)")
 _LONG_AGE = re.compile(r"(\d{3,})\s*(?:周岁|岁)")
+_AMOUNT = re.compile(r"(\d{2,})\s*(元|块)")
 
 
 def _syllables(text: str) -> list[str]:
@@ -55,6 +62,79 @@ def restore_terms(text: str, terms: list[str]) -> str:
     return text
 
 
+class CorpusSounds:
+    """The words of the policy corpus by how they sound (toneless pinyin), to restore words
+    whisper heard as homophones that are not words at all: 个人账户 heard as 割人账护, 食堂 as
+    时堂, 克拉玛依 as 克拉马一. Only a run that is not itself a word (in the corpus or in jieba's
+    dictionary) is replaced, so ordinary speech is left alone."""
+
+    def __init__(self, words: Counter[str], known: Callable[[str], bool]) -> None:
+        self.words = words
+        self.known = known
+        self.by_sound: dict[tuple[str, ...], str] = {}
+        for word, _count in words.most_common():
+            self.by_sound.setdefault(tuple(_syllables(word)), word)
+        self.longest = max((len(w) for w in words), default=0)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str], terms: Iterable[str] = (), min_count: int = 3,
+                   max_length: int = 6, keyness: float = 1.0) -> CorpusSounds:
+        import jieba
+
+        jieba.initialize()
+        counts: Counter[str] = Counter()
+        for text in texts:
+            counts.update(w for w in jieba.cut(text) if 2 <= len(w) <= max_length and _ALL_CJK.match(w))
+        # Keep words the corpus uses more than everyday Chinese does (jieba's frequencies):
+        # 补贴 and 报销 are restored, 进步 and 按时 are not forced onto a resident's 金不 or 俺是.
+        corpus_total = sum(counts.values()) or 1
+        general_total = jieba.dt.total or 1
+        words = Counter({w: c for w, c in counts.items() if c >= min_count
+                         and c / corpus_total >= keyness * jieba.dt.FREQ.get(w, 0) / general_total})
+        for term in terms:
+            if _ALL_CJK.match(term):
+                words[term] += min_count
+        return cls(words, lambda w: w in counts or jieba.dt.FREQ.get(w, 0) > 0)
+
+    def restore(self, text: str) -> str:
+        import jieba
+
+        # Only runs of single characters (what a misheard word falls apart into) are candidates,
+        # cut at jieba's word boundaries: a window across a real word is never rewritten.
+        out: list[str] = []
+        pieces = jieba.lcut(text, HMM=False)
+        i = 0
+        while i < len(pieces):
+            run = 0
+            while i + run < len(pieces) and len(pieces[i + run]) == 1 and _ALL_CJK.match(pieces[i + run]):
+                run += 1
+            if run < 2:
+                out.append(pieces[i])
+                i += 1
+                continue
+            out.append(self._restore_run("".join(pieces[i : i + run])))
+            i += run
+        return "".join(out)
+
+    def _restore_run(self, run: str) -> str:
+        out: list[str] = []
+        i = 0
+        while i < len(run):
+            for n in range(min(self.longest, len(run) - i), 1, -1):
+                window = run[i : i + n]
+                if self.known(window) or window[0] in _FUNCTION_CHARS or window[-1] in _FUNCTION_CHARS:
+                    continue
+                word = self.by_sound.get(tuple(_syllables(window)))
+                if word is not None and word != window:
+                    out.append(word)
+                    i += n
+                    break
+            else:
+                out.append(run[i])
+                i += 1
+        return "".join(out)
+
+
 def normalise_numbers(text: str) -> str:
     """八十六岁 → 86岁, 五百元 → 500元, so ages and amounts read the same as typed ones."""
     def digits(match: re.Match[str]) -> str:
@@ -72,17 +152,35 @@ class Doubt:
     guess: str | None
 
 
-def implausible(text: str) -> Doubt | None:
+def _without_doubled_digit(number: str) -> str | None:
+    """"我爸八十六岁" is often heard as 886: a doubled first digit is the usual slip."""
+    return number[1:] if len(number) >= 3 and number[0] == number[1] else None
+
+
+def implausible(text: str, known_amounts: Iterable[float] = ()) -> Doubt | None:
+    """An age over 120; an amount no benefit table has that is a table's amount with its first
+    digit doubled (5500 for 500), or far beyond every table."""
     for match in _LONG_AGE.finditer(text):
         number = match.group(1)
         if int(number) > 120:
-            # "我爸八十六岁" is often heard as 886: a doubled first digit is the usual slip.
-            guess = number[1:] if len(number) == 3 and number[0] == number[1] and int(number[1:]) <= 120 else None
-            return Doubt(match.group(0), f"{guess}岁" if guess else None)
+            guess = _without_doubled_digit(number)
+            return Doubt(match.group(0), f"{guess}岁" if guess and int(guess) <= 120 else None)
+    amounts = {int(a) for a in known_amounts if a}
+    for match in _AMOUNT.finditer(text):
+        number = match.group(1)
+        if not amounts or int(number) in amounts:
+            continue
+        guess = _without_doubled_digit(number)
+        if guess and int(guess) in amounts:  # 5500元 where a table has 500元
+            return Doubt(match.group(0), f"{guess}{match.group(2)}")
+        if int(number) > 10 * max(amounts):
+            return Doubt(match.group(0), None)
     return None
 
 
-def post_correct(text: str, terms: list[str]) -> str:
+def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None) -> str:
     text = to_simplified(text).strip()
     text = restore_terms(text, terms)
+    if sounds is not None:
+        text = sounds.restore(text)
     return normalise_numbers(text)

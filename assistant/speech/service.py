@@ -4,14 +4,21 @@ path as typed text — except that an implausible value is asked back first."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from assistant.dialogue.reply import Reply
+from assistant.errors import LinliError
 from assistant.settings import Settings
 from assistant.speech.audio import check_mime, decode
-from assistant.speech.correction import implausible, post_correct
-from assistant.speech.transcriber import FasterWhisperTranscriber, Transcriber, assemble_whisper_base
+from assistant.speech.correction import CorpusSounds, implausible, post_correct
+from assistant.speech.transcriber import (
+    FasterWhisperTranscriber,
+    OpenAIWhisperTranscriber,
+    Transcriber,
+    assemble_whisper_base,
+)
 
 
 @dataclass(frozen=True)
@@ -30,46 +37,100 @@ _transcribers: dict[str, Transcriber] = {}
 _lock = threading.Lock()
 
 
-def domain_terms(settings: Settings) -> list[str]:
-    lines = settings.domain_terms.read_text(encoding="utf-8").splitlines()
+def _word_list(path) -> list[str]:
+    """First word of each line, without comments (jieba user-dictionary format or one per line)."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     return [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
 
 
-def get_transcriber(settings: Settings) -> Transcriber:
-    """One model per process, whoever asks first loads it."""
+def domain_terms(settings: Settings) -> list[str]:
+    return _word_list(settings.domain_terms)
+
+
+def _faster_whisper(settings: Settings) -> Transcriber:
     model_dir = settings.speech.model_dir or settings.data_dir / "models" / "whisper-base"
-    key = f"{settings.speech.transcriber}|{model_dir}"
+    return FasterWhisperTranscriber(assemble_whisper_base(model_dir),
+                                    hotwords=domain_terms(settings)[: settings.speech.hotwords],
+                                    beam_size=settings.speech.beam_size)
+
+
+def _openai_whisper(settings: Settings) -> Transcriber:
+    if settings.speech.checkpoint is None:
+        raise LinliError("openai_whisper 需要设置 LINLI_SPEECH__CHECKPOINT（本地模型文件）。",
+                         "openai_whisper needs LINLI_SPEECH__CHECKPOINT (a local checkpoint file).")
+    return OpenAIWhisperTranscriber(settings.speech.checkpoint, hotwords=domain_terms(settings)[: settings.speech.hotwords],
+                                    beam_size=settings.speech.beam_size)
+
+
+TRANSCRIBERS: dict[str, Callable[[Settings], Transcriber]] = {
+    "faster_whisper": _faster_whisper,
+    "openai_whisper": _openai_whisper,
+}
+
+
+def get_transcriber(settings: Settings) -> Transcriber:
+    """One model per process, whoever asks first loads it; the others wait for it."""
+    speech = settings.speech
+    key = f"{speech.transcriber}|{speech.model_dir or settings.data_dir}|{speech.checkpoint}"
     with _lock:
         if key not in _transcribers:
-            if settings.speech.transcriber != "faster_whisper":
-                from assistant.errors import LinliError
-
-                raise LinliError(f"未知的语音识别器：{settings.speech.transcriber}",
-                                 f"Unknown transcriber {settings.speech.transcriber!r}")
-            _transcribers[key] = FasterWhisperTranscriber(
-                assemble_whisper_base(model_dir), hotwords=domain_terms(settings)[: settings.speech.hotwords],
-                beam_size=settings.speech.beam_size)
+            factory = TRANSCRIBERS.get(speech.transcriber)
+            if factory is None:
+                raise LinliError(f"未知的语音识别器：{speech.transcriber}（可选：{', '.join(TRANSCRIBERS)}）",
+                                 f"Unknown transcriber {speech.transcriber!r}; choose one of {', '.join(TRANSCRIBERS)}")
+            _transcribers[key] = factory(settings)
         return _transcribers[key]
+
+
+_sounds: dict[str, tuple[int, CorpusSounds]] = {}
+
+
+def corpus_sounds(settings: Settings) -> CorpusSounds | None:
+    """The indexed corpus's words by sound, rebuilt when the index changes; None before the
+    first build (then only the domain vocabulary corrects transcripts)."""
+    from assistant.services import get_knowledge_base
+
+    if not settings.speech.corpus_correction:
+        return None
+    kb = get_knowledge_base(settings)
+    if not kb.is_built():
+        return None
+    generation = kb.store.generation()
+    key = str(settings.resolved_index_dir)
+    with _lock:
+        cached = _sounds.get(key)
+        if cached is None or cached[0] != generation:
+            texts = (chunk.text for chunk in kb.store.load().chunks)
+            words = domain_terms(settings) + _word_list(settings.colloquial_words)
+            cached = _sounds[key] = (generation, CorpusSounds.from_texts(texts, words,
+                                                                         keyness=settings.speech.corpus_keyness))
+        return cached[1]
 
 
 def hear(settings: Settings, audio: bytes, content_type: str | None = None, language: str | None = None) -> Heard:
     check_mime(content_type)
     samples = decode(audio, max_bytes=settings.speech.max_bytes, max_seconds=settings.speech.max_seconds)
     transcript = get_transcriber(settings).transcribe(samples, language)
-    text = post_correct(transcript.raw_text, domain_terms(settings)) if transcript.language == "zh" \
-        else transcript.raw_text.strip()
+    text = post_correct(transcript.raw_text, domain_terms(settings), corpus_sounds(settings)) \
+        if transcript.language == "zh" else transcript.raw_text.strip()
     return Heard(text, transcript.raw_text, transcript.language, round(transcript.duration_s, 2),
                  round(transcript.seconds, 3))
 
 
 def reply_to_voice(engine, heard: Heard, session_id: str, channel: str, user_id: str) -> Reply:
-    """The engine's reply to what was heard; nothing heard, or an implausible age, is asked back."""
+    """The engine's reply to what was heard; nothing heard, or an implausible age or amount, is
+    asked back (and the exchange is kept in the conversation like any other turn)."""
+    english = heard.language == "en"
     if not heard.text.strip(" 。.，,"):
-        return Reply("clarify", "没有听清，请再说一遍。" if heard.language == "zh" else "I didn't catch that; please say it again.",
+        return Reply("clarify", "I didn't catch that; please say it again." if english else "没有听清，请再说一遍。",
                      session_id=session_id)
-    doubt = implausible(heard.text)
-    if doubt is not None:
-        question = f"您是说{doubt.guess}吗？" if doubt.guess else f"我听到的是“{doubt.heard}”，请再说一下年龄好吗？"
-        quick = [heard.text.replace(doubt.heard, doubt.guess)] if doubt.guess else []
-        return Reply("clarify", question, quick_replies=quick, session_id=session_id)
-    return engine.handle(session_id, heard.text, channel=channel, user_id=user_id)
+    doubt = implausible(heard.text, engine.kb.benefit_amounts())
+    if doubt is None:
+        return engine.handle(session_id, heard.text, channel=channel, user_id=user_id)
+    if doubt.guess:
+        question = f"您是说{doubt.guess}吗？"
+    else:
+        what = "年龄" if doubt.heard.endswith("岁") else "金额"
+        question = f"我听到的是“{doubt.heard}”，请再说一下{what}好吗？"
+    meant = heard.text.replace(doubt.heard, doubt.guess) if doubt.guess else None
+    return engine.ask_back(session_id, heard.text, question, meant, channel=channel, user_id=user_id)

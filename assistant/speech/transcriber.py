@@ -4,6 +4,7 @@ the result's sha256 is checked before loading; nothing is ever fetched from a mo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import shutil
@@ -84,6 +85,12 @@ class FasterWhisperTranscriber:
         self.beam_size = beam_size
         self._lock = threading.Lock()
 
+    def with_hotwords(self, hotwords: list[str]) -> FasterWhisperTranscriber:
+        """The same loaded model (and queue) with other hotwords: the evaluation compares both."""
+        variant = copy.copy(self)
+        variant.hotwords = " ".join(hotwords)
+        return variant
+
     def transcribe(self, samples: np.ndarray, language: str | None = None) -> Transcript:
         started = time.perf_counter()
         with self._lock:
@@ -103,6 +110,40 @@ class FasterWhisperTranscriber:
         _, _, probabilities = self.model.detect_language(samples)
         scores = dict(probabilities)
         return "en" if scores.get("en", 0.0) > scores.get("zh", 0.0) else "zh"
+
+
+class OpenAIWhisperTranscriber:
+    """openai-whisper on a local checkpoint (e.g. base.pt or a larger one a centre copied in).
+    Its checkpoints are published only on OpenAI's own download host, never on PyPI, so this
+    is opt-in: `pip install openai-whisper` and set LINLI_SPEECH__CHECKPOINT. It has no
+    hotwords option, so the domain terms go into the initial prompt."""
+
+    name = "openai_whisper"
+
+    def __init__(self, checkpoint: Path, hotwords: list[str] | None = None, beam_size: int = 1) -> None:
+        import whisper
+
+        if not checkpoint.is_file():
+            raise LinliError(f"找不到语音模型文件 {checkpoint}。", f"No whisper checkpoint at {checkpoint}.")
+        self._whisper = whisper
+        self.model = whisper.load_model(str(checkpoint), device="cpu")
+        self.prompt = ZH_PROMPT + "，".join(hotwords or [])
+        self.beam_size = beam_size
+        self._lock = threading.Lock()
+
+    def transcribe(self, samples: np.ndarray, language: str | None = None) -> Transcript:
+        started = time.perf_counter()
+        with self._lock:
+            if language is None:
+                mel = self._whisper.log_mel_spectrogram(self._whisper.pad_or_trim(samples), self.model.dims.n_mels)
+                _, probabilities = self.model.detect_language(mel)
+                language = "en" if probabilities.get("en", 0.0) > probabilities.get("zh", 0.0) else "zh"
+            result = self.model.transcribe(
+                samples, language=language, fp16=False, beam_size=self.beam_size if self.beam_size > 1 else None,
+                initial_prompt=self.prompt if language == "zh" else None, condition_on_previous_text=False)
+        text = str(result["text"]).strip()
+        return Transcript(drop_echo(text, [ZH_PROMPT, self.prompt]), language, len(samples) / SAMPLE_RATE,
+                          time.perf_counter() - started)
 
 
 def drop_echo(text: str, prompts: list[str]) -> str:

@@ -24,7 +24,7 @@ from assistant.speech.transcriber import assemble_whisper_base
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                                      reason="ffmpeg not installed (apt-get install -y ffmpeg)")]
-SPEECH_DIR = PROJECT_ROOT.parent / "shared" / "data" / "speech"
+SPEECH_DIR = PROJECT_ROOT / "eval" / "datasets" / "speech" / "aishell"  # copied from ../shared/data/speech
 MODEL_DIR = PROJECT_ROOT / "var" / "models" / "whisper-base"
 
 
@@ -154,3 +154,74 @@ def test_voice_endpoint(small_index_dir, tmp_path):
         assert wrong.status_code == 422
         missing = client.post("/api/v1/voice", data={"session_id": "voice-api"})
         assert missing.status_code == 422
+
+
+@pytest.mark.parametrize(("suffix", "codec", "mime"), [
+    ("mp3", ["-c:a", "libmp3lame", "-b:a", "48k"], "audio/mpeg"),
+    ("ogg", ["-c:a", "libvorbis"], "audio/ogg"),
+    ("webm", ["-c:a", "libopus", "-b:a", "24k"], "audio/webm"),
+    ("opus", ["-c:a", "libopus", "-b:a", "24k"], "audio/ogg; codecs=opus"),
+])
+def test_browser_and_phone_formats_are_decoded(settings, tmp_path, suffix, codec, mime):
+    source = SPEECH_DIR / "BAC009S0764W0122.wav"
+    target = tmp_path / f"clip.{suffix}"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(source), *codec, str(target)], check=True)
+    heard = hear(settings, target.read_bytes(), content_type=mime)
+    assert heard.language == "zh" and abs(heard.duration_s - 4.3) < 0.6
+    assert cer("一二线城市虽然也处于调整中", heard.text) <= 0.25
+
+
+def test_wechat_amr_voice_message(settings):
+    # Committed AMR-NB 8 kHz clip (eval/speech_generate.py), the format WeChat delivers voice in.
+    clip = PROJECT_ROOT / "eval" / "datasets" / "speech" / "wechat" / "sp-age-001.amr"
+    assert clip.read_bytes().startswith(b"#!AMR")
+    heard = hear(settings, clip.read_bytes(), content_type="audio/amr")
+    assert heard.language == "zh" and "高龄津贴" in heard.text
+
+
+def test_the_model_loads_once_however_many_ask(monkeypatch):
+    import threading
+    import time
+
+    from assistant.speech import service
+
+    built = []
+
+    def slow_factory(settings):
+        time.sleep(0.2)
+        built.append(object())
+        return built[-1]
+
+    monkeypatch.setitem(service.TRANSCRIBERS, "counting", slow_factory)
+    monkeypatch.setattr(service, "_transcribers", {})
+    counting = Settings(speech=SpeechSettings(transcriber="counting"))
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(service.get_transcriber(counting))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and all(g is built[0] for g in got)
+    with pytest.raises(Exception, match="未知的语音识别器"):
+        service.get_transcriber(Settings(speech=SpeechSettings(transcriber="nope")))
+
+
+def test_an_implausible_age_is_asked_back_and_a_yes_goes_on(small_index_dir, tmp_path):
+    from assistant.services import get_dialogue_engine
+    from assistant.speech.service import Heard, reply_to_voice
+    from tests.conftest import SHARED_CACHE
+
+    settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
+                        embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None)
+    engine = get_dialogue_engine(settings)
+    heard = Heard("我爸886岁了，克拉玛依高龄津贴一个月多少钱", "我爸八八六岁了", "zh", 3.0, 0.5)
+    asked = reply_to_voice(engine, heard, "voice-doubt", "web", "resident-1")
+    assert asked.reply_type == "clarify" and asked.text == "您是说86岁吗？"
+    assert asked.quick_replies == ["我爸86岁了，克拉玛依高龄津贴一个月多少钱"]
+    history = engine.store.history("voice-doubt")
+    assert [t["text"] for t in history][-2:] == [heard.text, "您是说86岁吗？"]  # kept like any turn
+    answer = engine.handle("voice-doubt", "是的", user_id="resident-1")
+    assert answer.reply_type in {"answer", "refusal"} and "886" not in answer.text
+    assert answer.trace["intent"] is not None  # the corrected question went through the engine
+    unsure = reply_to_voice(engine, Heard("我妈253岁了", "", "zh", 2.0, 0.3), "voice-doubt-2", "web", "r2")
+    assert unsure.reply_type == "clarify" and "请再说一下年龄" in unsure.text and not unsure.quick_replies

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.settings import Settings
-from assistant.speech.correction import implausible, normalise_numbers, post_correct, restore_terms
+from assistant.speech.correction import CorpusSounds, implausible, normalise_numbers, post_correct, restore_terms
 from assistant.speech.service import domain_terms
 from assistant.speech.transcriber import drop_echo
 
@@ -42,3 +42,32 @@ def test_an_echoed_prompt_is_not_speech():
     assert drop_echo("以下是普通话的句子。", ["以下是普通话的句子。"]) == ""
     assert drop_echo("低保 医保", ["高龄津贴 低保 医保"]) == ""
     assert drop_echo("低保怎么申请", ["以下是普通话的句子。", "高龄津贴 低保 医保"]) == "低保怎么申请"
+
+
+def test_implausible_amounts_are_doubted_against_the_tables():
+    known = {300.0, 500.0, 600.0, 1000.0}
+    doubt = implausible("高龄津贴每月5500元对吗", known)
+    assert doubt.heard == "5500元" and doubt.guess == "500元"
+    assert implausible("每月73000块", known).guess is None
+    assert implausible("每月500元对吗", known) is None
+    assert implausible("我每月退休金3000元能申请吗", known) is None  # not a table amount, but plausible
+    assert implausible("每月88000元", set()) is None  # no tables, nothing to compare against
+
+
+CORPUS = ["社区食堂为老年人提供助餐服务。", "职工医保个人账户可以家庭共济使用，个人账户的钱能给家人看病。",
+          "申请法律援助需要提交经济困难证明。", "老年食堂和社区的食堂每天供应午餐。"] * 3
+
+
+def test_corpus_words_are_restored_by_sound():
+    sounds = CorpusSounds.from_texts(CORPUS, TERMS, min_count=3)
+    assert sounds.restore("克拉玛依有几个社区时堂") == "克拉玛依有几个社区食堂"
+    assert sounds.restore("割人账护的钱能用吗") == "个人账户的钱能用吗"
+    assert sounds.restore("要开经济困难证名吗") == "要开经济困难证明吗"
+
+
+@pytest.mark.parametrize("text", ["俺是农民工被欠了工钱", "医保说的两病是指哪两个病", "失业了能领失业金不",
+                                  "今天天气不错我们去公园", "社区食堂几点开门"])
+def test_corpus_sounds_leave_real_words_alone(text):
+    sounds = CorpusSounds.from_texts(CORPUS + ["按时缴费", "进步很大", "失职追责"] * 3, TERMS, min_count=3,
+                                     keyness=0)
+    assert sounds.restore(text) == text
