@@ -157,3 +157,15 @@ def sandbox(tmp_path_factory):
     yield base
     process.terminate()
     process.wait(timeout=10)
+
+
+def espeak_english(folder: Path, sentence: str) -> bytes:
+    """English test speech from espeak-ng (its Mandarin is unintelligible to whisper)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed (apt-get install -y espeak-ng)")
+    path = folder / "english.wav"
+    subprocess.run(["espeak-ng", "-v", "en", "-w", str(path), sentence], check=True)
+    return path.read_bytes()

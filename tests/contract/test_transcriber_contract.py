@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 import threading
 
 import numpy as np
@@ -18,6 +17,7 @@ from assistant.speech.audio import decode
 from assistant.speech.service import TRANSCRIBERS
 from assistant.speech.transcriber import ZH_PROMPT, Transcriber
 from eval.asr import error_rate, scoring_tokens
+from tests.conftest import espeak_english
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                                      reason="ffmpeg not installed (apt-get install -y ffmpeg)")]
@@ -63,12 +63,7 @@ def test_transcribes_real_mandarin(transcriber):
 
 
 def test_detects_english(transcriber, tmp_path):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed (apt-get install -y espeak-ng)")
-    path = tmp_path / "en.wav"
-    subprocess.run(["espeak-ng", "-v", "en", "-w", str(path), "How do I apply for the minimum living allowance?"],
-                   check=True)
-    result = transcriber.transcribe(decode(path.read_bytes()))
+    result = transcriber.transcribe(decode(espeak_english(tmp_path, "How do I apply for the minimum living allowance?")))
     assert result.language == "en" and "living allowance" in result.raw_text.lower()
 
 

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import wave
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +20,8 @@ from assistant.speech import transcriber as transcriber_module
 from assistant.speech.audio import BadAudio, SilentAudio
 from assistant.speech.service import hear
 from assistant.speech.transcriber import assemble_whisper_base
+from eval.asr import error_rate, scoring_tokens
+from tests.conftest import espeak_english
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                                      reason="ffmpeg not installed (apt-get install -y ffmpeg)")]
@@ -29,15 +30,7 @@ MODEL_DIR = PROJECT_ROOT / "var" / "models" / "whisper-base"
 
 
 def cer(reference: str, hypothesis: str) -> float:
-    strip = lambda s: "".join(ch for ch in s if ch.isalnum())  # noqa: E731
-    ref, hyp = strip(reference), strip(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1] / max(len(ref), 1)
+    return error_rate(scoring_tokens(reference, "zh"), scoring_tokens(hypothesis, "zh"))
 
 
 def wav_bytes(samples: np.ndarray, rate: int = 16_000) -> bytes:
@@ -82,12 +75,7 @@ def test_aishell_clips_within_the_cer_ceiling(settings):
 
 
 def test_english_speech_is_detected_and_transcribed(settings, tmp_path):
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed (apt-get install -y espeak-ng)")
-    path = tmp_path / "en.wav"
-    subprocess.run(["espeak-ng", "-v", "en", "-w", str(path), "How do I apply for the minimum living allowance?"],
-                   check=True)
-    heard = hear(settings, path.read_bytes())
+    heard = hear(settings, espeak_english(tmp_path, "How do I apply for the minimum living allowance?"))
     assert heard.language == "en"
     assert "minimum living allowance" in heard.text.lower()
 
