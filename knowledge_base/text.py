@@ -65,15 +65,22 @@ def normalize_width(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
+def read_word_list(path: Path) -> list[str]:
+    """The first word of each line, skipping blanks and # comments (jieba's user-dictionary
+    format, "term [frequency] [pos]", or one word per line)."""
+    words = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            words.append(line.split()[0])
+    return words
+
+
 class Lexicon:
     """Domain terms and colloquial synonyms, loaded from the data files once."""
 
     def __init__(self, terms_path: Path, synonyms_path: Path) -> None:
-        self.terms: list[str] = []
-        for line in terms_path.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                self.terms.append(line.split()[0])
+        self.terms: list[str] = read_word_list(terms_path)
         raw = yaml.safe_load(synonyms_path.read_text(encoding="utf-8")) or {}
         self.synonyms: dict[str, str] = {str(k): str(v) for k, v in raw.items()}
         self._synonym_keys = sorted(self.synonyms, key=len, reverse=True)

@@ -69,7 +69,6 @@ class CorpusSounds:
     dictionary) is replaced, so ordinary speech is left alone."""
 
     def __init__(self, words: Counter[str], known: Callable[[str], bool]) -> None:
-        self.words = words
         self.known = known
         self.by_sound: dict[tuple[str, ...], str] = {}
         for word, _count in words.most_common():

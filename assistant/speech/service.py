@@ -19,6 +19,7 @@ from assistant.speech.transcriber import (
     Transcriber,
     assemble_whisper_base,
 )
+from knowledge_base.text import load_lexicon, read_word_list
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,9 @@ _transcribers: dict[str, Transcriber] = {}
 _lock = threading.Lock()
 
 
-def _word_list(path) -> list[str]:
-    """First word of each line, without comments (jieba user-dictionary format or one per line)."""
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
-
-
 def domain_terms(settings: Settings) -> list[str]:
-    return _word_list(settings.domain_terms)
+    """The domain vocabulary, read once per process with the jieba dictionary it also feeds."""
+    return load_lexicon(settings.domain_terms, settings.synonyms).terms
 
 
 def _faster_whisper(settings: Settings) -> Transcriber:
@@ -101,20 +97,26 @@ def corpus_sounds(settings: Settings) -> CorpusSounds | None:
         cached = _sounds.get(key)
         if cached is None or cached[0] != generation:
             texts = (chunk.text for chunk in kb.store.load().chunks)
-            words = domain_terms(settings) + _word_list(settings.colloquial_words)
+            colloquial = read_word_list(settings.colloquial_words) if settings.colloquial_words.exists() else []
+            words = domain_terms(settings) + colloquial
             cached = _sounds[key] = (generation, CorpusSounds.from_texts(texts, words,
                                                                          keyness=settings.speech.corpus_keyness))
         return cached[1]
+
+
+def correct(settings: Settings, raw_text: str, language: str) -> str:
+    """Post-correction of what the model heard (Mandarin: terms, corpus words, numerals)."""
+    if language != "zh":
+        return raw_text.strip()
+    return post_correct(raw_text, domain_terms(settings), corpus_sounds(settings))
 
 
 def hear(settings: Settings, audio: bytes, content_type: str | None = None, language: str | None = None) -> Heard:
     check_mime(content_type)
     samples = decode(audio, max_bytes=settings.speech.max_bytes, max_seconds=settings.speech.max_seconds)
     transcript = get_transcriber(settings).transcribe(samples, language)
-    text = post_correct(transcript.raw_text, domain_terms(settings), corpus_sounds(settings)) \
-        if transcript.language == "zh" else transcript.raw_text.strip()
-    return Heard(text, transcript.raw_text, transcript.language, round(transcript.duration_s, 2),
-                 round(transcript.seconds, 3))
+    return Heard(correct(settings, transcript.raw_text, transcript.language), transcript.raw_text,
+                 transcript.language, round(transcript.duration_s, 2), round(transcript.seconds, 3))
 
 
 def reply_to_voice(engine, heard: Heard, session_id: str, channel: str, user_id: str) -> Reply:
