@@ -177,20 +177,23 @@ def transcribe(
     language: Annotated[Optional[str], typer.Option(help="zh or en (detected when omitted)")] = None,
 ) -> None:
     """Transcribe a voice recording offline (wav, mp3, amr, webm, ogg)."""
-    from assistant.speech.service import hear
-
-    try:
-        heard = hear(get_settings(), file.read_bytes(), language=language)
-    except OSError as exc:
-        _fail(LinliError(f"读不了语音文件：{file}", f"Cannot read {file}: {exc}"), as_json)
-        return
-    except LinliError as exc:
-        _fail(exc, as_json)
-        return
+    heard = _hear_file(file, as_json, language=language)
     if as_json:
         _emit_json(heard.public())
     else:
         out.print(heard.text, markup=False)
+
+
+def _hear_file(path: Path, as_json: bool, language: str | None = None):
+    """Transcribe a recording on disk; an unreadable or bad file ends the command with why."""
+    from assistant.speech.service import hear
+
+    try:
+        return hear(get_settings(), path.read_bytes(), language=language)
+    except OSError as exc:
+        _fail(LinliError(f"读不了语音文件：{path}", f"Cannot read {path}: {exc}"), as_json)
+    except LinliError as exc:
+        _fail(exc, as_json)
 
 
 @app.command()
@@ -207,16 +210,9 @@ def say(
     _ensure_built(kb, as_json)
     transcript = None
     if audio is not None:
-        from assistant.speech.service import hear, reply_to_voice
+        from assistant.speech.service import reply_to_voice
 
-        try:
-            heard = hear(get_settings(), audio.read_bytes())
-        except OSError as exc:
-            _fail(LinliError(f"读不了语音文件：{audio}", f"Cannot read {audio}: {exc}"), as_json)
-            return
-        except LinliError as exc:
-            _fail(exc, as_json)
-            return
+        heard = _hear_file(audio, as_json)
         transcript = heard.text
         reply = reply_to_voice(_engine(), heard, session, channel, user or session)
     elif text is None:
