@@ -51,6 +51,10 @@ PROCEDURE_TITLES = {
 }
 
 
+def _session_key(session_id: str | None) -> str:
+    return (session_id or "").strip()[:128] or "anonymous"
+
+
 class DialogueEngine:
     def __init__(self, knowledge_base, classifier: IntentClassifier, store: ConversationStore,
                  escalation: EscalationService, settings: DialogueSettings, applications=None) -> None:
@@ -71,7 +75,7 @@ class DialogueEngine:
     def handle(self, session_id: str, text: str, channel: str = "web", user_id: str = "anonymous",
                message_id: str | None = None, centre: str | None = None) -> Reply:
         started = time.perf_counter()
-        session_id = (session_id or "").strip()[:128] or "anonymous"
+        session_id = _session_key(session_id)
         conversation = self.store.get_or_create(session_id, channel, user_id)
         conversation.message_key = f"{channel}:{session_id}:{message_id}" if message_id else None
         conversation.centre = centre
@@ -81,23 +85,24 @@ class DialogueEngine:
         reply.session_id = session_id
         trace.update(reply_type=reply.reply_type, latency_ms=round((time.perf_counter() - started) * 1000, 1))
         reply.trace = trace
-        self.store.add_turn(session_id, "resident", raw[: self.settings.max_message_chars])
-        self.store.add_turn(session_id, "assistant", reply.text, reply.reply_type, trace)
-        self.store.save(conversation)
-        return reply
+        return self._remember(conversation, raw, reply)
 
     def ask_back(self, session_id: str, heard: str, question: str, meant: str | None, channel: str = "web",
                  user_id: str = "anonymous") -> Reply:
         """Speech heard something too unlikely to act on (an 886-year-old): ask instead of
         answering, and keep the likely meaning so that a plain "是的" goes on with it."""
-        session_id = (session_id or "").strip()[:128] or "anonymous"
+        session_id = _session_key(session_id)
         conversation = self.store.get_or_create(session_id, channel, user_id)
         if meant:
             conversation.state["heard_meant"] = meant
         reply = Reply("clarify", question, quick_replies=[meant] if meant else [], session_id=session_id,
                       trace={"intent": None, "reply_type": "clarify", "asked_back": heard})
-        self.store.add_turn(session_id, "resident", heard[: self.settings.max_message_chars])
-        self.store.add_turn(session_id, "assistant", reply.text, reply.reply_type, reply.trace)
+        return self._remember(conversation, heard, reply)
+
+    def _remember(self, conversation: Conversation, said: str, reply: Reply) -> Reply:
+        """Keep both turns and the conversation's state; every reply goes through here."""
+        self.store.add_turn(conversation.session_id, "resident", said[: self.settings.max_message_chars])
+        self.store.add_turn(conversation.session_id, "assistant", reply.text, reply.reply_type, reply.trace)
         self.store.save(conversation)
         return reply
 
