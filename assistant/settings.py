@@ -138,6 +138,23 @@ class SpeechSettings(BaseModel):
     # corpus uses at least `corpus_keyness` times as often as everyday Chinese (jieba's counts).
     corpus_correction: bool = True
     corpus_keyness: float = 3.0
+    # Then every character may be re-read as one that sounds alike, decided by a character
+    # language model of the corpus and residents' phrasing (intent examples, word lists). A change
+    # must make the sentence this many nats likelier: a homophone in the same tone is cheapest,
+    # another tone next, a near sound (jing/jin, zhi/zi) dearest. Chosen on the dev speech set
+    # only; `linli eval asr` also reports the held-out set, which nothing is tuned on.
+    sound_alike_correction: bool = True
+    language_model_order: int = 3
+    same_sound_cost: float = 3.0
+    same_tone_bonus: float = 1.0
+    near_sound_cost: float = 6.0
+    # A change to a commoner character also pays this times the log of how much commoner it is,
+    # so that the corpus's taste for 在、有、的 does not rewrite 再、又、得 a resident really said.
+    frequency_penalty: float = 0.5
+    # Intent examples and word lists are a few hundred lines beside a corpus of ~1.5 M characters:
+    # they count this many times as much, so residents' 俺、咋、啥 are not drowned out.
+    resident_text_weight: int = 5
+    word_list_weight: int = 10
 
 
 class ApiSettings(BaseModel):

@@ -4,13 +4,16 @@ implausible ages caught so Linli asks back instead of answering for an 886-year-
 
 from __future__ import annotations
 
+import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from pypinyin import Style, lazy_pinyin
 
+from assistant.speech.language_model import BOS, EOS, CharLanguageModel, fuzzy_syllables
 from knowledge_base.numbers import cn_to_int
 from knowledge_base.text import to_simplified
 
@@ -134,6 +137,113 @@ class CorpusSounds:
         return "".join(out)
 
 
+_RUN = re.compile(r"[\u4e00-\u9fff\d]+")
+_TOKEN = re.compile(r"\d+|[\u4e00-\u9fff]")
+
+
+class SoundAlikeDecoder:
+    """Noisy-channel correction: a character whisper wrote on its own (not inside a word jieba
+    knows) may stand for another that sounds the same (toneless pinyin) or nearly so (jing/jin,
+    zhi/zi); a beam search keeps the reading the language model finds likeliest once each change
+    pays its cost. 还能申请重财部 reads back as 还能申请仲裁不, 傻叫 as 啥叫; a sentence the model
+    already likes is left alone.
+
+    The costs are log-probabilities: a change must make the sentence `same_sound_cost` (less
+    `same_tone_bonus` for a homophone in the same tone; `near_sound_cost` for a near sound) nats
+    likelier than leaving the character as whisper wrote it, plus `frequency_penalty` times how
+    much commoner the new character is in the corpus."""
+
+    def __init__(self, model: CharLanguageModel, same_sound_cost: float = 3.0, near_sound_cost: float = 6.0,
+                 min_count: int = 3, beam: int = 12, same_tone_bonus: float = 1.0,
+                 freeze_words: bool = True, frequency_penalty: float = 0.5) -> None:
+        self.model = model
+        self.frequency_penalty = frequency_penalty
+        self.freeze_words = freeze_words
+        self.same_tone_bonus = same_tone_bonus
+        self.same_sound_cost = same_sound_cost
+        self.near_sound_cost = near_sound_cost
+        self.beam = beam
+        self.by_sound: dict[str, list[str]] = defaultdict(list)
+        for char, count in model.vocabulary.most_common():
+            if count < min_count or not _CJK.match(char):
+                continue
+            for syllable in _readings(char):
+                self.by_sound[syllable].append(char)
+
+    def candidates(self, char: str) -> list[tuple[str, float]]:
+        options = {char: 0.0}
+        readings = _readings(char)
+        tone = _tone(char)
+        for syllable in readings:
+            for other in self.by_sound.get(syllable, ()):
+                options.setdefault(other, self.same_sound_cost - (self.same_tone_bonus if _tone(other) == tone else 0.0))
+        for syllable in readings:
+            for near in fuzzy_syllables(syllable):
+                for other in self.by_sound.get(near, ()):
+                    options.setdefault(other, self.near_sound_cost)
+        # A commoner character is likelier anywhere; only its fit in context may pay for it, or
+        # 赔 becomes 配 and 再 becomes 在 wherever whisper heard them right.
+        seen = self.model.vocabulary
+        own = math.log(seen.get(char, 0) + 1)
+        return [(other, cost + self.frequency_penalty * max(0.0, math.log(seen.get(other, 0) + 1) - own))
+                if other != char else (other, cost) for other, cost in options.items()]
+
+    def correct(self, text: str) -> str:
+        return _RUN.sub(lambda match: self._decode(match.group(0)), text)
+
+    def _decode(self, run: str) -> str:
+        tokens = _TOKEN.findall(run)
+        frozen = _inside_words(run) if self.freeze_words else set()
+        order = self.model.order
+        # Each hypothesis: (score, characters as the model reads them, characters as written).
+        beam: list[tuple[float, str, str]] = [(0.0, BOS * (order - 1), "")]
+        position = 0
+        for token in tokens:
+            if token.isdigit():
+                options = [("0", token, 0.0)]
+            elif position in frozen:
+                options = [(token, token, 0.0)]
+            else:
+                options = [(c, c, cost) for c, cost in self.candidates(token)]
+            position += len(token)
+            extended: dict[str, tuple[float, str, str]] = {}
+            for score, read, written in beam:
+                for symbol, shown, cost in options:
+                    candidate = score - cost + self.model.logprob(read, symbol)
+                    state = (read + symbol)[-(order - 1):] if order > 1 else ""
+                    if state not in extended or extended[state][0] < candidate:
+                        extended[state] = (candidate, read + symbol, written + shown)
+            beam = sorted(extended.values(), reverse=True)[: self.beam]
+        best = max(beam, key=lambda h: h[0] + self.model.logprob(h[1], EOS))
+        return best[2]
+
+
+def _inside_words(run: str) -> set[int]:
+    """Positions of characters that jieba reads as part of a longer word: a word whisper heard
+    is kept, only the single characters a misheard word falls apart into are re-read."""
+    import jieba
+
+    positions: set[int] = set()
+    start = 0
+    for piece in jieba.lcut(run, HMM=False):
+        if len(piece) > 1 and _ALL_CJK.match(piece):
+            positions.update(range(start, start + len(piece)))
+        start += len(piece)
+    return positions
+
+
+@lru_cache(maxsize=20_000)
+def _readings(char: str) -> tuple[str, ...]:
+    # The main reading only: rare ones (怕 as bo, 块 as yue) would let 怕 become 把.
+    reading = lazy_pinyin(char, style=Style.NORMAL)[0]
+    return (reading,) if reading.isalpha() else ()
+
+
+@lru_cache(maxsize=20_000)
+def _tone(char: str) -> str:
+    return lazy_pinyin(char, style=Style.TONE3, neutral_tone_with_five=True)[0][-1:]
+
+
 def normalise_numbers(text: str) -> str:
     """八十六岁 → 86岁, 五百元 → 500元, so ages and amounts read the same as typed ones."""
     def digits(match: re.Match[str]) -> str:
@@ -177,9 +287,14 @@ def implausible(text: str, known_amounts: Iterable[float] = ()) -> Doubt | None:
     return None
 
 
-def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None) -> str:
+def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None,
+                 decoder: SoundAlikeDecoder | None = None) -> str:
+    """Whole words first (domain terms, then corpus words by sound), then character by character
+    (the language model), then numerals: each later step sees the earlier repairs as context."""
     text = to_simplified(text).strip()
     text = restore_terms(text, terms)
     if sounds is not None:
         text = sounds.restore(text)
+    if decoder is not None:
+        text = decoder.correct(text)
     return normalise_numbers(text)

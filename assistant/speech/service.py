@@ -4,7 +4,7 @@ path as typed text — except that an implausible value is asked back first."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -12,7 +12,8 @@ from assistant.dialogue.reply import Reply
 from assistant.errors import LinliError
 from assistant.settings import Settings
 from assistant.speech.audio import check_mime, decode
-from assistant.speech.correction import CorpusSounds, implausible, post_correct
+from assistant.speech.correction import CorpusSounds, SoundAlikeDecoder, implausible, post_correct
+from assistant.speech.language_model import CharLanguageModel
 from assistant.speech.transcriber import (
     FasterWhisperTranscriber,
     OpenAIWhisperTranscriber,
@@ -78,37 +79,68 @@ def get_transcriber(settings: Settings) -> Transcriber:
         return _transcribers[key]
 
 
-_sounds: dict[str, tuple[int, CorpusSounds]] = {}
+@dataclass(frozen=True)
+class Correctors:
+    """What post-correction learns from the indexed corpus, rebuilt when the index changes."""
+
+    sounds: CorpusSounds | None
+    decoder: SoundAlikeDecoder | None
 
 
-def corpus_sounds(settings: Settings) -> CorpusSounds | None:
-    """The indexed corpus's words by sound, rebuilt when the index changes; None before the
-    first build (then only the domain vocabulary corrects transcripts)."""
+_correctors: dict[str, tuple[int, Correctors]] = {}
+
+
+def corpus_correctors(settings: Settings) -> Correctors:
+    """Built from the index's chunks on first use and again after each rebuild; before the first
+    build only the domain vocabulary corrects transcripts."""
     from assistant.services import get_knowledge_base
 
-    if not settings.speech.corpus_correction:
-        return None
+    speech = settings.speech
+    if not (speech.corpus_correction or speech.sound_alike_correction):
+        return Correctors(None, None)
     kb = get_knowledge_base(settings)
     if not kb.is_built():
-        return None
+        return Correctors(None, None)
     generation = kb.store.generation()
     key = str(settings.resolved_index_dir)
     with _lock:
-        cached = _sounds.get(key)
+        cached = _correctors.get(key)
         if cached is None or cached[0] != generation:
-            texts = (chunk.text for chunk in kb.store.load().chunks)
+            chunks = [chunk.text for chunk in kb.store.load().chunks]
             colloquial = read_word_list(settings.colloquial_words) if settings.colloquial_words.exists() else []
             words = domain_terms(settings) + colloquial
-            cached = _sounds[key] = (generation, CorpusSounds.from_texts(texts, words,
-                                                                         keyness=settings.speech.corpus_keyness))
+            sounds = CorpusSounds.from_texts(chunks, words, keyness=speech.corpus_keyness) \
+                if speech.corpus_correction else None
+            decoder = SoundAlikeDecoder(
+                CharLanguageModel.fit(_language_model_texts(settings, chunks, words), order=speech.language_model_order),
+                same_sound_cost=speech.same_sound_cost, same_tone_bonus=speech.same_tone_bonus,
+                near_sound_cost=speech.near_sound_cost, frequency_penalty=speech.frequency_penalty) \
+                if speech.sound_alike_correction else None
+            cached = _correctors[key] = (generation, Correctors(sounds, decoder))
         return cached[1]
 
 
+def _language_model_texts(settings: Settings, chunks: list[str], words: list[str]) -> Iterator[str | tuple[str, int]]:
+    """The corpus as it is written, and (weighted up) how residents say things: the intent
+    examples and the word lists. Never the golden or speech questions: those are the tests."""
+    from intents.classifier import load_intent_data
+
+    yield from chunks
+    examples, _rules, _spec = load_intent_data()
+    # The examples spell some terms wrong on purpose (底保, 医宝) to teach the classifier typos;
+    # the language model must learn the right spelling.
+    lexicon = load_lexicon(settings.domain_terms, settings.synonyms)
+    weight = settings.speech.resident_text_weight
+    yield from ((lexicon.repair_homophones(example.text), weight) for example in examples if example.language == "zh")
+    yield from ((word, settings.speech.word_list_weight) for word in words)
+
+
 def correct(settings: Settings, raw_text: str, language: str) -> str:
-    """Post-correction of what the model heard (Mandarin: terms, corpus words, numerals)."""
+    """Post-correction of what the model heard (Mandarin: terms, corpus words, sound-alikes, numerals)."""
     if language != "zh":
         return raw_text.strip()
-    return post_correct(raw_text, domain_terms(settings), corpus_sounds(settings))
+    correctors = corpus_correctors(settings)
+    return post_correct(raw_text, domain_terms(settings), correctors.sounds, correctors.decoder)
 
 
 def hear(settings: Settings, audio: bytes, content_type: str | None = None, language: str | None = None) -> Heard:

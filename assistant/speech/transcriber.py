@@ -102,7 +102,9 @@ class FasterWhisperTranscriber:
                 samples, language=language, beam_size=self.beam_size, vad_filter=False,
                 initial_prompt=ZH_PROMPT if language == "zh" else None,
                 hotwords=self.hotwords if language == "zh" and self.hotwords else None,
-                condition_on_previous_text=False)
+                # A question needs no timestamps, and decoding without them hears the speech set
+                # better (CER .171 → .165 with hotwords).
+                condition_on_previous_text=False, without_timestamps=True)
             text = "".join(s.text for s in segments).strip()
         return Transcript(drop_echo(text, [ZH_PROMPT, self.hotwords]), language, len(samples) / SAMPLE_RATE,
                           time.perf_counter() - started)
