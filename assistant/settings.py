@@ -151,6 +151,9 @@ class SpeechSettings(BaseModel):
     # A change to a commoner character also pays this times the log of how much commoner it is,
     # so that the corpus's taste for 在、有、的 does not rewrite 再、又、得 a resident really said.
     frequency_penalty: float = 0.5
+    # Changing a character inside a word jieba knows costs this much more: whisper mostly hears
+    # real words right (傻事 stays possible to fix, 摔跤 is not rewritten). "inf" never changes one.
+    word_change_cost: float = 6.0
     # Intent examples and word lists are a few hundred lines beside a corpus of ~1.5 M characters:
     # they count this many times as much, so residents' 俺、咋、啥 are not drowned out.
     resident_text_weight: int = 5

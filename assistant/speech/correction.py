@@ -137,28 +137,30 @@ class CorpusSounds:
         return "".join(out)
 
 
+_PAUSE = re.compile(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
 _RUN = re.compile(r"[\u4e00-\u9fff\d]+")
 _TOKEN = re.compile(r"\d+|[\u4e00-\u9fff]")
 
 
 class SoundAlikeDecoder:
-    """Noisy-channel correction: a character whisper wrote on its own (not inside a word jieba
-    knows) may stand for another that sounds the same (toneless pinyin) or nearly so (jing/jin,
-    zhi/zi); a beam search keeps the reading the language model finds likeliest once each change
-    pays its cost. 还能申请重财部 reads back as 还能申请仲裁不, 傻叫 as 啥叫; a sentence the model
-    already likes is left alone.
+    """Noisy-channel correction: a character may stand for another that sounds the same
+    (toneless pinyin) or nearly so (jing/jin, zhi/zi); a beam search keeps the reading the
+    language model finds likeliest once each change pays its cost. 还能申请重财部 reads back as
+    还能申请仲裁不, 傻叫 as 啥叫; a sentence the model already likes is left alone.
 
     The costs are log-probabilities: a change must make the sentence `same_sound_cost` (less
     `same_tone_bonus` for a homophone in the same tone; `near_sound_cost` for a near sound) nats
     likelier than leaving the character as whisper wrote it, plus `frequency_penalty` times how
-    much commoner the new character is in the corpus."""
+    much commoner the new character is in the corpus, plus `word_cost` when the character is part
+    of a word jieba knows (math.inf keeps such words as they are): a misheard word mostly falls
+    apart into single characters, while a real word was mostly heard right."""
 
     def __init__(self, model: CharLanguageModel, same_sound_cost: float = 3.0, near_sound_cost: float = 6.0,
                  min_count: int = 3, beam: int = 12, same_tone_bonus: float = 1.0,
-                 freeze_words: bool = True, frequency_penalty: float = 0.5) -> None:
+                 frequency_penalty: float = 0.5, word_cost: float = 6.0) -> None:
         self.model = model
         self.frequency_penalty = frequency_penalty
-        self.freeze_words = freeze_words
+        self.word_cost = word_cost
         self.same_tone_bonus = same_tone_bonus
         self.same_sound_cost = same_sound_cost
         self.near_sound_cost = near_sound_cost
@@ -193,7 +195,7 @@ class SoundAlikeDecoder:
 
     def _decode(self, run: str) -> str:
         tokens = _TOKEN.findall(run)
-        frozen = _inside_words(run) if self.freeze_words else set()
+        in_words = _inside_words(run) if self.word_cost else set()
         order = self.model.order
         # Each hypothesis: (score, characters as the model reads them, characters as written).
         beam: list[tuple[float, str, str]] = [(0.0, BOS * (order - 1), "")]
@@ -201,10 +203,11 @@ class SoundAlikeDecoder:
         for token in tokens:
             if token.isdigit():
                 options = [("0", token, 0.0)]
-            elif position in frozen:
+            elif position in in_words and self.word_cost == math.inf:
                 options = [(token, token, 0.0)]
             else:
-                options = [(c, c, cost) for c, cost in self.candidates(token)]
+                extra = self.word_cost if position in in_words else 0.0
+                options = [(c, c, cost + extra if c != token else cost) for c, cost in self.candidates(token)]
             position += len(token)
             extended: dict[str, tuple[float, str, str]] = {}
             for score, read, written in beam:
@@ -219,8 +222,7 @@ class SoundAlikeDecoder:
 
 
 def _inside_words(run: str) -> set[int]:
-    """Positions of characters that jieba reads as part of a longer word: a word whisper heard
-    is kept, only the single characters a misheard word falls apart into are re-read."""
+    """Positions of characters that jieba reads as part of a longer word."""
     import jieba
 
     positions: set[int] = set()
@@ -292,6 +294,9 @@ def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None
     """Whole words first (domain terms, then corpus words by sound), then character by character
     (the language model), then numerals: each later step sees the earlier repairs as context."""
     text = to_simplified(text).strip()
+    # Whisper marks a pause in Chinese with a space where a resident types ，; the classifier
+    # reads the two differently.
+    text = _PAUSE.sub("，", text)
     text = restore_terms(text, terms)
     if sounds is not None:
         text = sounds.restore(text)

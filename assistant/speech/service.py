@@ -114,7 +114,8 @@ def corpus_correctors(settings: Settings) -> Correctors:
             decoder = SoundAlikeDecoder(
                 CharLanguageModel.fit(_language_model_texts(settings, chunks, words), order=speech.language_model_order),
                 same_sound_cost=speech.same_sound_cost, same_tone_bonus=speech.same_tone_bonus,
-                near_sound_cost=speech.near_sound_cost, frequency_penalty=speech.frequency_penalty) \
+                near_sound_cost=speech.near_sound_cost, frequency_penalty=speech.frequency_penalty,
+                word_cost=speech.word_change_cost) \
                 if speech.sound_alike_correction else None
             cached = _correctors[key] = (generation, Correctors(sounds, decoder))
         return cached[1]

@@ -85,10 +85,15 @@ def test_candidates_sound_alike(model):
     assert options["傻"] == 0.0 and "啥" in options and "保" not in options
 
 
-def test_a_word_whisper_heard_is_kept_even_if_the_model_prefers_a_homophone():
+def test_changing_a_word_whisper_heard_costs_more():
     formal = CharLanguageModel.fit(["实施办法"] * 30 + ["事实"], order=3)
-    assert SoundAlikeDecoder(formal, min_count=1, freeze_words=False).correct("事实办法") == "实施办法"
-    assert SoundAlikeDecoder(formal, min_count=1).correct("事实办法") == "事实办法"  # 事实 is a word
+    assert SoundAlikeDecoder(formal, min_count=1, word_cost=0.0).correct("事实办法") == "实施办法"
+    assert SoundAlikeDecoder(formal, min_count=1, word_cost=math.inf).correct("事实办法") == "事实办法"
+
+
+def test_a_stray_character_beside_a_kept_word_is_still_re_read():
+    formal = CharLanguageModel.fit(["实施办法", "管理办法", "申请办法", "没办法"] * 10 + ["事实"], order=3)
+    assert SoundAlikeDecoder(formal, min_count=1, word_cost=math.inf).correct("事实办罚") == "事实办法"
 
 
 def test_a_commoner_character_pays_for_being_commoner():
