@@ -143,10 +143,16 @@ def load_lexicon(terms_path: Path, synonyms_path: Path) -> Lexicon:
     return lexicon
 
 
+# Marks that end a message but say nothing about what it asks.
+END_PUNCTUATION = "。.？?！!～~…，, "
+
+
 def normalize_query(text: str, lexicon: Lexicon) -> tuple[str, str]:
     """Return (normalised question, text for BM25 that keeps original and canonical words)."""
     base = to_simplified(normalize_width(text)).strip()
-    base = re.sub(r"\s+", " ", base)
+    # 行吗 and 行吗？ are the same question (whisper adds 。 or ? as it guesses); the query
+    # embedding must not tell them apart.
+    base = re.sub(r"\s+", " ", base).rstrip(END_PUNCTUATION) or base
     repaired = lexicon.repair_homophones(base)
     expanded, added = lexicon.expand_synonyms(repaired)
     lexical = " ".join([repaired, *added]) if expanded == repaired else f"{repaired} {expanded}"

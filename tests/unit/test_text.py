@@ -57,3 +57,10 @@ def test_language_detection():
     assert detect_language("低保怎么申请") == "zh"
     assert detect_language("How do I apply for dibao?") == "en"
     assert detect_language("我想问 dibao") == "zh"
+
+
+def test_how_a_question_ends_does_not_change_it():
+    plain, _ = normalize_query("医保报销是不是随便哪家医院看病都行", LEX)
+    for ending in ("?", "？", "。", "！", " 。"):
+        assert normalize_query(plain + ending, LEX)[0] == plain
+    assert normalize_query("？？", LEX)[0] == "??"  # nothing but punctuation is kept (width-normalised)
