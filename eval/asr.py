@@ -220,7 +220,8 @@ def print_report(summary: dict[str, Any], console: Console, examples: int = 3) -
     width = console.width
     console.width = max(width, 130)
     console.print(table)
-    changed = [r for r in summary["rows"] if "corrected" in r and r["corrected"] != r["hotwords"]]
+    changed = [r for r in summary["rows"] if "corrected" in r and r["id"].startswith("sp-zh")
+               and scoring_tokens(r["corrected"], "zh") != scoring_tokens(r["hotwords"], "zh")]
     if changed and examples:
         shown = Table(title="post-correction: before → after")
         for column in ("reference", "hotwords (before)", "corrected (after)"):
