@@ -137,7 +137,6 @@ class CorpusSounds:
         return "".join(out)
 
 
-_PAUSE = re.compile(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])")
 _RUN = re.compile(r"[\u4e00-\u9fff\d]+")
 _TOKEN = re.compile(r"\d+|[\u4e00-\u9fff]")
 
@@ -294,9 +293,6 @@ def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None
     """Whole words first (domain terms, then corpus words by sound), then character by character
     (the language model), then numerals: each later step sees the earlier repairs as context."""
     text = to_simplified(text).strip()
-    # Whisper marks a pause in Chinese with a space where a resident types ，; the classifier
-    # reads the two differently.
-    text = _PAUSE.sub("，", text)
     text = restore_terms(text, terms)
     if sounds is not None:
         text = sounds.restore(text)

@@ -72,8 +72,3 @@ def test_corpus_sounds_leave_real_words_alone(text):
                                      keyness=0)
     assert sounds.restore(text) == text
 
-
-def test_a_pause_whisper_wrote_as_a_space_reads_as_a_comma():
-    assert post_correct("收入多了没上报 被查出来会罚款吗?", TERMS) == "收入多了没上报，被查出来会罚款吗?"
-    assert post_correct("我今年65岁 想申请低保", TERMS) == "我今年65岁，想申请低保"
-    assert post_correct("打12345 热线", TERMS) == "打12345 热线"  # not between two characters
