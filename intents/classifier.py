@@ -15,7 +15,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 
 from knowledge_base.embedders import Embedder, EmbeddingCache
-from knowledge_base.text import END_PUNCTUATION, normalize_width, to_simplified
+from knowledge_base.text import drop_end_punctuation, normalize_width, to_simplified
 
 INTENTS = (
     "policy_question",
@@ -70,9 +70,8 @@ def load_intent_data(path: Path = DATA_FILE) -> tuple[list[Example], dict[str, l
 
 
 def _clean(text: str) -> str:
-    # How a message ends is no intent: residents type 吗 with or without ？, and whisper ends a
-    # spoken question with 。 or ? as it guesses; either flipped the prediction for the same words.
-    return to_simplified(normalize_width(text)).strip().rstrip(END_PUNCTUATION) or text.strip()
+    # How a message ends is no intent: a trailing 。 or ？ flipped the prediction for the same words.
+    return drop_end_punctuation(to_simplified(normalize_width(text)).strip())
 
 
 class IntentClassifier:

@@ -144,15 +144,19 @@ def load_lexicon(terms_path: Path, synonyms_path: Path) -> Lexicon:
 
 
 # Marks that end a message but say nothing about what it asks.
-END_PUNCTUATION = "。.？?！!～~…，, "
+_END_PUNCTUATION = "。.？?！!～~…，, "
+
+
+def drop_end_punctuation(text: str) -> str:
+    """行吗 and 行吗？ are the same message: residents type either, and whisper ends a spoken one
+    with 。 or ? as it guesses. A message of punctuation alone is kept as it is."""
+    return text.rstrip(_END_PUNCTUATION) or text
 
 
 def normalize_query(text: str, lexicon: Lexicon) -> tuple[str, str]:
     """Return (normalised question, text for BM25 that keeps original and canonical words)."""
     base = to_simplified(normalize_width(text)).strip()
-    # 行吗 and 行吗？ are the same question (whisper adds 。 or ? as it guesses); the query
-    # embedding must not tell them apart.
-    base = re.sub(r"\s+", " ", base).rstrip(END_PUNCTUATION) or base
+    base = drop_end_punctuation(re.sub(r"\s+", " ", base))
     repaired = lexicon.repair_homophones(base)
     expanded, added = lexicon.expand_synonyms(repaired)
     lexical = " ".join([repaired, *added]) if expanded == repaired else f"{repaired} {expanded}"
