@@ -5,7 +5,6 @@ pipeline measures (`linli eval asr`) with margin; timings are printed, never ass
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 
@@ -13,14 +12,16 @@ import pytest
 
 from assistant.settings import PROJECT_ROOT, SpeechSettings
 from eval.asr import HELDOUT_SET, SPEECH_SET, load_clips
+from eval.harness import load_golden
+from eval.intents import load_heldout
+from eval.speech_generate import read_jsonl
 
-INTENTS_HELDOUT = PROJECT_ROOT / "eval" / "datasets" / "intents" / "heldout.jsonl"
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                                      reason="ffmpeg not installed (apt-get install -y ffmpeg)")]
 
-# Measured (linli eval asr): CER .083 dev / .080 held-out, WER .125, terms .955, same reply .844
+# Measured (linli eval asr): CER .083 dev / .080 held-out, WER .125, terms .955, same reply .859
 # dev / .806 held-out; post-correction changes ~9% of typed questions.
 MANDARIN_CER_CEILING = 0.10
 HELDOUT_CER_CEILING = 0.10
@@ -41,14 +42,9 @@ def test_committed_speech_set_is_complete():
 
 
 def test_heldout_questions_are_golden_questions_the_dev_set_does_not_use():
-    golden = {}
-    for path in (PROJECT_ROOT / "eval" / "datasets" / "golden").glob("*.jsonl"):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                item = json.loads(line)
-                golden[f"golden:{item['id']}"] = item["question"]
-    dev = {json.loads(line)["source"] for line in (SPEECH_SET / "questions.jsonl").read_text("utf-8").splitlines()}
-    heldout = [json.loads(line) for line in (HELDOUT_SET / "questions.jsonl").read_text("utf-8").splitlines()]
+    golden = {f"golden:{item['id']}": item["question"] for item in load_golden()}
+    dev = {item["source"] for item in read_jsonl(SPEECH_SET / "questions.jsonl")}
+    heldout = read_jsonl(HELDOUT_SET / "questions.jsonl")
     assert all(golden[item["source"]] == item["text"] for item in heldout)
     assert not dev & {item["source"] for item in heldout}
 
@@ -59,13 +55,8 @@ def test_post_correction_leaves_typed_questions_alone(shipped_kb, shipped_settin
     from assistant.speech.correction import post_correct
     from assistant.speech.service import correct, domain_terms
 
-    questions = []
-    for path in sorted((PROJECT_ROOT / "eval" / "datasets" / "golden").glob("*.jsonl")) + [INTENTS_HELDOUT]:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            item = json.loads(line) if line.strip() else {}
-            text = item.get("question") or item.get("text") or ""
-            if _CJK.search(text):
-                questions.append(text)
+    texts = [item["question"] for item in load_golden()] + [item["text"] for item in load_heldout()]
+    questions = [text for text in texts if _CJK.search(text)]
     terms = domain_terms(shipped_settings)
     changed = [q for q in questions if correct(shipped_settings, q, "zh") != post_correct(q, terms)]
     print(f"\npost-correction changed {len(changed)} of {len(questions)} typed questions")
