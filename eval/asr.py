@@ -194,7 +194,7 @@ def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list
             "n_e2e_heldout": len(e2e_heldout),
         }
     summary["audio_seconds"] = audio_seconds
-    summary["rows"] = [{"id": r.clip.clip_id, "reference": r.clip.reference,
+    summary["rows"] = [{"id": r.clip.clip_id, "language": r.clip.language, "reference": r.clip.reference,
                         **{name: r.heard[name].text for name in pipelines},
                         **{f"same_reply_{name}": r.same_reply.get(name) for name in pipelines}} for r in results]
     return summary
@@ -216,20 +216,22 @@ def print_report(summary: dict[str, Any], console: Console, examples: int = 3) -
         table.add_column(title, justify="right")
     for name, row in summary["pipelines"].items():
         table.add_row(name, *["n/a" if row[key] is None else f"{row[key]:.3f}" for _title, key in columns])
+    changed = [r for r in summary["rows"] if "corrected" in r and r["language"] == "zh"
+               and scoring_tokens(r["corrected"], "zh") != scoring_tokens(r["hotwords"], "zh")]
     # Piped into a file or CI log, rich falls back to 80 columns and the headers get cut off.
     width = console.width
     console.width = max(width, 130)
-    console.print(table)
-    changed = [r for r in summary["rows"] if "corrected" in r and r["id"].startswith("sp-zh")
-               and scoring_tokens(r["corrected"], "zh") != scoring_tokens(r["hotwords"], "zh")]
-    if changed and examples:
-        shown = Table(title="post-correction: before → after")
-        for column in ("reference", "hotwords (before)", "corrected (after)"):
-            shown.add_column(column)
-        for row in changed[:examples]:
-            shown.add_row(row["reference"], row["hotwords"], row["corrected"])
-        console.print(shown)
-    console.width = width
+    try:
+        console.print(table)
+        if changed and examples:
+            shown = Table(title="post-correction: before → after")
+            for column in ("reference", "hotwords (before)", "corrected (after)"):
+                shown.add_column(column)
+            for row in changed[:examples]:
+                shown.add_row(row["reference"], row["hotwords"], row["corrected"])
+            console.print(shown)
+    finally:
+        console.width = width
 
 
 def run_asr(settings: Settings, console: Console | None = None, limit: int | None = None) -> dict[str, Any]:
