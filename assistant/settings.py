@@ -144,20 +144,20 @@ class SpeechSettings(BaseModel):
     # another tone next, a near sound (jing/jin, zhi/zi) dearest. Chosen on the dev speech set
     # only; `linli eval asr` also reports the held-out set, which nothing is tuned on.
     sound_alike_correction: bool = True
-    language_model_order: int = 3
-    same_sound_cost: float = 3.0
-    same_tone_bonus: float = 1.0
-    near_sound_cost: float = 6.0
+    language_model_order: int = Field(3, ge=1)
+    same_sound_cost: float = Field(3.0, ge=0)
+    same_tone_bonus: float = Field(1.0, ge=0)
+    near_sound_cost: float = Field(6.0, ge=0)
     # A change to a commoner character also pays this times the log of how much commoner it is,
     # so that the corpus's taste for 在、有、的 does not rewrite 再、又、得 a resident really said.
-    frequency_penalty: float = 0.5
+    frequency_penalty: float = Field(0.5, ge=0)
     # Changing a character inside a word jieba knows costs this much more: whisper mostly hears
     # real words right (傻事 stays possible to fix, 摔跤 is not rewritten). "inf" never changes one.
-    word_change_cost: float = 6.0
+    word_change_cost: float = Field(6.0, ge=0)
     # Intent examples and word lists are a few hundred lines beside a corpus of ~1.5 M characters:
     # they count this many times as much, so residents' 俺、咋、啥 are not drowned out.
-    resident_text_weight: int = 5
-    word_list_weight: int = 10
+    resident_text_weight: int = Field(5, ge=1)
+    word_list_weight: int = Field(10, ge=1)
 
 
 class ApiSettings(BaseModel):

@@ -103,3 +103,15 @@ def test_a_commoner_character_pays_for_being_commoner():
     assert penalised["在"] > plain["在"]
     rarer = dict(SoundAlikeDecoder(model, min_count=1, frequency_penalty=1.0).candidates("在"))
     assert rarer["再"] == plain["在"]  # towards a rarer character nothing is added
+
+
+@pytest.mark.parametrize(("name", "value"), [("language_model_order", 0), ("same_sound_cost", -1),
+                                             ("word_change_cost", -2), ("resident_text_weight", 0)])
+def test_nonsense_speech_settings_are_refused_when_read(name, value):
+    from pydantic import ValidationError
+
+    from assistant.settings import SpeechSettings
+
+    with pytest.raises(ValidationError, match=name):
+        SpeechSettings(**{name: value})
+    assert SpeechSettings(word_change_cost="inf").word_change_cost == math.inf  # "never change a word"
