@@ -103,7 +103,7 @@ class FasterWhisperTranscriber:
                 initial_prompt=ZH_PROMPT if language == "zh" else None,
                 hotwords=self.hotwords if language == "zh" and self.hotwords else None,
                 # A question needs no timestamps, and decoding without them hears the speech set
-                # better (CER .171 → .165 with hotwords).
+                # better (hotwords CER on the dev set .171 → .163, `linli eval asr`).
                 condition_on_previous_text=False, without_timestamps=True)
             text = "".join(s.text for s in segments).strip()
         return Transcript(drop_echo(text, [ZH_PROMPT, self.hotwords]), language, len(samples) / SAMPLE_RATE,
