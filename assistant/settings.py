@@ -158,6 +158,15 @@ class SpeechSettings(BaseModel):
     # they count this many times as much, so residents' 俺、咋、啥 are not drowned out.
     resident_text_weight: int = Field(5, ge=1)
     word_list_weight: int = Field(10, ge=1)
+    # With the audio at hand (voice messages, not typed text), the decoder's best
+    # `acoustic_candidates` readings are heard again: whisper scores how well each fits the audio,
+    # and a reading wins on language score − acoustic_cost_weight × change cost + acoustic_weight ×
+    # that fit. Chosen on the dev speech set like the costs above (CER .083 → .071; held-out
+    # .081 → .073, `linli eval asr`, text-only vs corrected); see docs/speech.md.
+    acoustic_check: bool = True
+    acoustic_candidates: int = Field(6, ge=1)
+    acoustic_weight: float = Field(0.3, ge=0)
+    acoustic_cost_weight: float = Field(0.5, ge=0)
 
 
 class ApiSettings(BaseModel):

@@ -34,7 +34,9 @@ from knowledge_base.numbers import cn_to_int
 SPEECH_SET = Path(__file__).resolve().parent / "datasets" / "speech"
 HELDOUT_SET = SPEECH_SET / "heldout"
 SPOKEN_QUESTIONS = ("tts", "heldout")
-PIPELINES = ("raw", "hotwords", "corrected")
+# "text-only": post-correction as typed text gets it, without hearing its readings again (the
+# acoustic check); the shipped pipeline is "corrected".
+PIPELINES = ("raw", "hotwords", "text-only", "corrected")
 _NUMERAL_RUN = re.compile(r"[零〇一二两三四五六七八九十百千万]+")
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -114,7 +116,7 @@ def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines:
                  end_to_end: bool = True) -> dict[str, Any]:
     from assistant.services import get_dialogue_engine
     from assistant.speech.audio import SAMPLE_RATE, decode
-    from assistant.speech.service import correct, domain_terms, get_transcriber, reply_to_voice
+    from assistant.speech.service import acoustic_check, correct, domain_terms, get_transcriber, reply_to_voice
 
     clips = clips if clips is not None else load_clips()
     terms = domain_terms(settings)
@@ -125,16 +127,19 @@ def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines:
         samples = decode(clip.path.read_bytes(), max_bytes=settings.speech.max_bytes,
                          max_seconds=settings.speech.max_seconds)
         result = ClipResult(clip, len(samples) / SAMPLE_RATE)
+        transcripts = {}
         for name in ("raw", "hotwords"):
-            if name in pipelines or (name == "hotwords" and "corrected" in pipelines):
-                t = transcribers[name].transcribe(samples)
+            if name in pipelines or (name == "hotwords" and {"text-only", "corrected"} & set(pipelines)):
+                t = transcripts[name] = transcribers[name].transcribe(samples)
                 result.heard[name] = Heard(t.raw_text, t.raw_text, t.language, t.duration_s, t.seconds)
-        if "corrected" in pipelines:
-            base = result.heard["hotwords"]
-            started = time.perf_counter()
-            text = correct(settings, base.raw_text, base.language)
-            result.heard["corrected"] = Heard(text, base.raw_text, base.language, base.duration_s,
-                                              base.seconds + time.perf_counter() - started)
+        base = result.heard.get("hotwords")
+        checks = {"text-only": None, "corrected": acoustic_check(settings, transcripts["hotwords"])} if base else {}
+        for name, check in checks.items():
+            if name in pipelines:
+                started = time.perf_counter()
+                text = correct(settings, base.raw_text, base.language, check)
+                result.heard[name] = Heard(text, base.raw_text, base.language, base.duration_s,
+                                           base.seconds + time.perf_counter() - started)
         results.append(result)
     if end_to_end:
         with tempfile.TemporaryDirectory() as folder:

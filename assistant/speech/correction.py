@@ -4,6 +4,7 @@ implausible ages caught so Linli asks back instead of answering for an 886-year-
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter, defaultdict
@@ -190,14 +191,40 @@ class SoundAlikeDecoder:
                 if other != char else (other, cost) for other, cost in options.items()]
 
     def correct(self, text: str) -> str:
-        return _RUN.sub(lambda match: self._decode(match.group(0)), text)
+        return _RUN.sub(lambda match: self._decode(match.group(0))[0].text, text)
 
-    def _decode(self, run: str) -> str:
+    def readings(self, text: str, n: int) -> list[Reading]:
+        """The `n` likeliest readings of the whole text, best first: the best reading of every
+        run of characters, and each run's runners-up with the other runs kept at their best."""
+        runs = list(_RUN.finditer(text))
+        if not runs:
+            return [Reading(text, 0.0, 0.0)]
+        per_run = [self._decode(match.group(0), per_state=_READINGS_PER_STATE)[:n] for match in runs]
+
+        def assemble(choice: list[Reading]) -> Reading:
+            pieces, last = [], 0
+            for match, reading in zip(runs, choice):
+                pieces += [text[last : match.start()], reading.text]
+                last = match.end()
+            pieces.append(text[last:])
+            return Reading("".join(pieces), sum(r.language_score for r in choice), sum(r.change_cost for r in choice))
+
+        best = [options[0] for options in per_run]
+        choices = [best] + [best[:i] + [option] + best[i + 1:] for i, options in enumerate(per_run) for option in options[1:]]
+        found: dict[str, Reading] = {}
+        for reading in map(assemble, choices):
+            found.setdefault(reading.text, reading)
+        return sorted(found.values(), key=lambda r: r.score, reverse=True)[:n]
+
+    def _decode(self, run: str, per_state: int = 1) -> list[Reading]:
+        """Readings of one run of characters, best first. A hypothesis is kept per language-model
+        state (the last order-1 characters), or the `per_state` best of them when several
+        readings are wanted: with one per state, readings that differ early are merged away."""
         tokens = _TOKEN.findall(run)
         in_words = _inside_words(run) if self.word_cost else set()
         order = self.model.order
-        # Each hypothesis: (score, characters as the model reads them, characters as written).
-        beam: list[tuple[float, str, str]] = [(0.0, BOS * (order - 1), "")]
+        # Each hypothesis: (score, characters as the model reads them, as written, change cost).
+        beam: list[tuple[float, str, str, float]] = [(0.0, BOS * (order - 1), "", 0.0)]
         position = 0
         for token in tokens:
             if token.isdigit():
@@ -208,16 +235,41 @@ class SoundAlikeDecoder:
                 extra = self.word_cost if position in in_words else 0.0
                 options = [(c, c, cost + extra if c != token else cost) for c, cost in self.candidates(token)]
             position += len(token)
-            extended: dict[str, tuple[float, str, str]] = {}
-            for score, read, written in beam:
+            extended: dict[str, list[tuple[float, str, str, float]]] = defaultdict(list)
+            for score, read, written, spent in beam:
                 for symbol, shown, cost in options:
-                    candidate = score - cost + self.model.logprob(read, symbol)
                     state = (read + symbol)[-(order - 1):] if order > 1 else ""
-                    if state not in extended or extended[state][0] < candidate:
-                        extended[state] = (candidate, read + symbol, written + shown)
-            beam = sorted(extended.values(), reverse=True)[: self.beam]
-        best = max(beam, key=lambda h: h[0] + self.model.logprob(h[1], EOS))
-        return best[2]
+                    extended[state].append((score - cost + self.model.logprob(read, symbol), read + symbol,
+                                            written + shown, spent + cost))
+            kept = [h for hypotheses in extended.values() for h in heapq.nlargest(per_state, hypotheses, key=_score)]
+            beam = heapq.nlargest(self.beam * per_state, kept, key=lambda h: h[:3])
+        ended = sorted(((score + self.model.logprob(read, EOS), written, spent) for score, read, written, spent in beam),
+                       key=_score, reverse=True)
+        readings: dict[str, Reading] = {}
+        for score, written, spent in ended:
+            readings.setdefault(written, Reading(written, score + spent, spent))
+        return list(readings.values())
+
+
+def _score(hypothesis: tuple) -> float:
+    return hypothesis[0]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One way to read a transcript: its language-model log-probability and what its changes cost."""
+
+    text: str
+    language_score: float
+    change_cost: float
+
+    @property
+    def score(self) -> float:
+        return self.language_score - self.change_cost
+
+
+# Readings kept per language-model state when several are wanted (the acoustic check).
+_READINGS_PER_STATE = 3
 
 
 def _inside_words(run: str) -> set[int]:
@@ -288,14 +340,36 @@ def implausible(text: str, known_amounts: Iterable[float] = ()) -> Doubt | None:
     return None
 
 
+@dataclass(frozen=True)
+class AcousticCheck:
+    """The decoder's likeliest readings heard again against the audio. A reading wins on its
+    language score, less `cost_weight` × what its changes cost, plus `weight` × how well whisper
+    finds it fits the sound (log P(text | audio)). Whisper prefers what it wrote, so a reading the
+    audio does not bear out loses, and the sound-alike costs, which stand in for the audio when
+    there is none, can count for less."""
+
+    listen: Callable[[list[str]], list[float]]
+    candidates: int = 6
+    weight: float = 0.3
+    cost_weight: float = 0.5
+
+    def choose(self, readings: list[Reading]) -> str:
+        if len(readings) == 1:
+            return readings[0].text
+        fits = self.listen([reading.text for reading in readings])
+        return max(zip(readings, fits), key=lambda pair: pair[0].language_score - self.cost_weight * pair[0].change_cost
+                   + self.weight * pair[1])[0].text
+
+
 def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None,
-                 decoder: SoundAlikeDecoder | None = None) -> str:
+                 decoder: SoundAlikeDecoder | None = None, check: AcousticCheck | None = None) -> str:
     """Whole words first (domain terms, then corpus words by sound), then character by character
-    (the language model), then numerals: each later step sees the earlier repairs as context."""
+    (the language model, and the audio where there is any), then numerals: each later step sees
+    the earlier repairs as context."""
     text = to_simplified(text).strip()
     text = restore_terms(text, terms)
     if sounds is not None:
         text = sounds.restore(text)
     if decoder is not None:
-        text = decoder.correct(text)
+        text = decoder.correct(text) if check is None else check.choose(decoder.readings(text, check.candidates))
     return normalise_numbers(text)

@@ -4,6 +4,7 @@ path as typed text — except that an implausible value is asked back first."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -12,12 +13,13 @@ from assistant.dialogue.reply import Reply
 from assistant.errors import LinliError
 from assistant.settings import Settings
 from assistant.speech.audio import check_mime, decode
-from assistant.speech.correction import CorpusSounds, SoundAlikeDecoder, implausible, post_correct
+from assistant.speech.correction import AcousticCheck, CorpusSounds, SoundAlikeDecoder, implausible, post_correct
 from assistant.speech.language_model import CharLanguageModel
 from assistant.speech.transcriber import (
     FasterWhisperTranscriber,
     OpenAIWhisperTranscriber,
     Transcriber,
+    Transcript,
     assemble_whisper_base,
 )
 from knowledge_base.text import load_lexicon, read_word_list
@@ -136,20 +138,33 @@ def _language_model_texts(settings: Settings, chunks: list[str], words: list[str
     yield from ((word, settings.speech.word_list_weight) for word in words)
 
 
-def correct(settings: Settings, raw_text: str, language: str) -> str:
+def correct(settings: Settings, raw_text: str, language: str, check: AcousticCheck | None = None) -> str:
     """Post-correction of what the model heard (Mandarin: terms, corpus words, sound-alikes, numerals)."""
     if language != "zh":
         return raw_text.strip()
     correctors = corpus_correctors(settings)
-    return post_correct(raw_text, domain_terms(settings), correctors.sounds, correctors.decoder)
+    return post_correct(raw_text, domain_terms(settings), correctors.sounds, correctors.decoder,
+                        check if correctors.decoder is not None else None)
+
+
+def acoustic_check(settings: Settings, transcript: Transcript) -> AcousticCheck | None:
+    """How the decoder's readings of this audio are heard again, where the transcriber can."""
+    speech = settings.speech
+    if not (speech.acoustic_check and speech.sound_alike_correction and transcript.language == "zh"
+            and transcript.listen is not None):
+        return None
+    return AcousticCheck(transcript.listen, candidates=speech.acoustic_candidates, weight=speech.acoustic_weight,
+                         cost_weight=speech.acoustic_cost_weight)
 
 
 def hear(settings: Settings, audio: bytes, content_type: str | None = None, language: str | None = None) -> Heard:
     check_mime(content_type)
     samples = decode(audio, max_bytes=settings.speech.max_bytes, max_seconds=settings.speech.max_seconds)
     transcript = get_transcriber(settings).transcribe(samples, language)
-    return Heard(correct(settings, transcript.raw_text, transcript.language), transcript.raw_text,
-                 transcript.language, round(transcript.duration_s, 2), round(transcript.seconds, 3))
+    started = time.perf_counter()
+    text = correct(settings, transcript.raw_text, transcript.language, acoustic_check(settings, transcript))
+    return Heard(text, transcript.raw_text, transcript.language, round(transcript.duration_s, 2),
+                 round(transcript.seconds + time.perf_counter() - started, 3))
 
 
 def reply_to_voice(engine, heard: Heard, session_id: str, channel: str, user_id: str) -> Reply:

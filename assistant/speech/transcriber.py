@@ -10,7 +10,9 @@ import importlib.util
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -24,12 +26,18 @@ WHISPER_BASE_SIZE = 145_217_532
 ZH_PROMPT = "以下是普通话的句子。"
 
 
+# Candidate transcripts of one utterance → log P(text | audio) for each.
+Listener = Callable[[list[str]], list[float]]
+
+
 @dataclass(frozen=True)
 class Transcript:
     raw_text: str
     language: str
     duration_s: float
     seconds: float
+    # Scores other readings against the same audio, where the transcriber can (the acoustic check).
+    listen: Listener | None = field(default=None, repr=False, compare=False)
 
 
 @runtime_checkable
@@ -73,6 +81,23 @@ def assemble_whisper_base(cache_dir: Path) -> Path:
     return cache_dir
 
 
+@lru_cache(maxsize=1)
+def _window_keeping_whisper() -> type:
+    from faster_whisper import WhisperModel
+
+    class WindowKeepingWhisper(WhisperModel):
+        """faster-whisper's model, keeping the encoder output of the last 30 s window it heard so
+        that the acoustic check can score other readings without encoding the audio again."""
+
+        last_encoded = None
+
+        def encode(self, features: np.ndarray):
+            self.last_encoded = super().encode(features)
+            return self.last_encoded
+
+    return WindowKeepingWhisper
+
+
 class FasterWhisperTranscriber:
     """Loads once per process; concurrent requests queue on a lock rather than loading twice."""
 
@@ -80,9 +105,7 @@ class FasterWhisperTranscriber:
 
     def __init__(self, model_dir: Path, hotwords: list[str] | None = None, beam_size: int = 1,
                  cpu_threads: int = 2) -> None:
-        from faster_whisper import WhisperModel
-
-        self.model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
+        self.model = _window_keeping_whisper()(str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
         self.hotwords = " ".join(hotwords or [])
         self.beam_size = beam_size
         self._lock = threading.Lock()
@@ -98,6 +121,7 @@ class FasterWhisperTranscriber:
         with self._lock:
             if language is None:
                 language = self._detect(samples)
+            self.model.last_encoded = None
             segments, _info = self.model.transcribe(
                 samples, language=language, beam_size=self.beam_size, vad_filter=False,
                 initial_prompt=ZH_PROMPT if language == "zh" else None,
@@ -106,8 +130,34 @@ class FasterWhisperTranscriber:
                 # better (hotwords CER on the dev set .171 → .163, `linli eval asr`).
                 condition_on_previous_text=False, without_timestamps=True)
             text = "".join(s.text for s in segments).strip()
+            # One window heard: its encoding is the whole utterance's (a longer one is not scored).
+            encoded = self.model.last_encoded
+            one_window = encoded is not None and len(samples) <= self.model.feature_extractor.n_samples
+            listen = self._listener(np.array(encoded), len(samples), language) if one_window else None
         return Transcript(drop_echo(text, [ZH_PROMPT, self.hotwords]), language, len(samples) / SAMPLE_RATE,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, listen)
+
+    def _listener(self, encoded: np.ndarray, n_samples: int, language: str) -> Listener:
+        """Forced decoding: whisper reads each candidate against the encoded audio and gives the
+        log probability of its tokens."""
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
+        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        frames = min(n_samples // self.model.feature_extractor.hop_length + 1, self.model.feature_extractor.nb_max_frames)
+
+        def listen(texts: list[str]) -> list[float]:
+            if not texts:
+                return []
+            # align() wants one copy of the encoded audio per candidate.
+            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(encoded, len(texts), 0)))
+            with self._lock:
+                results = self.model.model.align(batch, start, [tokenizer.encode(t) or [tokenizer.eot] for t in texts],
+                                                 [frames] * len(texts))
+            return [float(np.log(np.maximum(r.text_token_probs, 1e-12)).sum()) for r in results]
+
+        return listen
 
     def _detect(self, samples: np.ndarray) -> str:
         """Mandarin or English only: whisper's guess restricted to the two languages we serve."""

@@ -74,6 +74,25 @@ def test_aishell_clips_within_the_cer_ceiling(settings):
     assert sum(scores) / len(scores) <= 0.15
 
 
+def test_whisper_scores_how_well_a_reading_fits_the_audio(settings):
+    """The acoustic check's scorer on the shipped model: real speech scores its own words above
+    sound-alikes of words whisper heard right (交易 as 胶易, 情况 as 青况) and far above other
+    words; the same words score the same every time; audio longer than one 30 s window is not
+    scored."""
+    from assistant.speech.audio import decode
+    from assistant.speech.service import get_transcriber
+
+    transcriber = get_transcriber(settings)
+    transcript = transcriber.transcribe(decode((SPEECH_DIR / "BAC009S0764W0121.wav").read_bytes()), "zh")
+    said, other = "甚至出现交易几乎停滞的情况", "今天天气很好我们去公园散步"
+    scores = transcript.listen([said, "甚至出现胶易几乎停滞的情况", "甚至出现交易几乎停滞的青况", other, said])
+    assert scores[0] == pytest.approx(scores[4], abs=1e-3)
+    assert scores[0] > max(scores[1], scores[2]) and min(scores[1], scores[2]) > scores[3]
+    assert transcript.listen([]) == []
+    long_audio = np.tile(decode((SPEECH_DIR / "BAC009S0764W0121.wav").read_bytes()), 9)[: 35 * 16_000]
+    assert transcriber.transcribe(long_audio, "zh").listen is None
+
+
 def test_english_speech_is_detected_and_transcribed(settings, tmp_path):
     heard = hear(settings, espeak_english(tmp_path, "How do I apply for the minimum living allowance?"))
     assert heard.language == "en"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from assistant.speech.correction import SoundAlikeDecoder
+from assistant.speech.correction import AcousticCheck, Reading, SoundAlikeDecoder, post_correct
 from assistant.speech.language_model import EOS, CharLanguageModel, fuzzy_syllables, sentences
 
 RESIDENT_TEXT = [
@@ -105,8 +105,51 @@ def test_a_commoner_character_pays_for_being_commoner():
     assert rarer["再"] == plain["在"]  # towards a rarer character nothing is added
 
 
+@pytest.mark.parametrize("heard", ["傻叫全岗通", "按家能办低保部", "俺92岁了， 傻叫全岗通? OK 12345", "低保怎么申请"])
+def test_the_first_reading_is_the_correction_and_readings_come_best_first(model, heard):
+    decoder = SoundAlikeDecoder(model, min_count=1)
+    readings = decoder.readings(heard, 6)
+    assert readings[0].text == decoder.correct(heard)
+    assert 1 < len(readings) <= 6 and len({r.text for r in readings}) == len(readings)
+    assert [r.score for r in readings] == sorted((r.score for r in readings), reverse=True)
+    for reading in readings:  # only characters change, never their number, digits or punctuation
+        assert len(reading.text) == len(heard) and reading.change_cost >= 0
+        assert [c for c in reading.text if not "\u4e00" <= c <= "\u9fff"] == [c for c in heard if not "\u4e00" <= c <= "\u9fff"]
+    unchanged = next(r for r in readings if r.text == heard) if heard in {r.text for r in readings} else None
+    assert unchanged is None or unchanged.change_cost == 0
+
+
+def test_text_without_characters_has_one_reading_itself():
+    decoder = SoundAlikeDecoder(CharLanguageModel.fit(RESIDENT_TEXT), min_count=1)
+    assert decoder.readings("OK?", 6) == [Reading("OK?", 0.0, 0.0)]
+    assert [r.text for r in decoder.readings("OK, 123?", 6)] == ["OK, 123?"]
+
+
+def test_the_audio_decides_between_readings_the_language_model_ranks(model):
+    decoder = SoundAlikeDecoder(model, min_count=1)
+    readings = decoder.readings("傻叫全岗通", 6)
+    runner_up = readings[1].text
+    heard: list[list[str]] = []
+
+    def audio_says(wanted):
+        def listen(texts):
+            heard.append(texts)
+            return [0.0 if t == wanted else -40.0 for t in texts]
+        return listen
+
+    # The audio clearly bears out the runner-up: it wins; weighted at nothing, the language model decides.
+    assert post_correct("傻叫全岗通", [], None, decoder, AcousticCheck(audio_says(runner_up))) == runner_up
+    assert post_correct("傻叫全岗通", [], None, decoder, AcousticCheck(audio_says(runner_up), weight=0.0,
+                                                                     cost_weight=1.0)) == readings[0].text
+    assert heard and all(len(texts) <= 6 for texts in heard)
+    # With no reading to choose between, the audio is not asked at all.
+    heard.clear()
+    assert post_correct("OK", [], None, decoder, AcousticCheck(audio_says("OK"))) == "OK" and not heard
+
+
 @pytest.mark.parametrize(("name", "value"), [("language_model_order", 0), ("same_sound_cost", -1),
-                                             ("word_change_cost", -2), ("resident_text_weight", 0)])
+                                             ("word_change_cost", -2), ("resident_text_weight", 0),
+                                             ("acoustic_candidates", 0), ("acoustic_weight", -0.1)])
 def test_nonsense_speech_settings_are_refused_when_read(name, value):
     from pydantic import ValidationError
 
