@@ -143,15 +143,14 @@ def correct(settings: Settings, raw_text: str, language: str, check: AcousticChe
     if language != "zh":
         return raw_text.strip()
     correctors = corpus_correctors(settings)
-    return post_correct(raw_text, domain_terms(settings), correctors.sounds, correctors.decoder,
-                        check if correctors.decoder is not None else None)
+    return post_correct(raw_text, domain_terms(settings), correctors.sounds, correctors.decoder, check)
 
 
 def acoustic_check(settings: Settings, transcript: Transcript) -> AcousticCheck | None:
     """How the decoder's readings of this audio are heard again, where the transcriber can."""
     speech = settings.speech
-    if not (speech.acoustic_check and speech.sound_alike_correction and transcript.language == "zh"
-            and transcript.listen is not None):
+    # Without the sound-alike decoder there are no readings to hear: post_correct leaves the check unused.
+    if not (speech.acoustic_check and transcript.language == "zh" and transcript.listen is not None):
         return None
     return AcousticCheck(transcript.listen, candidates=speech.acoustic_candidates, weight=speech.acoustic_weight,
                          cost_weight=speech.acoustic_cost_weight)

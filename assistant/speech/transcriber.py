@@ -133,27 +133,30 @@ class FasterWhisperTranscriber:
             # One window heard: its encoding is the whole utterance's (a longer one is not scored).
             encoded = self.model.last_encoded
             one_window = encoded is not None and len(samples) <= self.model.feature_extractor.n_samples
-            listen = self._listener(np.array(encoded), len(samples), language) if one_window else None
+            listen = self._listener(encoded, len(samples), language) if one_window else None
         return Transcript(drop_echo(text, [ZH_PROMPT, self.hotwords]), language, len(samples) / SAMPLE_RATE,
                           time.perf_counter() - started, listen)
 
-    def _listener(self, encoded: np.ndarray, n_samples: int, language: str) -> Listener:
+    def _listener(self, encoded, n_samples: int, language: str) -> Listener:
         """Forced decoding: whisper reads each candidate against the encoded audio and gives the
-        log probability of its tokens."""
-        import ctranslate2
-        from faster_whisper.tokenizer import Tokenizer
-
-        tokenizer = Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
-        start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        frames = min(n_samples // self.model.feature_extractor.hop_length + 1, self.model.feature_extractor.nb_max_frames)
+        log probability of its tokens. Nothing is prepared until readings are to be scored: most
+        transcripts (English ones, those with the check turned off, the evaluation's raw model)
+        never are."""
 
         def listen(texts: list[str]) -> list[float]:
+            import ctranslate2
+            from faster_whisper.tokenizer import Tokenizer
+
             if not texts:
                 return []
+            tokenizer = Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
+            extractor = self.model.feature_extractor
+            frames = min(n_samples // extractor.hop_length + 1, extractor.nb_max_frames)
             # align() wants one copy of the encoded audio per candidate.
-            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(encoded, len(texts), 0)))
+            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(np.array(encoded), len(texts), 0)))
             with self._lock:
-                results = self.model.model.align(batch, start, [tokenizer.encode(t) or [tokenizer.eot] for t in texts],
+                results = self.model.model.align(batch, [*tokenizer.sot_sequence, tokenizer.no_timestamps],
+                                                 [tokenizer.encode(t) or [tokenizer.eot] for t in texts],
                                                  [frames] * len(texts))
             return [float(np.log(np.maximum(r.text_token_probs, 1e-12)).sum()) for r in results]
 

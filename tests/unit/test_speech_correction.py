@@ -71,4 +71,3 @@ def test_corpus_sounds_leave_real_words_alone(text):
     sounds = CorpusSounds.from_texts(CORPUS + ["按时缴费", "进步很大", "失职追责"] * 3, TERMS, min_count=3,
                                      keyness=0)
     assert sounds.restore(text) == text
-
