@@ -79,8 +79,11 @@ class AnswerSettings(BaseModel):
 
 
 class DialogueSettings(BaseModel):
-    # Below this intent confidence Linli asks a clarifying question instead of guessing.
+    # Below this intent confidence the message is not routed by its intent: it gets a grounded
+    # answer if it stands alone and the corpus supports one, otherwise a clarifying question.
     intent_threshold: float = 0.45
+    # False: every message below intent_threshold gets the clarifying question.
+    answer_when_unsure: bool = True
     # A message during a form counts as a side question only with this confidence.
     mid_form_question_threshold: float = 0.6
     # Inside a form, short field answers ("the family in flat 602") are easy to misread, so a

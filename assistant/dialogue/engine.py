@@ -41,6 +41,15 @@ _FOLLOWUP_RE = re.compile(
     r"^(要|需要)?(多久|多长时间|几天)[？?]?$|^(怎么|咋)(办|申请|弄)[？?]?$|^(what|which) (documents|papers)|^where\b|^how long",
     re.I,
 )
+
+
+def _looks_like_followup(text: str) -> bool:
+    """A short fragment that only makes sense after an earlier question: 那80岁呢, 在哪办."""
+    if len(text) > 20 if detect_language(text) == "zh" else len(text.split()) > 8:
+        return False
+    return bool(_FOLLOWUP_START_RE.match(text) or _FOLLOWUP_RE.search(text))
+
+
 PROCEDURE_TITLES = {
     "elderly_allowance": {"zh": "高龄津贴申请", "en": "elderly allowance application"},
     "pension_certification": {"zh": "养老金领取资格认证", "en": "pension qualification certification"},
@@ -212,6 +221,13 @@ class DialogueEngine:
         if prediction.intent == "complaint" and confident:
             return self._handoff(conv, text, language, kind="complaint", key="complaint")
         if not confident:
+            # Most residents' questions sit between intents the classifier knows; the corpus, not
+            # the classifier, decides whether there is an answer. A fragment with no topic yet
+            # (在哪办, 需要带什么材料) is never guessed at, and without a grounded answer Linli asks.
+            if self.settings.answer_when_unsure and not _looks_like_followup(text):
+                reply = self._policy(conv, text, language, trace, clarify_if_refused=True)
+                if reply is not None:
+                    return reply
             return self._clarify(prediction, language)
         if prediction.intent in ("greeting", "thanks_bye", "out_of_scope"):
             return Reply("smalltalk", self._say(prediction.intent, language))
@@ -277,11 +293,7 @@ class DialogueEngine:
     # ---- policy answers and follow-ups -------------------------------------------------------
 
     def _is_followup(self, conv: Conversation, text: str) -> bool:
-        if not conv.state.get("topic_question"):
-            return False
-        if len(text) > 20 if detect_language(text) == "zh" else len(text.split()) > 8:
-            return False
-        return bool(_FOLLOWUP_START_RE.match(text) or _FOLLOWUP_RE.search(text))
+        return bool(conv.state.get("topic_question")) and _looks_like_followup(text)
 
     def _rewrite(self, conv: Conversation, text: str) -> str:
         """Turn a follow-up into a full question using the thread's topic: a new age replaces the
@@ -317,11 +329,15 @@ class DialogueEngine:
         return found
 
     def _policy(self, conv: Conversation, text: str, language: str, trace: dict[str, Any],
-                followup: bool = False) -> Reply:
+                followup: bool = False, clarify_if_refused: bool = False) -> Reply | None:
+        """The grounded answer or the refusal; None instead of a refusal when `clarify_if_refused`
+        (the message may not have been a question at all, so Linli asks rather than refuses)."""
         query = self._rewrite(conv, text) if followup else text
         trace["rewritten_query"] = query if followup else None
         answer = self.kb.ask(query)
         trace["doc_ids"] = [c.doc_id for c in answer.citations]
+        if answer.refused and clarify_if_refused:
+            return None
         if not answer.refused:
             conv.state["topic_question"] = query
             conv.state["topic_title"] = answer.citations[0].title if answer.citations else None

@@ -210,6 +210,42 @@ def test_scripted_conversation(engine, name):
     run_script(engine, SCRIPTS[name])
 
 
+UNSURE_BUT_ANSWERABLE = [
+    # Golden-set questions the classifier places below the intent threshold (it reads the first as
+    # a complaint, the second as policy at .35): the corpus answers both.
+    ("日间照料中心是干啥的", "nat-elderly-day-care"),
+    ("家里厕所想装个扶手，政府有没有补贴", "nat-elderly-home-care"),
+]
+
+
+@pytest.mark.parametrize(("question", "doc_id"), UNSURE_BUT_ANSWERABLE)
+def test_a_question_the_classifier_cannot_place_is_answered_when_the_corpus_supports_it(
+        shipped_kb, intent_classifier, tmp_path, question, doc_id):
+    settings = DialogueSettings()
+    assert intent_classifier.predict(question).confidence < settings.intent_threshold  # the case under test
+
+    def reply(answer_when_unsure: bool) -> Reply:
+        store = ConversationStore(f"sqlite:///{tmp_path / f'unsure-{answer_when_unsure}.sqlite'}")
+        engine = DialogueEngine(shipped_kb, intent_classifier, store, InMemoryEscalationService(),
+                                settings.model_copy(update={"answer_when_unsure": answer_when_unsure}))
+        return engine.handle("unsure", question)
+
+    answered = reply(True)
+    assert answered.reply_type == "answer" and answered.citations[0]["doc_id"] == doc_id
+    assert reply(False).reply_type == "clarify"
+
+
+@pytest.mark.parametrize("fragment", ["在哪办", "需要带什么材料?", "要多久"])
+def test_an_unplaceable_fragment_with_no_topic_is_asked_about_not_answered(engine, fragment):
+    assert engine.handle(f"fragment-{fragment}", fragment).reply_type == "clarify"
+
+
+def test_an_unplaceable_message_the_corpus_cannot_answer_is_asked_about_not_refused(engine):
+    # 这个咋弄 alone is below the threshold and has no grounded answer: a question back, with options.
+    reply = engine.handle("unsure-unanswerable", "这个咋弄")
+    assert reply.reply_type == "clarify" and reply.quick_replies
+
+
 def test_confirmed_dispute_ticket_carries_the_form(engine):
     replies = run_script(engine, SCRIPTS["dispute intake, field corrected at confirmation"])
     ticket = engine.escalation.get(replies[-1].ticket_id)
