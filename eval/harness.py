@@ -41,6 +41,11 @@ def load_golden(directory: Path = GOLDEN_DIR) -> list[dict[str, Any]]:
     return items
 
 
+def with_throwaway_database(settings: Settings, folder: Path) -> Settings:
+    """The conversations and tickets an evaluation creates go to a database in `folder`."""
+    return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'eval.sqlite'}"})
+
+
 def split_of(item_id: str) -> str:
     """Deterministic half split: 'dev' (for calibration and tuning) or 'test'."""
     return "dev" if int(hashlib.sha256(item_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
