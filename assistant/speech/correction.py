@@ -319,14 +319,30 @@ def _without_doubled_digit(number: str) -> str | None:
     return number[1:] if len(number) >= 3 and number[0] == number[1] else None
 
 
+_TENS_AS_ONE = re.compile(r"([2-9])1(\d)")
+
+
+def _likely_age(number: str) -> str | None:
+    """The age meant by an impossible one: 八十六 heard as 886 (first digit doubled), as 816 (十六
+    written as 16 after the 8) or as both at once (8816)."""
+    for heard in (number, _without_doubled_digit(number)):
+        if heard is None:
+            continue
+        if heard != number and int(heard) <= 120:
+            return heard
+        if tens := _TENS_AS_ONE.fullmatch(heard):
+            return str(int(tens.group(1)) * 10 + int(tens.group(2)))
+    return None
+
+
 def implausible(text: str, known_amounts: Iterable[float] = ()) -> Doubt | None:
     """An age over 120; an amount no benefit table has that is a table's amount with its first
     digit doubled (5500 for 500), or far beyond every table."""
     for match in _LONG_AGE.finditer(text):
         number = match.group(1)
         if int(number) > 120:
-            guess = _without_doubled_digit(number)
-            return Doubt(match.group(0), f"{guess}岁" if guess and int(guess) <= 120 else None)
+            guess = _likely_age(number)
+            return Doubt(match.group(0), f"{guess}岁" if guess else None)
     amounts = {int(a) for a in known_amounts if a}
     for match in _AMOUNT.finditer(text):
         number = match.group(1)

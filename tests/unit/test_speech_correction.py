@@ -38,6 +38,12 @@ def test_implausible_ages_are_doubted_with_a_guess():
     assert implausible("我爸86岁") is None
 
 
+@pytest.mark.parametrize(("heard", "guess"), [("816", "86岁"), ("8816", "86岁"), ("910", "90岁"), ("9912", "92岁")])
+def test_an_age_whose_ten_was_written_as_a_one_is_guessed(heard, guess):
+    # whisper writes 八十六 as 8 + 16, sometimes with the 8 doubled as well (我8816岁, speech set sp-age-002).
+    assert implausible(f"我爸{heard}岁了").guess == guess
+
+
 def test_an_echoed_prompt_is_not_speech():
     assert drop_echo("以下是普通话的句子。", ["以下是普通话的句子。"]) == ""
     assert drop_echo("低保 医保", ["高龄津贴 低保 医保"]) == ""
