@@ -161,6 +161,10 @@ def _terms_in(text: str, terms: list[str]) -> set[str]:
     return {t for t in found if not any(t != other and t in other for other in found)}
 
 
+def _share(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
 def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list[str]) -> dict[str, Any]:
     summary: dict[str, Any] = {"n_clips": len(results), "pipelines": {}}
     audio_seconds = sum(r.duration_s for r in results)
@@ -181,15 +185,13 @@ def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list
                 wanted = _terms_in(r.clip.reference, terms)
                 expected_terms += len(wanted)
                 heard_terms += sum(t in r.heard[name].text for t in wanted)
-        def same_replies(kind: str) -> list[bool]:
-            return [r.same_reply[name] for r in results if name in r.same_reply and r.clip.kind == kind]
-
-        def same_answers(kind: str) -> list[bool]:
-            return [r.same_reply[name] for r in results
-                    if name in r.same_reply and r.clip.kind == kind and r.typed_reply == "answer"]
+        def same_replies(kind: str, typed_answered: bool = False) -> list[bool]:
+            return [r.same_reply[name] for r in results if name in r.same_reply and r.clip.kind == kind
+                    and (r.typed_reply == "answer" or not typed_answered)]
 
         e2e, e2e_heldout = same_replies("tts"), same_replies("heldout")
-        answers, answers_heldout = same_answers("tts"), same_answers("heldout")
+        # Only the questions that get an answer when typed: the same reply there means the same source.
+        answers, answers_heldout = same_replies("tts", typed_answered=True), same_replies("heldout", typed_answered=True)
         summary["pipelines"][name] = {
             "cer_zh": cer_tts, "n_zh": n_tts, "cer_zh_heldout": cer_heldout, "n_zh_heldout": n_heldout,
             "cer_zh_real": cer_real, "n_zh_real": n_real,
@@ -197,13 +199,10 @@ def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list
             "domain_terms": heard_terms / expected_terms if expected_terms else None, "n_terms": expected_terms,
             "language_accuracy": sum(r.heard[name].language == r.clip.language for r in results) / len(results),
             "rtf": sum(r.heard[name].seconds for r in results) / audio_seconds if audio_seconds else None,
-            "same_reply": sum(e2e) / len(e2e) if e2e else None, "n_e2e": len(e2e),
-            "same_reply_heldout": sum(e2e_heldout) / len(e2e_heldout) if e2e_heldout else None,
-            "n_e2e_heldout": len(e2e_heldout),
-            # Only the questions that get an answer when typed: the same reply there means the same source.
-            "same_answer": sum(answers) / len(answers) if answers else None, "n_answers": len(answers),
-            "same_answer_heldout": sum(answers_heldout) / len(answers_heldout) if answers_heldout else None,
-            "n_answers_heldout": len(answers_heldout),
+            "same_reply": _share(e2e), "n_e2e": len(e2e),
+            "same_reply_heldout": _share(e2e_heldout), "n_e2e_heldout": len(e2e_heldout),
+            "same_answer": _share(answers), "n_answers": len(answers),
+            "same_answer_heldout": _share(answers_heldout), "n_answers_heldout": len(answers_heldout),
         }
     summary["audio_seconds"] = audio_seconds
     summary["rows"] = [{"id": r.clip.clip_id, "language": r.clip.language, "reference": r.clip.reference,

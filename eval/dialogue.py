@@ -13,10 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from assistant.dialogue.engine import REPLY_TYPES
 from assistant.settings import Settings
 from eval.harness import load_golden, with_throwaway_database
-
-REPLY_TYPES = ("answer", "refusal", "clarify", "form", "handoff", "emergency", "smalltalk")
 
 
 def outcome(question: dict[str, Any], reply) -> str:
@@ -62,7 +61,7 @@ def run_dialogue(settings: Settings, console: Console | None = None, limit: int 
     table.add_column("reply")
     table.add_column("answerable", justify="right")
     table.add_column("unanswerable", justify="right")
-    for kind in ("answer", "answer (other source)", *REPLY_TYPES[1:]):
+    for kind in ("answer", "answer (other source)", *(t for t in REPLY_TYPES if t != "answer")):
         table.add_row(kind, str(result["answerable"].get(kind, 0)),
                       "-" if kind == "answer (other source)" else str(result["unanswerable"].get(kind, 0)))
     console.print(table)
