@@ -11,12 +11,16 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pypinyin import Style, lazy_pinyin
 
 from assistant.speech.language_model import BOS, EOS, CharLanguageModel, fuzzy_syllables
 from knowledge_base.numbers import cn_to_int
 from knowledge_base.text import to_simplified
+
+if TYPE_CHECKING:
+    from assistant.speech.transcriber import Listener
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _ALL_CJK = re.compile(r"^[\u4e00-\u9fff]+$")
@@ -325,14 +329,11 @@ _TENS_AS_ONE = re.compile(r"([2-9])1(\d)")
 def _likely_age(number: str) -> str | None:
     """The age meant by an impossible one: 八十六 heard as 886 (first digit doubled), as 816 (十六
     written as 16 after the 8) or as both at once (8816)."""
-    for heard in (number, _without_doubled_digit(number)):
-        if heard is None:
-            continue
-        if heard != number and int(heard) <= 120:
-            return heard
-        if tens := _TENS_AS_ONE.fullmatch(heard):
-            return str(int(tens.group(1)) * 10 + int(tens.group(2)))
-    return None
+    undoubled = _without_doubled_digit(number)
+    if undoubled and int(undoubled) <= 120:
+        return undoubled
+    tens = _TENS_AS_ONE.fullmatch(undoubled or number)
+    return str(int(tens.group(1)) * 10 + int(tens.group(2))) if tens else None
 
 
 def implausible(text: str, known_amounts: Iterable[float] = ()) -> Doubt | None:
@@ -364,7 +365,7 @@ class AcousticCheck:
     audio does not bear out loses, and the sound-alike costs, which stand in for the audio when
     there is none, can count for less."""
 
-    listen: Callable[[list[str]], list[float]]
+    listen: Listener
     candidates: int = 6
     weight: float = 0.3
     cost_weight: float = 0.5
