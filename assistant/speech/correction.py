@@ -369,6 +369,8 @@ class AcousticCheck:
     candidates: int = 6
     weight: float = 0.3
     cost_weight: float = 0.5
+    # The recogniser's runners-up for the same audio: their readings compete with the first's.
+    alternatives: tuple[str, ...] = ()
 
     def choose(self, readings: list[Reading]) -> str:
         if len(readings) == 1:
@@ -383,10 +385,19 @@ def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None
     """Whole words first (domain terms, then corpus words by sound), then character by character
     (the language model, and the audio where there is any), then numerals: each later step sees
     the earlier repairs as context."""
-    text = to_simplified(text).strip()
-    text = restore_terms(text, terms)
-    if sounds is not None:
-        text = sounds.restore(text)
-    if decoder is not None:
-        text = decoder.correct(text) if check is None else check.choose(decoder.readings(text, check.candidates))
+    def whole_words(heard: str) -> str:
+        heard = restore_terms(to_simplified(heard).strip(), terms)
+        return sounds.restore(heard) if sounds is not None else heard
+
+    text = whole_words(text)
+    if decoder is not None and check is not None:
+        # Every reading of the first transcript and of the recogniser's runners-up, each heard
+        # again: a word the beam search ranked second can win on the language model and the audio.
+        readings: dict[str, Reading] = {}
+        for heard in (text, *map(whole_words, check.alternatives)):
+            for reading in decoder.readings(heard, check.candidates):
+                readings.setdefault(reading.text, reading)
+        text = check.choose(list(readings.values()))
+    elif decoder is not None:
+        text = decoder.correct(text)
     return normalise_numbers(text)

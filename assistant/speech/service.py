@@ -50,7 +50,7 @@ def _faster_whisper(settings: Settings) -> Transcriber:
     model_dir = settings.speech.model_dir or settings.data_dir / "models" / "whisper-base"
     return FasterWhisperTranscriber(assemble_whisper_base(model_dir),
                                     hotwords=domain_terms(settings)[: settings.speech.hotwords],
-                                    beam_size=settings.speech.beam_size)
+                                    beam_size=settings.speech.beam_size, runners_up=settings.speech.runners_up)
 
 
 def _openai_whisper(settings: Settings) -> Transcriber:
@@ -153,7 +153,7 @@ def acoustic_check(settings: Settings, transcript: Transcript) -> AcousticCheck 
     if not (speech.acoustic_check and transcript.language == "zh" and transcript.listen is not None):
         return None
     return AcousticCheck(transcript.listen, candidates=speech.acoustic_candidates, weight=speech.acoustic_weight,
-                         cost_weight=speech.acoustic_cost_weight)
+                         cost_weight=speech.acoustic_cost_weight, alternatives=transcript.alternatives)
 
 
 def hear(settings: Settings, audio: bytes, content_type: str | None = None, language: str | None = None) -> Heard:

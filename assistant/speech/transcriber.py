@@ -38,6 +38,9 @@ class Transcript:
     seconds: float
     # Scores other readings against the same audio, where the transcriber can (the acoustic check).
     listen: Listener | None = field(default=None, repr=False, compare=False)
+    # The recogniser's runners-up from the same search, best first: other readings of the audio
+    # that post-correction weighs alongside the first (empty where the transcriber has none).
+    alternatives: tuple[str, ...] = field(default=(), compare=False)
 
 
 @runtime_checkable
@@ -91,11 +94,39 @@ def _window_keeping_whisper() -> type:
 
         last_encoded = None
 
+        def __init__(self, *args, runners_up: int = 0, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.model = _RunnersUpKeeping(self.model, runners_up)
+
         def encode(self, features: np.ndarray):
             self.last_encoded = super().encode(features)
             return self.last_encoded
 
     return WindowKeepingWhisper
+
+
+class _RunnersUpKeeping:
+    """CTranslate2's whisper as faster-whisper calls it, except that a beam search also returns
+    its `runners_up` next-best hypotheses, kept for post-correction. faster-whisper reads only
+    the first, so what it transcribes is unchanged; the beam search is the same one, so they
+    come at no extra decoding. A sampling fallback (temperature > 0) keeps none: its
+    hypotheses are random draws, not runners-up."""
+
+    def __init__(self, model, runners_up: int) -> None:
+        self._model = model
+        self.runners_up = runners_up
+        self.last_runners_up: list[list[int]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def generate(self, *args, **kwargs):
+        beam_search = kwargs.get("beam_size", 1) > 1 and "sampling_temperature" not in kwargs
+        if beam_search and self.runners_up:
+            kwargs["num_hypotheses"] = min(kwargs["beam_size"], 1 + self.runners_up)
+        results = self._model.generate(*args, **kwargs)
+        self.last_runners_up = list(results[0].sequences_ids[1:]) if beam_search and len(results) == 1 else []
+        return results
 
 
 class FasterWhisperTranscriber:
@@ -104,8 +135,9 @@ class FasterWhisperTranscriber:
     name = "faster_whisper"
 
     def __init__(self, model_dir: Path, hotwords: list[str] | None = None, beam_size: int = 1,
-                 cpu_threads: int = 2) -> None:
-        self.model = _window_keeping_whisper()(str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads)
+                 cpu_threads: int = 2, runners_up: int = 0) -> None:
+        self.model = _window_keeping_whisper()(str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads,
+                                               runners_up=runners_up)
         self.hotwords = " ".join(hotwords or [])
         self.beam_size = beam_size
         self._lock = threading.Lock()
@@ -122,6 +154,7 @@ class FasterWhisperTranscriber:
             if language is None:
                 language = self._detect(samples)
             self.model.last_encoded = None
+            self.model.model.last_runners_up = []
             segments, _info = self.model.transcribe(
                 samples, language=language, beam_size=self.beam_size, vad_filter=False,
                 initial_prompt=ZH_PROMPT if language == "zh" else None,
@@ -134,8 +167,24 @@ class FasterWhisperTranscriber:
             encoded = self.model.last_encoded
             one_window = encoded is not None and len(samples) <= self.model.feature_extractor.n_samples
             listen = self._listener(encoded, len(samples), language) if one_window else None
+            alternatives = self._alternatives(text, language) if one_window else ()
         return Transcript(drop_echo(text, [ZH_PROMPT, self.hotwords]), language, len(samples) / SAMPLE_RATE,
-                          time.perf_counter() - started, listen)
+                          time.perf_counter() - started, listen, alternatives)
+
+    def _alternatives(self, text: str, language: str) -> tuple[str, ...]:
+        """The runners-up of the beam search that produced `text`, as text. One that differs only in
+        punctuation or spacing (most do) says nothing new and is left out."""
+        from faster_whisper.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
+        seen = {_words_only(text)}
+        found: list[str] = []
+        for tokens in self.model.model.last_runners_up:
+            other = drop_echo(tokenizer.decode(tokens).strip(), [ZH_PROMPT, self.hotwords])
+            if other and _words_only(other) not in seen:
+                seen.add(_words_only(other))
+                found.append(other)
+        return tuple(found)
 
     def _listener(self, encoded, n_samples: int, language: str) -> Listener:
         """Forced decoding: whisper reads each candidate against the encoded audio and gives the
@@ -201,6 +250,10 @@ class OpenAIWhisperTranscriber:
         text = str(result["text"]).strip()
         return Transcript(drop_echo(text, [ZH_PROMPT, self.prompt]), language, len(samples) / SAMPLE_RATE,
                           time.perf_counter() - started)
+
+
+def _words_only(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalnum())
 
 
 def drop_echo(text: str, prompts: list[str]) -> str:

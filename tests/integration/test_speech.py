@@ -93,6 +93,23 @@ def test_whisper_scores_how_well_a_reading_fits_the_audio(settings):
     assert transcriber.transcribe(long_audio, "zh").listen is None
 
 
+def test_the_beam_searchs_runners_up_come_with_the_transcript(settings):
+    """On the shipped model: the runners-up differ from the best transcript in words, not just
+    punctuation, and asking for them leaves the best transcript as it was."""
+    from assistant.speech.audio import decode
+    from assistant.speech.service import domain_terms, get_transcriber
+    from assistant.speech.transcriber import FasterWhisperTranscriber
+
+    samples = decode((PROJECT_ROOT / "eval" / "datasets" / "speech" / "sp-age-001.flac").read_bytes())
+    transcript = get_transcriber(settings).transcribe(samples, "zh")
+    assert 1 <= len(transcript.alternatives) <= settings.speech.runners_up
+    words = {"".join(ch for ch in text if ch.isalnum()) for text in (transcript.raw_text, *transcript.alternatives)}
+    assert len(words) == 1 + len(transcript.alternatives)
+    alone = FasterWhisperTranscriber(MODEL_DIR, hotwords=domain_terms(settings)[: settings.speech.hotwords],
+                                     beam_size=settings.speech.beam_size, runners_up=0).transcribe(samples, "zh")
+    assert alone.alternatives == () and alone.raw_text == transcript.raw_text
+
+
 def test_english_speech_is_detected_and_transcribed(settings, tmp_path):
     heard = hear(settings, espeak_english(tmp_path, "How do I apply for the minimum living allowance?"))
     assert heard.language == "en"

@@ -77,3 +77,41 @@ def test_corpus_sounds_leave_real_words_alone(text):
     sounds = CorpusSounds.from_texts(CORPUS + ["按时缴费", "进步很大", "失职追责"] * 3, TERMS, min_count=3,
                                      keyness=0)
     assert sounds.restore(text) == text
+
+
+class _Beam:
+    """CTranslate2's whisper as far as faster-whisper's decoding sees it: one result, hypotheses
+    best first; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict] = []
+        self.is_multilingual = True
+
+    def generate(self, features, prompts, **options):
+        from types import SimpleNamespace
+
+        self.asked.append(options)
+        n = options.get("num_hypotheses", 1)
+        return [SimpleNamespace(sequences_ids=[[1, 2], [1, 3], [1, 4]][:n], scores=[-1.0, -2.0, -3.0][:n])]
+
+
+def test_a_beam_search_keeps_its_runners_up_and_a_sampling_fallback_none():
+    from assistant.speech.transcriber import _RunnersUpKeeping
+
+    beam = _Beam()
+    keeping = _RunnersUpKeeping(beam, runners_up=2)
+    assert keeping.is_multilingual  # everything else passes through
+    result = keeping.generate("features", [[0]], beam_size=5, patience=1)[0]
+    assert beam.asked[-1]["num_hypotheses"] == 3 and result.sequences_ids[0] == [1, 2]  # the best is unchanged
+    assert keeping.last_runners_up == [[1, 3], [1, 4]]
+    keeping.generate("features", [[0]], beam_size=2)
+    assert beam.asked[-1]["num_hypotheses"] == 2 and keeping.last_runners_up == [[1, 3]]
+    # whisper's temperature fallback samples: its draws are no runners-up, and a stale beam's are dropped.
+    keeping.generate("features", [[0]], beam_size=1, num_hypotheses=1, sampling_temperature=0.2)
+    assert beam.asked[-1]["num_hypotheses"] == 1 and keeping.last_runners_up == []
+    # Greedy decoding has none; runners_up=0 asks for none.
+    keeping.generate("features", [[0]], beam_size=1)
+    assert "num_hypotheses" not in beam.asked[-1] and keeping.last_runners_up == []
+    none_wanted = _RunnersUpKeeping(beam, runners_up=0)
+    none_wanted.generate("features", [[0]], beam_size=5)
+    assert "num_hypotheses" not in beam.asked[-1] and none_wanted.last_runners_up == []

@@ -147,6 +147,28 @@ def test_the_audio_decides_between_readings_the_language_model_ranks(model):
     assert post_correct("OK", [], None, decoder, AcousticCheck(audio_says("OK"))) == "OK" and not heard
 
 
+def test_the_recognisers_runners_up_compete_with_its_best_transcript(model):
+    """A runner-up of the beam search is read like the first transcript, and its readings are
+    heard again beside the first's: where the audio bears one out, it wins. A re-reading never
+    changes how many characters there are, so 什么叫全岗通 can only come from the runner-up."""
+    decoder = SoundAlikeDecoder(model, min_count=1)
+    runner_up = "什么叫全岗通"
+    heard: list[list[str]] = []
+
+    def listen(texts):
+        heard.append(texts)
+        return [0.0 if t == runner_up else -400.0 for t in texts]  # words the model never saw: the audio must be sure
+
+    assert post_correct("傻叫全岗通", [], None, decoder, AcousticCheck(listen, alternatives=(runner_up,))) == runner_up
+    first_readings = {r.text for r in decoder.readings("傻叫全岗通", 6)}
+    assert runner_up in heard[-1] and first_readings <= set(heard[-1]) and len(heard[-1]) == len(set(heard[-1]))
+    # Without it the audio cannot bring it back; the runner-up's own slips are repaired like the first's.
+    assert post_correct("傻叫全岗通", [], None, decoder, AcousticCheck(listen)) in first_readings
+    assert post_correct("什么叫全岗通", [], None, decoder,
+                        AcousticCheck(lambda texts: [0.0 if t == "啥叫全岗通" else -40.0 for t in texts],
+                                      alternatives=("傻叫全岗通",))) == "啥叫全岗通"
+
+
 @pytest.mark.parametrize(("name", "value"), [("language_model_order", 0), ("same_sound_cost", -1),
                                              ("word_change_cost", -2), ("resident_text_weight", 0),
                                              ("acoustic_candidates", 0), ("acoustic_weight", -0.1)])
