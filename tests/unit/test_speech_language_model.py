@@ -171,7 +171,8 @@ def test_the_recognisers_runners_up_compete_with_its_best_transcript(model):
 
 @pytest.mark.parametrize(("name", "value"), [("language_model_order", 0), ("same_sound_cost", -1),
                                              ("word_change_cost", -2), ("resident_text_weight", 0),
-                                             ("acoustic_candidates", 0), ("acoustic_weight", -0.1)])
+                                             ("acoustic_candidates", 0), ("acoustic_weight", -0.1),
+                                             ("runners_up", -1)])
 def test_nonsense_speech_settings_are_refused_when_read(name, value):
     from pydantic import ValidationError
 
