@@ -108,8 +108,8 @@ def _window_keeping_whisper() -> type:
 class _RunnersUpKeeping:
     """CTranslate2's whisper as faster-whisper calls it, except that a beam search also returns
     its `runners_up` next-best hypotheses, kept for post-correction. faster-whisper reads only
-    the first, so what it transcribes is unchanged; the beam search is the same one, so they
-    come at no extra decoding. A sampling fallback (temperature > 0) keeps none: its
+    the first, so what it transcribes is unchanged; they come from the same beam search, with no
+    second decoding. A sampling fallback (temperature > 0) keeps none: its
     hypotheses are random draws, not runners-up."""
 
     def __init__(self, model, runners_up: int) -> None:
@@ -174,17 +174,21 @@ class FasterWhisperTranscriber:
     def _alternatives(self, text: str, language: str) -> tuple[str, ...]:
         """The runners-up of the beam search that produced `text`, as text. One that differs only in
         punctuation or spacing (most do) says nothing new and is left out."""
-        from faster_whisper.tokenizer import Tokenizer
-
-        tokenizer = Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
+        tokenizer = self._tokenizer(language)
         seen = {_words_only(text)}
         found: list[str] = []
         for tokens in self.model.model.last_runners_up:
             other = drop_echo(tokenizer.decode(tokens).strip(), [ZH_PROMPT, self.hotwords])
-            if other and _words_only(other) not in seen:
-                seen.add(_words_only(other))
+            words = _words_only(other)
+            if words and words not in seen:
+                seen.add(words)
                 found.append(other)
         return tuple(found)
+
+    def _tokenizer(self, language: str):
+        from faster_whisper.tokenizer import Tokenizer
+
+        return Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
 
     def _listener(self, encoded, n_samples: int, language: str) -> Listener:
         """Forced decoding: whisper reads each candidate against the encoded audio and gives the
@@ -194,11 +198,10 @@ class FasterWhisperTranscriber:
 
         def listen(texts: list[str]) -> list[float]:
             import ctranslate2
-            from faster_whisper.tokenizer import Tokenizer
 
             if not texts:
                 return []
-            tokenizer = Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
+            tokenizer = self._tokenizer(language)
             extractor = self.model.feature_extractor
             frames = min(n_samples // extractor.hop_length + 1, extractor.nb_max_frames)
             # align() wants one copy of the encoded audio per candidate.

@@ -110,6 +110,18 @@ def test_the_beam_searchs_runners_up_come_with_the_transcript(settings):
     assert alone.alternatives == () and alone.raw_text == transcript.raw_text
 
 
+def test_runners_up_without_new_words_are_left_out(settings):
+    """A runner-up that is only punctuation, or the best transcript with other punctuation, adds no
+    reading; left in, a bare "？" would score as a sentence the language model finds very likely."""
+    from assistant.speech.service import get_transcriber
+
+    transcriber = get_transcriber(settings)
+    tokenizer = transcriber._tokenizer("zh")
+    transcriber.model.model.last_runners_up = [tokenizer.encode(text) for text in
+                                               ("？", "能交医保吗？", "能交医保吗", "能教医保吗", "能教医保吗。")]
+    assert transcriber._alternatives("能交医保吗", "zh") == ("能教医保吗",)
+
+
 def test_english_speech_is_detected_and_transcribed(settings, tmp_path):
     heard = hear(settings, espeak_english(tmp_path, "How do I apply for the minimum living allowance?"))
     assert heard.language == "en"
