@@ -17,11 +17,11 @@ from pydantic import BaseModel, Field
 
 from assistant.console.routes import api as ticket_api
 from assistant.console.routes import console as console_pages
-from assistant.domain import SearchFilters
-from assistant.privacy import install_log_masking
-from assistant.errors import LinliError
+from assistant.core.domain import SearchFilters
+from assistant.core.privacy import install_log_masking
+from assistant.core.errors import LinliError
 from assistant.services import KnowledgeBase, get_knowledge_base
-from assistant.settings import Settings, get_settings
+from assistant.core.settings import Settings, get_settings
 
 CONSOLE_STATIC = str(Path(__file__).resolve().parent / "console" / "static")
 from knowledge_base.text import detect_language

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.domain import SearchFilters
-from assistant.errors import LinliError
-from assistant.settings import get_settings
+from assistant.core.domain import SearchFilters
+from assistant.core.errors import LinliError
+from assistant.core.settings import get_settings
 
 app = typer.Typer(help="Linli (邻里) — offline assistant for community service centres.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -57,7 +57,7 @@ def _filters(region: str | None, category: str | None, as_of: str | None, includ
 
 def _ensure_built(kb, as_json: bool) -> None:
     if not kb.is_built():
-        from assistant.errors import IndexNotBuilt
+        from assistant.core.errors import IndexNotBuilt
 
         _fail(IndexNotBuilt("知识库索引还没有建立，请先运行 linli kb build", "the index is empty: run `linli kb build`"), as_json)
 

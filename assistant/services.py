@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.domain import Answer, Document, Hit, SearchFilters
-from assistant.settings import Settings
+from assistant.core.domain import Answer, Document, Hit, SearchFilters
+from assistant.core.settings import Settings
 from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer
 from knowledge_base.benefits import RegionResolver
 from knowledge_base.embedders import Embedder, EmbeddingCache, create_embedder

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 
-from assistant.errors import ClaimConflict
+from assistant.core.errors import ClaimConflict
 from assistant.escalation.service import Actor, SqlEscalationService
 
 

@@ -22,7 +22,7 @@ from assistant.dialogue.engine import DialogueEngine
 from assistant.escalation.base import InMemoryEscalationService
 from assistant.dialogue.store import ConversationStore
 from assistant.services import get_knowledge_base
-from assistant.settings import get_settings
+from assistant.core.settings import get_settings
 from eval.harness import percentile
 from eval.intents import load_heldout
 from intents.classifier import IntentClassifier

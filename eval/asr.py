@@ -27,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from assistant.settings import Settings
+from assistant.core.settings import Settings
 from assistant.speech.service import Heard
 from eval.harness import with_throwaway_database
 from knowledge_base.numbers import cn_to_int

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from assistant.services import get_knowledge_base
-from assistant.settings import get_settings
+from assistant.core.settings import get_settings
 from eval.harness import load_golden, split_of
 from knowledge_base.answering import asks_for_detail, confidence_features
 from knowledge_base.benefits import BenefitQuery, match_benefit_question

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.dialogue.engine import REPLY_TYPES
-from assistant.settings import Settings
+from assistant.core.settings import Settings
 from eval.harness import load_golden, with_throwaway_database
 
 

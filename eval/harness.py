@@ -15,8 +15,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from assistant.domain import Document, DocumentMeta
-from assistant.settings import Settings
+from assistant.core.domain import Document, DocumentMeta
+from assistant.core.settings import Settings
 from knowledge_base.answering import ungrounded_numerals
 from knowledge_base.loaders import iter_law_articles
 from knowledge_base.retrieval import MODES, unique_docs

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from assistant.domain import Answer, Citation, Hit, SearchFilters
-from assistant.settings import AnswerSettings
+from assistant.core.domain import Answer, Citation, Hit, SearchFilters
+from assistant.core.settings import AnswerSettings
 from knowledge_base.benefits import BenefitQuery, BenefitTable, RegionResolver, match_benefit_question
 from knowledge_base.guards import check_question, looks_like_injection
 from knowledge_base.numbers import numerals

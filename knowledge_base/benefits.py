@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from assistant.domain import DocumentMeta
+from assistant.core.domain import DocumentMeta
 from knowledge_base.numbers import extract_age
 
 _AMOUNT_QUESTION_RE = re.compile(r"多少|几块|几百|几千|金额|标准|多钱|啥钱|能领|能拿|给多少|how much|amount|rate", re.I)

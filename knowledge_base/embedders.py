@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from assistant.settings import EmbedderSettings
+from assistant.core.settings import EmbedderSettings
 
 
 @runtime_checkable

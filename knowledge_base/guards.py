@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from assistant.errors import InvalidQuestion
+from assistant.core.errors import InvalidQuestion
 
 _INJECTION_RE = re.compile(
     r"忽略(之前|以上|上面|前面|你的|所有).{0,8}(指令|规则|设定|要求|提示)|无视.{0,6}(规则|指令)|"

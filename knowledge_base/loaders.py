@@ -14,8 +14,8 @@ from typing import Any
 import frontmatter
 import yaml
 
-from assistant.domain import Document, DocumentMeta
-from assistant.errors import IngestError
+from assistant.core.domain import Document, DocumentMeta
+from assistant.core.errors import IngestError
 
 REQUIRED_FIELDS = ("id", "title", "category", "region", "source", "effective_from", "version", "language")
 CATEGORIES = frozenset(

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from assistant.settings import RerankerSettings
+from assistant.core.settings import RerankerSettings
 
 
 @runtime_checkable

@@ -13,8 +13,8 @@ from langchain_core.documents import Document as LCDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from assistant.domain import Hit, SearchFilters
-from assistant.settings import RetrievalSettings
+from assistant.core.domain import Hit, SearchFilters
+from assistant.core.settings import RetrievalSettings
 from knowledge_base.embedders import Embedder
 from knowledge_base.rerankers import Reranker
 from knowledge_base.store import IndexStore, LoadedIndex

@@ -38,8 +38,8 @@ from sqlalchemy import (
     update,
 )
 
-from assistant.domain import Chunk, Document, DocumentMeta
-from assistant.errors import IndexNotBuilt, UnknownDocument
+from assistant.core.domain import Chunk, Document, DocumentMeta
+from assistant.core.errors import IndexNotBuilt, UnknownDocument
 from knowledge_base.chunking import ChunkingConfig, chunk_document
 from knowledge_base.embedders import Embedder, EmbeddingCache
 from knowledge_base.text import tokenize
@@ -178,7 +178,7 @@ class IndexStore:
         for doc in docs:
             chunks = chunk_document(doc, self.chunking)
             if not chunks:
-                from assistant.errors import IngestError
+                from assistant.core.errors import IngestError
 
                 raise IngestError(f"文档 {doc.meta.doc_id} 没有可索引的内容", f"{doc.meta.doc_id} has no indexable text")
             itexts = [index_text(doc.meta, c, self.title_repeat) for c in chunks]
@@ -195,7 +195,7 @@ class IndexStore:
         """Add documents or replace every chunk of their previous version, atomically."""
         ids = [d.meta.doc_id for d in docs]
         if len(set(ids)) != len(ids):
-            from assistant.errors import IngestError
+            from assistant.core.errors import IngestError
 
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             raise IngestError(f"文档编号重复：{', '.join(dupes)}", f"duplicate document ids: {', '.join(dupes)}")

@@ -11,7 +11,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from assistant.settings import PROJECT_ROOT, Settings  # noqa: E402
+from assistant.core.settings import PROJECT_ROOT, Settings  # noqa: E402
 
 SHARED_CACHE = PROJECT_ROOT / "var" / "cache" / "embeddings.sqlite"
 TEST_INDEX = PROJECT_ROOT / "var" / "test" / "index"

@@ -14,12 +14,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
-from assistant.errors import Forbidden, NotAuthenticated
+from assistant.core.errors import Forbidden, NotAuthenticated
 from assistant.escalation.auth import UserStore
-from assistant.escalation.base import KINDS, PRIORITIES, utcnow
+from assistant.core.clock import utcnow
+from assistant.escalation.base import KINDS, PRIORITIES
 from assistant.escalation.service import Actor, SqlEscalationService
 from assistant.escalation.states import ACTION_LABELS_ZH, OPEN, STATUS_LABELS_ZH, STATUSES
-from assistant.settings import Settings, get_settings
+from assistant.core.settings import Settings, get_settings
 
 COOKIE = "linli_session"
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))

@@ -17,8 +17,8 @@ from assistant.dialogue.filing import STATUS_QUERY_RE, FilingFlow
 from assistant.dialogue.reply import Reply
 from assistant.dialogue.forms import CANCEL_RE, CONFIRM_RE, CORRECT_RE, FieldError, FormSpec
 from assistant.dialogue.store import Conversation, ConversationStore
-from assistant.errors import InvalidQuestion
-from assistant.settings import DialogueSettings
+from assistant.core.errors import InvalidQuestion
+from assistant.core.settings import DialogueSettings
 from intents.classifier import IntentClassifier, IntentPrediction
 from knowledge_base.guards import check_question
 from knowledge_base.numbers import extract_age

@@ -13,7 +13,7 @@ from typing import Any
 from assistant.dialogue.forms import CONFIRM_RE, CORRECT_RE
 from assistant.dialogue.reply import Reply
 from assistant.dialogue.store import Conversation
-from assistant.privacy import mask_pii
+from assistant.core.privacy import mask_pii
 from connectors.services.applications import STATUS_EN, STATUS_ZH, ApplicationService, Ineligible, InvalidApplication
 from connectors.services.procedures import FieldValueError, Procedure, get_procedure
 

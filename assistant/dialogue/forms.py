@@ -11,7 +11,7 @@ from typing import Any
 import phonenumbers
 import yaml
 
-from assistant.privacy import mask_phone
+from assistant.core.privacy import mask_phone
 
 FORMS_DIR = Path(__file__).resolve().parent.parent / "data" / "forms"
 CANCEL_RE = re.compile(r"^(算了吧?|取消(登记|申请)?|不办了|不弄了|不要了|不用了|退出登记|cancel|never ?mind|forget it)(?=$|[，,。.!！?？\s])", re.I)

@@ -7,17 +7,14 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from assistant.core.clock import utcnow
 from assistant.escalation.states import CLAIMED, HELD, PENDING, RESOLVED, next_status
 
 KINDS = ("dispute", "human_request", "complaint", "emergency", "failed_answer", "procedure_problem")
 PRIORITIES = ("urgent", "high", "normal")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_ticket_id(now: datetime | None = None) -> str:

@@ -15,13 +15,14 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from assistant.db import get_engine, is_sqlite
-from assistant.errors import ClaimConflict, Forbidden, LinliError, UnknownTicket
-from assistant.escalation.base import KINDS, PRIORITIES, Ticket, new_ticket_id, utcnow
+from assistant.core.db import get_engine, is_sqlite
+from assistant.core.errors import ClaimConflict, Forbidden, LinliError, UnknownTicket
+from assistant.core.clock import utcnow
+from assistant.escalation.base import KINDS, PRIORITIES, Ticket, new_ticket_id
 from assistant.escalation.states import CLAIMABLE, HELD, OPEN, RESOLVED, WAITING, next_status
 from assistant.escalation.tables import ticket_events, tickets
-from assistant.settings import EscalationSettings
-from assistant.privacy import mask_pii
+from assistant.core.settings import EscalationSettings
+from assistant.core.privacy import mask_pii
 
 log = logging.getLogger("linli.escalation")
 PRIORITY_ORDER = {p: i for i, p in enumerate(PRIORITIES)}

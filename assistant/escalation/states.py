@@ -3,7 +3,7 @@ docs/escalation.md is generated from TRANSITIONS (see tests/unit/test_ticket_sta
 
 from __future__ import annotations
 
-from assistant.errors import LinliError
+from assistant.core.errors import LinliError
 
 PENDING, CLAIMED, WAITING, RESOLVED, CLOSED, TRANSFERRED, REOPENED = (
     "pending", "claimed", "waiting_resident", "resolved", "closed", "transferred", "reopened")

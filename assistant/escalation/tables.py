@@ -1,11 +1,11 @@
-"""Escalation tables: tickets, their audit log, workers and their login tokens, and the
-outbound messages a worker sends to residents."""
+"""Escalation tables: tickets, their audit log, workers and their login tokens. The outbound
+messages a worker sends to residents belong to the channels (connectors/channels/tables.py)."""
 
 from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, DateTime, ForeignKey, Integer, String, Table, Text
 
-from assistant.db import metadata
+from assistant.core.db import metadata
 
 tickets = Table(
     "tickets",
@@ -68,18 +68,4 @@ auth_tokens = Table(
     Column("username", String(64), ForeignKey("users.username"), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("expires_at", DateTime, nullable=False),
-)
-
-outbound_messages = Table(
-    "outbound_messages",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("channel", String(32), nullable=False),
-    Column("session_id", String(128), nullable=False, index=True),
-    Column("user_id", String(128), nullable=False),
-    Column("ticket_id", String(40)),
-    Column("sender", String(64), nullable=False),
-    Column("text", Text, nullable=False),
-    Column("created_at", DateTime, nullable=False),
-    Column("delivered_at", DateTime),
 )

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 
-from assistant.errors import LinliError
+from assistant.core.errors import LinliError
 
 SAMPLE_RATE = 16_000
 ALLOWED_MIME_PREFIXES = ("audio/", "video/webm", "application/ogg", "application/octet-stream")

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from assistant.dialogue.reply import Reply
-from assistant.errors import LinliError
-from assistant.settings import Settings
+from assistant.core.errors import LinliError
+from assistant.core.settings import Settings
 from assistant.speech.audio import check_mime, decode
 from assistant.speech.correction import AcousticCheck, CorpusSounds, SoundAlikeDecoder, implausible, post_correct
 from assistant.speech.language_model import CharLanguageModel

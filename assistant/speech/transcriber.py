@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from assistant.errors import LinliError
+from assistant.core.errors import LinliError
 from assistant.speech.audio import SAMPLE_RATE
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"

@@ -11,9 +11,9 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import insert, select, update
 
-from assistant.db import get_engine
-from assistant.escalation.base import utcnow
-from assistant.escalation.tables import outbound_messages
+from assistant.core.db import get_engine
+from assistant.core.clock import utcnow
+from connectors.channels.tables import outbound_messages
 
 
 @runtime_checkable

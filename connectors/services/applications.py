@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from assistant.db import get_engine, is_sqlite
-from assistant.errors import LinliError
-from assistant.escalation.base import utcnow
-from assistant.privacy import mask_pii
+from assistant.core.db import get_engine, is_sqlite
+from assistant.core.errors import LinliError
+from assistant.core.clock import utcnow
+from assistant.core.privacy import mask_pii
 from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
 from connectors.services.tables import application_events, applications
 

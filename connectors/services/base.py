@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from assistant.errors import LinliError
+from assistant.core.errors import LinliError
 
 
 @dataclass(frozen=True)

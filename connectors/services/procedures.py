@@ -24,8 +24,8 @@ import yaml
 from stdnum import numdb
 from stdnum.cn import ric
 
-from assistant.errors import LinliError
-from assistant.settings import KB_PACKAGE_DIR
+from assistant.core.errors import LinliError
+from assistant.core.settings import KB_PACKAGE_DIR
 from knowledge_base.benefits import BenefitTable
 from knowledge_base.loaders import load_file
 from knowledge_base.numbers import cn_to_int

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from assistant.errors import LinliError
-from assistant.settings import ConnectorSettings
+from assistant.core.errors import LinliError
+from assistant.core.settings import ConnectorSettings
 from connectors.services.base import ServiceConnector
 from connectors.services.http import HttpServiceConnector
 from connectors.services.memory import InMemoryServiceConnector

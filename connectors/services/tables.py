@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, String, Table, Text
 
-from assistant.db import metadata
+from assistant.core.db import metadata
 
 applications = Table(
     "applications",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from assistant.settings import EmbedderSettings
+from assistant.core.settings import EmbedderSettings
 from knowledge_base.embedders import Embedder, create_embedder
 
 

@@ -9,11 +9,12 @@ from datetime import timedelta
 
 import pytest
 
-from assistant.errors import ClaimConflict, Forbidden, UnknownTicket
-from assistant.escalation.base import InMemoryEscalationService, utcnow
+from assistant.core.errors import ClaimConflict, Forbidden, UnknownTicket
+from assistant.core.clock import utcnow
+from assistant.escalation.base import InMemoryEscalationService
 from assistant.escalation.service import SYSTEM, Actor, SqlEscalationService, due_at
 from assistant.escalation.states import IllegalTransition
-from assistant.settings import EscalationSettings
+from assistant.core.settings import EscalationSettings
 
 WANG = Actor("wang", "worker", "centre-a", "王社工")
 LI = Actor("li", "worker", "centre-a", "李社工")

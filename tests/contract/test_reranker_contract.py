@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.settings import RerankerSettings
+from assistant.core.settings import RerankerSettings
 from knowledge_base.rerankers import Reranker, create_reranker
 
 

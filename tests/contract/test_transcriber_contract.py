@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from assistant.settings import PROJECT_ROOT, Settings, SpeechSettings
+from assistant.core.settings import PROJECT_ROOT, Settings, SpeechSettings
 from assistant.speech.audio import decode
 from assistant.speech.service import TRANSCRIBERS
 from assistant.speech.transcriber import ZH_PROMPT, Transcriber

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.services import KnowledgeBase
-from assistant.settings import Settings
+from assistant.core.settings import Settings
 from knowledge_base.answering import Candidate
 from tests.conftest import SHARED_CACHE
 

@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.api import create_app
-from assistant.settings import Settings, get_settings
+from assistant.core.settings import Settings, get_settings
 from tests.conftest import SHARED_CACHE
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from assistant.escalation.auth import UserStore
-from assistant.settings import PROJECT_ROOT
+from assistant.core.settings import PROJECT_ROOT
 from tests.conftest import SHARED_CACHE, free_port
 from tests.integration.test_reliability import _start_server
 

@@ -15,7 +15,7 @@ import pytest
 from assistant.dialogue.engine import DialogueEngine, Reply
 from assistant.escalation.base import InMemoryEscalationService
 from assistant.dialogue.store import ConversationStore
-from assistant.settings import DialogueSettings
+from assistant.core.settings import DialogueSettings
 
 pytestmark = pytest.mark.slow
 

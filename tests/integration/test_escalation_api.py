@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from assistant.api import create_app
 from assistant.escalation.auth import UserStore
-from assistant.settings import EscalationSettings, Settings, get_settings
+from assistant.core.settings import EscalationSettings, Settings, get_settings
 from tests.conftest import SHARED_CACHE
 
 

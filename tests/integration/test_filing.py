@@ -17,7 +17,7 @@ import pytest
 from assistant.dialogue.engine import DialogueEngine
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.service import SqlEscalationService
-from assistant.settings import DialogueSettings
+from assistant.core.settings import DialogueSettings
 from connectors.services.applications import ApplicationService
 from connectors.services.http import HttpServiceConnector
 from tests.conftest import set_fault
@@ -251,7 +251,7 @@ def test_http_api_procedures_applications_status(sandbox, small_index_dir, tmp_p
     from fastapi.testclient import TestClient
 
     from assistant.api import create_app
-    from assistant.settings import ConnectorSettings, Settings, get_settings
+    from assistant.core.settings import ConnectorSettings, Settings, get_settings
     from tests.conftest import SHARED_CACHE
 
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",

@@ -15,7 +15,7 @@ import wave
 import numpy as np
 import pytest
 
-from assistant.settings import PROJECT_ROOT, Settings, SpeechSettings
+from assistant.core.settings import PROJECT_ROOT, Settings, SpeechSettings
 from assistant.speech import transcriber as transcriber_module
 from assistant.speech.audio import BadAudio, SilentAudio
 from assistant.speech.service import hear
@@ -174,7 +174,7 @@ def test_voice_endpoint(small_index_dir, tmp_path):
     from fastapi.testclient import TestClient
 
     from assistant.api import create_app
-    from assistant.settings import get_settings
+    from assistant.core.settings import get_settings
     from tests.conftest import SHARED_CACHE
 
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from assistant.settings import PROJECT_ROOT, SpeechSettings
+from assistant.core.settings import PROJECT_ROOT, SpeechSettings
 from eval.asr import HELDOUT_SET, SPEECH_SET, load_clips
 from eval.harness import load_golden
 from eval.intents import load_heldout

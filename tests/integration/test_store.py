@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from assistant.domain import SearchFilters
-from assistant.errors import IngestError, UnknownDocument
+from assistant.core.domain import SearchFilters
+from assistant.core.errors import IngestError, UnknownDocument
 from assistant.services import KnowledgeBase
 from knowledge_base.retrieval import LinliLangChainRetriever
 from tests.conftest import write_doc

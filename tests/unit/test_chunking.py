@@ -1,6 +1,6 @@
 from datetime import date
 
-from assistant.domain import Document, DocumentMeta
+from assistant.core.domain import Document, DocumentMeta
 from knowledge_base.chunking import ChunkingConfig, chunk_document
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from assistant.settings import Settings
+from assistant.core.settings import Settings
 from knowledge_base.benefits import BenefitTable
 from knowledge_base.loaders import iter_corpus
 

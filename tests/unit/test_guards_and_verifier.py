@@ -1,6 +1,6 @@
 import pytest
 
-from assistant.errors import InvalidQuestion
+from assistant.core.errors import InvalidQuestion
 from knowledge_base.answering import requested_detail, ungrounded_numerals
 from knowledge_base.guards import check_question, looks_like_injection
 

@@ -2,7 +2,7 @@ import zipfile
 
 import pytest
 
-from assistant.errors import IngestError
+from assistant.core.errors import IngestError
 from knowledge_base.loaders import load_file
 from tests.conftest import write_doc
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from stdnum.cn import ric
 
-from assistant.settings import KB_PACKAGE_DIR
+from assistant.core.settings import KB_PACKAGE_DIR
 from connectors.services.procedures import (
     DEFAULT_DIR,
     FIELD_TYPES,

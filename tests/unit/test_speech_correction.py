@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.settings import Settings
+from assistant.core.settings import Settings
 from assistant.speech.correction import CorpusSounds, implausible, normalise_numbers, post_correct, restore_terms
 from assistant.speech.service import domain_terms
 from assistant.speech.transcriber import drop_echo

@@ -176,7 +176,7 @@ def test_the_recognisers_runners_up_compete_with_its_best_transcript(model):
 def test_nonsense_speech_settings_are_refused_when_read(name, value):
     from pydantic import ValidationError
 
-    from assistant.settings import SpeechSettings
+    from assistant.core.settings import SpeechSettings
 
     with pytest.raises(ValidationError, match=name):
         SpeechSettings(**{name: value})

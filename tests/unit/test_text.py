@@ -1,4 +1,4 @@
-from assistant.settings import Settings
+from assistant.core.settings import Settings
 from knowledge_base.text import (
     detect_language,
     load_lexicon,

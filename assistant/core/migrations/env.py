@@ -1,4 +1,4 @@
-"""Alembic environment: migrations run on the connection handed over by assistant.db.migrate,
+"""Alembic environment: migrations run on the connection handed over by assistant.core.db.migrate,
 or on LINLI_DATABASE_URL when run from the alembic command line."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from assistant.db import metadata
+from assistant.core.db import metadata
 
 config = context.config
 connection = config.attributes.get("connection")
 
 if connection is None:
-    from assistant.settings import get_settings
+    from assistant.core.settings import get_settings
 
     engine = create_engine(get_settings().resolved_database_url)
     with engine.begin() as connection:
