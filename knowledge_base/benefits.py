@@ -4,8 +4,10 @@ data so that "我奶奶92岁能领多少" is answered by lookup, never by a gues
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import yaml
 
@@ -76,6 +78,25 @@ class BenefitTable:
     @property
     def minimum_age(self) -> int:
         return self.brackets[0].min
+
+
+class BenefitTables(Protocol):
+    """Where benefit tables are read from. The knowledge base's answerer serves the tables of
+    the documents in the index (so a document added with `linli kb add` counts, and answers and
+    eligibility checks read the same rows); tests and tools hold them in memory."""
+
+    def benefit_table(self, table_id: str) -> BenefitTable | None:
+        """The table declared with this id, or None when no document declares it."""
+
+
+class InMemoryBenefitTables:
+    """Benefit tables held in memory, by id."""
+
+    def __init__(self, tables: Iterable[BenefitTable]) -> None:
+        self._tables = {table.table_id: table for table in tables}
+
+    def benefit_table(self, table_id: str) -> BenefitTable | None:
+        return self._tables.get(table_id)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,14 @@ from typing import Any
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, is_sqlite
 from assistant.core.errors import LinliError
-from assistant.core.clock import utcnow
 from assistant.core.privacy import mask_pii
 from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
+from connectors.services.procedures import Procedure, get_procedure
 from connectors.services.tables import application_events, applications
+from knowledge_base.benefits import BenefitTables
 
 log = logging.getLogger("linli.applications")
 IN_FLIGHT = ("submitted", "under_review")
@@ -90,13 +92,16 @@ Escalate = Callable[[Application, str], str]
 
 
 class ApplicationService:
-    def __init__(self, url: str, connector: ServiceConnector, *, notify: Notify | None = None,
-                 escalate: Escalate | None = None, max_attempts: int = 5, lease_s: float = 60.0,
-                 retry_base_s: float = 5.0, procedures: Callable[[str], Any] | None = None) -> None:
-        from connectors.services.procedures import get_procedure
+    """`benefit_tables` is where eligibility rules read benefit tables: the knowledge base's
+    answerer in the app (the tables of the indexed documents), an in-memory set in tests."""
 
+    def __init__(self, url: str, connector: ServiceConnector, *, benefit_tables: BenefitTables,
+                 notify: Notify | None = None, escalate: Escalate | None = None, max_attempts: int = 5,
+                 lease_s: float = 60.0, retry_base_s: float = 5.0,
+                 procedures: Callable[[str], Procedure] | None = None) -> None:
         self.engine = get_engine(url)
         self.connector = connector
+        self.benefit_tables = benefit_tables
         self.notify = notify
         self.escalate = escalate
         self.max_attempts = max_attempts
@@ -113,7 +118,7 @@ class ApplicationService:
         cleaned, errors = procedure.validate(data, today)
         if errors:
             raise InvalidApplication([{"field": e.field, "message": e.message("zh")} for e in errors])
-        eligibility = procedure.check_eligibility(cleaned, today)
+        eligibility = procedure.check_eligibility(cleaned, today, self.benefit_tables)
         if not eligibility.eligible:
             citations = [{"doc_id": eligibility.doc_id}] if eligibility.doc_id else []
             raise Ineligible(eligibility.reason_zh, eligibility.reason_en, citations)

@@ -8,9 +8,12 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import update
 
-from connectors.services.applications import ApplicationService, Ineligible, InvalidApplication
+from connectors.services.applications import ApplicationService, Ineligible, InvalidApplication, UnknownApplication
 from connectors.services.memory import InMemoryServiceConnector
+from connectors.services.procedures import UnknownProcedure
+from connectors.services.tables import applications
 
 TODAY = date(2026, 11, 23)
 AGED_92 = "650202193401010022"
@@ -35,12 +38,13 @@ def tickets() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def service(database_url, backend, told, tickets) -> ApplicationService:
+def service(database_url, backend, told, tickets, benefit_tables) -> ApplicationService:
     def escalate(application, reason):
         tickets.append((application.application_id, reason))
         return f"T-{len(tickets)}"
 
-    return ApplicationService(database_url, backend, notify=lambda a, text: told.append((a.application_id, text)),
+    return ApplicationService(database_url, backend, benefit_tables=benefit_tables,
+                              notify=lambda a, text: told.append((a.application_id, text)),
                               escalate=escalate, max_attempts=3, retry_base_s=0)
 
 
@@ -144,10 +148,6 @@ def test_a_dead_worker_lease_expires_and_another_delivers(service, backend):
     assert service._lease("dead-worker", 10, None) == [application_id]  # leased, then the worker "dies"
     assert service.deliver_due("w2") == []  # the lease protects it for now
     service.lease = timedelta(seconds=0)
-    from sqlalchemy import update
-
-    from connectors.services.tables import applications
-
     with service.engine.begin() as conn:  # time passes: the dead worker's lease runs out
         conn.execute(update(applications).values(lease_until=applications.c.created_at))
     assert [a.application_id for a in service.deliver_due("w2")] == [application_id]
@@ -161,9 +161,6 @@ def test_resident_sees_their_recent_applications(service):
 
 
 def test_unknown_procedure_and_reference(service):
-    from connectors.services.applications import UnknownApplication
-    from connectors.services.procedures import UnknownProcedure
-
     with pytest.raises(UnknownProcedure):
         service.confirm("parking_permit", ELDERLY, session_id="s", channel="web", user_id="u", today=TODAY)
     with pytest.raises(UnknownApplication):
