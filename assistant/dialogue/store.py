@@ -3,14 +3,17 @@ production: set LINLI_DATABASE_URL=postgresql+psycopg://…)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text, insert, select, update
 from sqlalchemy.engine import Engine
 
-from assistant.db import get_engine, metadata
+from assistant.core.clock import utcnow
+from assistant.core.db import get_engine, metadata
+from assistant.dialogue.state import ConversationState
 
 conversations = Table(
     "conversations",
@@ -36,9 +39,7 @@ turns = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+log = logging.getLogger("linli.dialogue")
 
 
 @dataclass
@@ -47,12 +48,22 @@ class Conversation:
     channel: str
     user_id: str
     language: str = "zh"
-    state: dict[str, Any] = field(default_factory=dict)
+    state: ConversationState = field(default_factory=ConversationState)
     is_new: bool = False
     # Per-message context, not stored: the key that makes a retried message open one ticket,
     # and the centre whose queue its tickets go to.
     message_key: str | None = None
     centre: str | None = None
+
+
+def _state(stored: dict[str, Any] | None) -> ConversationState:
+    """The stored JSON as typed state (migration 0004 converted the free-form dicts of older
+    rows). A state that cannot be read starts afresh rather than failing the resident's message."""
+    try:
+        return ConversationState.model_validate(stored or {})
+    except ValidationError:
+        log.warning("unreadable conversation state dropped: %s", sorted(stored or {}))
+        return ConversationState()
 
 
 class ConversationStore:
@@ -63,7 +74,7 @@ class ConversationStore:
         with self.engine.begin() as conn:
             row = conn.execute(select(conversations).where(conversations.c.session_id == session_id)).first()
             if row is not None:
-                return Conversation(row.session_id, row.channel, row.user_id, row.language, dict(row.state or {}))
+                return Conversation(row.session_id, row.channel, row.user_id, row.language, _state(row.state))
             now = utcnow()
             conn.execute(
                 insert(conversations).values(session_id=session_id, channel=channel, user_id=user_id, language="zh",
@@ -76,7 +87,8 @@ class ConversationStore:
             conn.execute(
                 update(conversations)
                 .where(conversations.c.session_id == conversation.session_id)
-                .values(language=conversation.language, state=conversation.state, updated_at=utcnow())
+                .values(language=conversation.language, state=conversation.state.model_dump(exclude_none=True),
+                        updated_at=utcnow())
             )
 
     def add_turn(self, session_id: str, role: str, text: str, reply_type: str | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from assistant.dialogue.state import ActiveForm, ConversationState, PendingQuestion, Topic
 from assistant.dialogue.store import ConversationStore
 
 
@@ -15,17 +16,21 @@ def test_new_conversation_then_state_round_trips(database_url):
     store = ConversationStore(database_url)
     session = _session()
     conv = store.get_or_create(session, "wechat", "u1")
-    assert conv.is_new and conv.state == {}
+    assert conv.is_new and conv.state == ConversationState()
     conv.language = "en"
-    conv.state = {"topic_question": "高龄津贴多少钱", "form": {"values": {"phone": "13812345678"}}}
+    conv.state = ConversationState(
+        topic=Topic(question="高龄津贴多少钱"),
+        flow=ActiveForm(kind="dispute", form_id="dispute_mediation", values={"phone": "13812345678"}),
+        pending=PendingQuestion(kind="rating", ticket_id="T1"))
     store.save(conv)
 
     again = ConversationStore(database_url).get_or_create(session, "web", "someone-else")
     assert not again.is_new
     assert again.channel == "wechat" and again.user_id == "u1"  # the first channel is kept
     assert again.language == "en"
-    assert again.state["form"]["values"]["phone"] == "13812345678"
-    assert again.state["topic_question"] == "高龄津贴多少钱"
+    assert again.state.flow is not None and again.state.flow.values["phone"] == "13812345678"
+    assert again.state.topic == Topic(question="高龄津贴多少钱")
+    assert again.state.pending_of("rating") == PendingQuestion(kind="rating", ticket_id="T1")
 
 
 def test_turns_are_kept_in_order_with_their_trace(database_url):
@@ -46,8 +51,23 @@ def test_sessions_do_not_see_each_other(database_url):
     store = ConversationStore(database_url)
     a, b = _session(), _session()
     conv_a = store.get_or_create(a, "web", "u1")
-    conv_a.state = {"topic_question": "A"}
+    conv_a.state = ConversationState(topic=Topic(question="A"))
     store.save(conv_a)
-    assert store.get_or_create(b, "web", "u2").state == {}
+    assert store.get_or_create(b, "web", "u2").state == ConversationState()
     store.add_turn(a, "resident", "only in a")
     assert store.history(b) == []
+
+
+def test_a_state_that_cannot_be_read_starts_afresh(database_url):
+    """A hand-edited or corrupt row must not fail the resident's next message."""
+    from sqlalchemy import update
+
+    from assistant.dialogue.store import conversations
+
+    store = ConversationStore(database_url)
+    session = _session()
+    store.get_or_create(session, "web", "u1")
+    with store.engine.begin() as conn:
+        conn.execute(update(conversations).where(conversations.c.session_id == session)
+                     .values(state={"flow": {"kind": "no-such-kind"}}))
+    assert store.get_or_create(session, "web", "u1").state == ConversationState()

@@ -66,7 +66,7 @@ SCRIPTS: dict[str, list[Step]] = {
         ("确认", {"type": "handoff", "ticket": True, "has": ["2个工作日内"]}),
     ],
     "dispute intake, invalid phone then valid": DISPUTE_TO_CONFIRM[:5] + [
-        ("138123", {"type": "form", "has": ["手机号好像不对"]}),
+        ("138123", {"type": "form", "has": ["应该是11位"]}),
         ("手机是 139 0000 1111", {"type": "form", "has": ["请核对", "139****1111"]}),
     ],
     "dispute intake, cancelled midway": DISPUTE_TO_CONFIRM[:3] + [
@@ -99,6 +99,17 @@ SCRIPTS: dict[str, list[Step]] = {
         ("normal", {"type": "form", "has": ["mobile"]}),
         ("13812345678", {"type": "form", "has": ["Please check", "neighbour noise", "138****5678"]}),
         ("yes", {"type": "handoff", "ticket": True, "has": ["mediator"]}),
+    ],
+    "English dispute: I don't know is not urgent (whole words, not 'now' inside 'know')": [
+        ("My upstairs neighbour makes loud noise every night, please help me get it mediated",
+         {"type": "form", "has": ["other party"]}),
+        ("a person upstairs", {"type": "form", "has": ["estate"]}),
+        ("Building 3, Xingfu estate, flat 502", {"type": "form", "has": ["what happened"]}),
+        ("It's about her care, the noise wakes my mother every night", {"type": "form", "has": ["urgent"]}),
+        ("I don't know", {"type": "form", "has": ["did not catch the urgency"]}),
+        ("normal", {"type": "form", "has": ["mobile"]}),
+        ("13812345678", {"type": "form", "has": ["type: neighbour noise", "urgency: normal"],
+                         "lacks": ["parking", "family"]}),
     ],
     "emergency in the middle of a form": DISPUTE_TO_CONFIRM[:3] + [
         ("我妈摔倒了起不来", {"type": "emergency", "has": ["120"], "ticket": True}),
