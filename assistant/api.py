@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -18,13 +19,19 @@ from pydantic import BaseModel, Field
 from assistant.console.routes import api as ticket_api
 from assistant.console.routes import console as console_pages
 from assistant.core.domain import SearchFilters
-from assistant.core.privacy import install_log_masking
 from assistant.core.errors import LinliError
-from assistant.services import KnowledgeBase, get_knowledge_base
-from assistant.core.settings import Settings, get_settings
+from assistant.core.privacy import install_log_masking
+from assistant.core.settings import get_settings
+from assistant.dependencies import ServicesDep
+from assistant.escalation.service import SqlEscalationService
+from assistant.services import Services
+from assistant.speech.service import reply_to_voice
+from connectors.services.applications import InvalidApplication
+from connectors.services.procedures import load_procedures
+from knowledge_base.text import detect_language
 
 CONSOLE_STATIC = str(Path(__file__).resolve().parent / "console" / "static")
-from knowledge_base.text import detect_language
+log = logging.getLogger("linli.escalation")
 
 
 class AskRequest(BaseModel):
@@ -95,36 +102,28 @@ class Problem(BaseModel):
     message: str
 
 
-def knowledge_base(settings: Annotated[Settings, Depends(get_settings)]) -> KnowledgeBase:
-    return get_knowledge_base(settings)
-
-
-KnowledgeBaseDep = Annotated[KnowledgeBase, Depends(knowledge_base)]
-
-
-async def _sweep_sla(settings: Settings) -> None:
+async def _sweep_sla(escalation: SqlEscalationService, interval_s: float) -> None:
     """Flag tickets nobody claimed in time and escalate them to a supervisor, every few seconds."""
-    from assistant.services import get_escalation
-
-    log = logging.getLogger("linli.escalation")
     while True:
         try:
-            await asyncio.to_thread(get_escalation(settings).sweep_breaches)
-        except Exception:  # noqa: BLE001 - a failed sweep is logged and retried, never fatal
+            await asyncio.to_thread(escalation.sweep_breaches)
+        except Exception:  # a failed sweep is logged and retried, never fatal
             log.exception("SLA sweep failed")
-        await asyncio.sleep(settings.escalation.sweep_interval_s)
+        await asyncio.sleep(interval_s)
 
 
 def create_app() -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        # Load the models and the index once at start-up, not on the first resident's question.
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The settings a test puts in `app.dependency_overrides[get_settings]` are the ones served.
         settings = app.dependency_overrides.get(get_settings, get_settings)()
         install_log_masking()
-        kb = get_knowledge_base(settings)
-        if kb.is_built():
-            kb.store.load()
-        sweeper = asyncio.create_task(_sweep_sla(settings))
+        services = Services(settings)
+        app.state.services = services
+        # Load the models and the index once at start-up, not on the first resident's question.
+        if services.knowledge_base.is_built():
+            services.knowledge_base.store.load()
+        sweeper = asyncio.create_task(_sweep_sla(services.escalation, settings.escalation.sweep_interval_s))
         yield
         sweeper.cancel()
 
@@ -153,7 +152,8 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/healthz", tags=["ops"])
-    def healthz(kb: KnowledgeBaseDep) -> dict:
+    def healthz(services: ServicesDep) -> dict:
+        kb = services.knowledge_base
         return {"status": "ok", "index_built": kb.is_built(), "generation": kb.store.generation()}
 
     @app.post(
@@ -163,11 +163,11 @@ def create_app() -> FastAPI:
         tags=["policy"],
         summary="政策问答 / Ask a policy question",
     )
-    def ask(body: AskRequest, kb: KnowledgeBaseDep) -> dict:
+    def ask(body: AskRequest, services: ServicesDep) -> dict:
         filters = SearchFilters(region=body.region, category=body.category, as_of=body.as_of,
                                 include_expired=body.include_expired)
         try:
-            answer = kb.ask(body.question, filters=filters)
+            answer = services.knowledge_base.ask(body.question, filters=filters)
         except LinliError as exc:
             language = detect_language(body.question) if isinstance(body.question, str) else "zh"
             return JSONResponse(status_code=exc.http_status, content=exc.problem(language))  # type: ignore[return-value]
@@ -180,40 +180,30 @@ def create_app() -> FastAPI:
         tags=["dialogue"],
         summary="对话消息 / Send a resident's message",
     )
-    def messages(body: MessageRequest, settings: Annotated[Settings, Depends(get_settings)]) -> dict:
-        from assistant.services import get_dialogue_engine
-
-        reply = get_dialogue_engine(settings).handle(body.session_id, body.text, channel=body.channel,
-                                                     user_id=body.user_id, message_id=body.message_id,
-                                                     centre=body.centre)
+    def messages(body: MessageRequest, services: ServicesDep) -> dict:
+        reply = services.dialogue.handle(body.session_id, body.text, channel=body.channel, user_id=body.user_id,
+                                         message_id=body.message_id, centre=body.centre)
         return reply.public()
 
     @app.post("/api/v1/voice", tags=["dialogue"], summary="语音消息 / Send a voice message (multipart audio)")
-    def voice(settings: Annotated[Settings, Depends(get_settings)], audio: Annotated[UploadFile, File()],
+    def voice(services: ServicesDep, audio: Annotated[UploadFile, File()],
               session_id: Annotated[str, Form(min_length=1, max_length=128)],
               channel: Annotated[str, Form(max_length=32)] = "web",
               user_id: Annotated[str, Form(max_length=128)] = "anonymous") -> dict:
-        from assistant.services import get_dialogue_engine
-        from assistant.speech.service import hear, reply_to_voice
-
-        data = audio.file.read(settings.speech.max_bytes + 1)
-        heard = hear(settings, data, content_type=audio.content_type)
-        reply = reply_to_voice(get_dialogue_engine(settings), heard, session_id, channel, user_id)
+        data = audio.file.read(services.settings.speech.max_bytes + 1)
+        heard = services.speech.hear(data, content_type=audio.content_type)
+        reply = reply_to_voice(services.dialogue, heard, session_id, channel, user_id,
+                               services.knowledge_base.benefit_amounts())
         return {**reply.public(), "transcript": heard.text}
 
     @app.get("/api/v1/procedures", tags=["procedures"], summary="可办理的事项 / Procedures Linli can file")
     def list_procedures() -> dict:
-        from connectors.services.procedures import load_procedures
-
         return {"procedures": [p.describe() for p in load_procedures().values()]}
 
     @app.post("/api/v1/applications", status_code=201, tags=["procedures"],
               summary="提交申请 / File an application (validated, stored, then submitted exactly once)")
-    def file_application(body: ApplicationRequest, settings: Annotated[Settings, Depends(get_settings)]) -> dict:
-        from assistant.services import get_applications
-        from connectors.services.applications import InvalidApplication
-
-        service = get_applications(settings)
+    def file_application(body: ApplicationRequest, services: ServicesDep) -> dict:
+        service = services.applications
         try:
             application = service.confirm(body.procedure, body.data, session_id=body.session_id, channel=body.channel,
                                           user_id=body.user_id, idempotency_key=body.idempotency_key)
@@ -224,10 +214,8 @@ def create_app() -> FastAPI:
         return {"reference": application.application_id, "status": application.status}
 
     @app.get("/api/v1/applications/{reference}", tags=["procedures"], summary="申请进度 / Application status")
-    def application_status(reference: str, settings: Annotated[Settings, Depends(get_settings)]) -> dict:
-        from assistant.services import get_applications
-
-        service = get_applications(settings)
+    def application_status(reference: str, services: ServicesDep) -> dict:
+        service = services.applications
         service.refresh()
         return service.status(reference)
 

@@ -1,12 +1,21 @@
-"""`linli` command line: serve, ask, search, chat, kb …, eval."""
+"""`linli` command line: serve, ask, search, chat, kb …, eval.
+
+Every command reaches the services through one `Services` per process, built by the app's
+callback from `get_settings()`. A few imports stay inside the commands that need them (each
+marked): the index, the evaluations and speech pull in sklearn, pypinyin, jieba and the models
+(2-4 s), which `linli --help`, `linli tickets list` or `linli users add` must not pay for."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
+import time
+import uuid
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,8 +23,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from assistant.core.domain import SearchFilters
-from assistant.core.errors import LinliError
+from assistant.core.errors import IndexNotBuilt, LinliError
 from assistant.core.settings import get_settings
+from assistant.dialogue.reply import Reply
+from assistant.escalation.service import SYSTEM
+from assistant.escalation.states import OPEN
+from assistant.services import Services
+from connectors.services.applications import Ineligible, InvalidApplication
+from connectors.services.procedures import load_procedures
+from knowledge_base.guards import check_question
+
+if TYPE_CHECKING:
+    from assistant.knowledge import KnowledgeBase
+    from assistant.speech.service import Heard
 
 app = typer.Typer(help="Linli (邻里) — offline assistant for community service centres.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -29,17 +49,25 @@ err = Console(stderr=True)
 out = Console()
 
 
-def _kb():
-    from assistant.services import get_knowledge_base
+@app.callback()
+def main(ctx: typer.Context) -> None:
+    # One container per process, built before any command runs; its members load on first use.
+    ctx.obj = Services(get_settings())
 
-    return get_knowledge_base(get_settings())
+
+def _services(ctx: typer.Context) -> Services:
+    """The process's services (click hands the root context's object down to every subcommand)."""
+    services = ctx.find_object(Services)
+    if services is None:
+        raise RuntimeError("linli commands run through `app`, whose callback builds the services")
+    return services
 
 
 def _emit_json(payload: dict) -> None:
     sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
 
 
-def _fail(exc: LinliError, as_json: bool, language: str = "zh") -> None:
+def _fail(exc: LinliError, as_json: bool, language: str = "zh") -> NoReturn:
     if as_json:
         _emit_json(exc.problem(language))
     else:
@@ -55,21 +83,21 @@ def _filters(region: str | None, category: str | None, as_of: str | None, includ
     return SearchFilters(region=region, category=category, as_of=on, include_expired=include_expired)
 
 
-def _ensure_built(kb, as_json: bool) -> None:
+def _ensure_built(kb: KnowledgeBase, as_json: bool) -> None:
     if not kb.is_built():
-        from assistant.core.errors import IndexNotBuilt
+        _fail(IndexNotBuilt("知识库索引还没有建立，请先运行 linli kb build", "the index is empty: run `linli kb build`"),
+              as_json)
 
-        _fail(IndexNotBuilt("知识库索引还没有建立，请先运行 linli kb build", "the index is empty: run `linli kb build`"), as_json)
 
-
-RegionOpt = Annotated[Optional[str], typer.Option(help="Region code: karamay, yangquan, hangzhou, chongqing")]
-CategoryOpt = Annotated[Optional[str], typer.Option(help="Category, e.g. elderly_care, law")]
-AsOfOpt = Annotated[Optional[str], typer.Option("--as-of", help="Only documents in force on this date (YYYY-MM-DD)")]
+RegionOpt = Annotated[str | None, typer.Option(help="Region code: karamay, yangquan, hangzhou, chongqing")]
+CategoryOpt = Annotated[str | None, typer.Option(help="Category, e.g. elderly_care, law")]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Only documents in force on this date (YYYY-MM-DD)")]
 ExpiredOpt = Annotated[bool, typer.Option("--include-expired", help="Also search expired documents")]
 
 
 @app.command()
 def ask(
+    ctx: typer.Context,
     question: str,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     region: RegionOpt = None,
@@ -78,7 +106,7 @@ def ask(
     include_expired: ExpiredOpt = False,
 ) -> None:
     """Answer a policy question with citations, or refuse plainly."""
-    kb = _kb()
+    kb = _services(ctx).knowledge_base
     _ensure_built(kb, as_json)
     try:
         answer = kb.ask(question, filters=_filters(region, category, as_of, include_expired))
@@ -95,6 +123,7 @@ def ask(
 
 @app.command()
 def search(
+    ctx: typer.Context,
     question: str,
     k: Annotated[int, typer.Option("--k", min=1, max=100)] = 10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -105,9 +134,7 @@ def search(
     include_expired: ExpiredOpt = False,
 ) -> None:
     """Show the retrieved passages (full hybrid pipeline by default)."""
-    from knowledge_base.guards import check_question
-
-    kb = _kb()
+    kb = _services(ctx).knowledge_base
     _ensure_built(kb, as_json)
     try:
         question = check_question(question, kb.settings.answer.max_question_chars)
@@ -131,13 +158,7 @@ def search(
     out.print(table)
 
 
-def _engine():
-    from assistant.services import get_dialogue_engine
-
-    return get_dialogue_engine(get_settings())
-
-
-def _print_reply(reply) -> None:
+def _print_reply(reply: Reply) -> None:
     # soft_wrap: the terminal wraps; rich must not cut a ticket number or a phone number in two.
     out.print(reply.text, soft_wrap=True, markup=False)
     for i, c in enumerate(reply.citations, 1):
@@ -148,13 +169,12 @@ def _print_reply(reply) -> None:
 
 
 @app.command()
-def chat(session: Annotated[Optional[str], typer.Option(help="Session id (a new one by default)")] = None) -> None:
+def chat(ctx: typer.Context,
+         session: Annotated[str | None, typer.Option(help="Session id (a new one by default)")] = None) -> None:
     """Interactive conversation with the dialogue engine (type 退出 or exit to leave)."""
-    import uuid
-
-    kb = _kb()
-    _ensure_built(kb, False)
-    engine = _engine()
+    services = _services(ctx)
+    _ensure_built(services.knowledge_base, False)
+    engine = services.dialogue
     session_id = session or f"cli-{uuid.uuid4().hex[:12]}"
     out.print("您好，我是邻里助手。请问有什么可以帮您？（输入“退出”结束）")
     while True:
@@ -172,24 +192,23 @@ def chat(session: Annotated[Optional[str], typer.Option(help="Session id (a new 
 
 @app.command()
 def transcribe(
+    ctx: typer.Context,
     file: Path,
     as_json: Annotated[bool, typer.Option("--json")] = False,
-    language: Annotated[Optional[str], typer.Option(help="zh or en (detected when omitted)")] = None,
+    language: Annotated[str | None, typer.Option(help="zh or en (detected when omitted)")] = None,
 ) -> None:
     """Transcribe a voice recording offline (wav, mp3, amr, webm, ogg)."""
-    heard = _hear_file(file, as_json, language=language)
+    heard = _hear_file(_services(ctx), file, as_json, language=language)
     if as_json:
         _emit_json(heard.public())
     else:
         out.print(heard.text, markup=False)
 
 
-def _hear_file(path: Path, as_json: bool, language: str | None = None):
+def _hear_file(services: Services, path: Path, as_json: bool, language: str | None = None) -> Heard:
     """Transcribe a recording on disk; an unreadable or bad file ends the command with why."""
-    from assistant.speech.service import hear
-
     try:
-        return hear(get_settings(), path.read_bytes(), language=language)
+        return services.speech.hear(path.read_bytes(), language=language)
     except OSError as exc:
         _fail(LinliError(f"读不了语音文件：{path}", f"Cannot read {path}: {exc}"), as_json)
     except LinliError as exc:
@@ -198,27 +217,29 @@ def _hear_file(path: Path, as_json: bool, language: str | None = None):
 
 @app.command()
 def say(
-    text: Annotated[Optional[str], typer.Argument()] = None,
+    ctx: typer.Context,
+    text: Annotated[str | None, typer.Argument()] = None,
     session: Annotated[str, typer.Option("--session", help="Session id; the thread continues across calls")] = "cli",
-    audio: Annotated[Optional[Path], typer.Option(help="A voice recording instead of text")] = None,
+    audio: Annotated[Path | None, typer.Option(help="A voice recording instead of text")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     channel: Annotated[str, typer.Option(help="Channel name")] = "cli",
-    user: Annotated[Optional[str], typer.Option(help="User id (defaults to the session id)")] = None,
+    user: Annotated[str | None, typer.Option(help="User id (defaults to the session id)")] = None,
 ) -> None:
     """Send one message (text, or --audio) to the dialogue engine and print the reply."""
-    kb = _kb()
+    services = _services(ctx)
+    kb = services.knowledge_base
     _ensure_built(kb, as_json)
     transcript = None
     if audio is not None:
-        from assistant.speech.service import reply_to_voice
+        from assistant.speech.service import reply_to_voice  # noqa: PLC0415 - speech is heavy (see the docstring)
 
-        heard = _hear_file(audio, as_json)
+        heard = _hear_file(services, audio, as_json)
         transcript = heard.text
-        reply = reply_to_voice(_engine(), heard, session, channel, user or session)
+        reply = reply_to_voice(services.dialogue, heard, session, channel, user or session, kb.benefit_amounts())
     elif text is None:
         raise typer.BadParameter("请给出要说的话，或用 --audio 给一段语音。")
     else:
-        reply = _engine().handle(session, text, channel=channel, user_id=user or session)
+        reply = services.dialogue.handle(session, text, channel=channel, user_id=user or session)
     if as_json:
         payload = reply.public()
         if transcript is not None:
@@ -232,13 +253,14 @@ def say(
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Bind address")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port")] = None,
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
 ) -> None:
     """Serve the HTTP API (default http://127.0.0.1:8000)."""
-    import uvicorn
+    import uvicorn  # noqa: PLC0415 - the server stack is needed by this command only
 
     settings = get_settings()
+    # The server builds its own Services in the app's lifespan (assistant/api.py).
     # Open console event streams would otherwise hold a graceful shutdown forever.
     uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host, port=port or settings.api.port,
                 timeout_graceful_shutdown=5)
@@ -251,12 +273,15 @@ def _progress() -> Progress:
 
 @kb_app.command("build")
 def kb_build(
+    ctx: typer.Context,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing when an index exists")] = False,
 ) -> None:
     """Full rebuild of the index from the shipped corpus and the statute articles."""
-    from assistant.services import shipped_documents
+    # Heavy (see the docstring); the knowledge base below imports them anyway.
+    from assistant.knowledge import shipped_documents  # noqa: PLC0415
+    from knowledge_base.chunking import chunk_document  # noqa: PLC0415
 
-    kb = _kb()
+    kb = _services(ctx).knowledge_base
     if if_missing and kb.is_built():
         err.print(f"索引已存在：{kb.settings.resolved_index_dir}（跳过）")
         return
@@ -265,8 +290,6 @@ def kb_build(
     except LinliError as exc:
         _fail(exc, False)
         return
-    from knowledge_base.chunking import chunk_document
-
     total = sum(len(chunk_document(d)) for d in docs)
     with _progress() as progress:
         task = progress.add_task("建立索引 / embedding chunks", total=total)
@@ -278,11 +301,10 @@ def kb_build(
 
 
 @kb_app.command("add")
-def kb_add(path: Path) -> None:
+def kb_add(ctx: typer.Context, path: Path) -> None:
     """Add (or replace with a new version) the document(s) at PATH."""
-    kb = _kb()
     try:
-        ids = kb.add(path)
+        ids = _services(ctx).knowledge_base.add(path)
     except LinliError as exc:
         _fail(exc, False)
         return
@@ -290,10 +312,10 @@ def kb_add(path: Path) -> None:
 
 
 @kb_app.command("remove")
-def kb_remove(doc_id: str) -> None:
+def kb_remove(ctx: typer.Context, doc_id: str) -> None:
     """Remove a document and all its chunks."""
     try:
-        _kb().remove(doc_id)
+        _services(ctx).knowledge_base.remove(doc_id)
     except LinliError as exc:
         _fail(exc, False)
         return
@@ -302,11 +324,12 @@ def kb_remove(doc_id: str) -> None:
 
 @kb_app.command("list")
 def kb_list(
+    ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     include_law: Annotated[bool, typer.Option("--include-law", help="Also list statute articles")] = False,
 ) -> None:
     """List indexed documents."""
-    docs = [d for d in _kb().store.list_documents() if include_law or d["category"] != "law"]
+    docs = [d for d in _services(ctx).knowledge_base.store.list_documents() if include_law or d["category"] != "law"]
     if as_json:
         _emit_json({"documents": docs})
         return
@@ -318,10 +341,10 @@ def kb_list(
 
 
 @kb_app.command("show")
-def kb_show(doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def kb_show(ctx: typer.Context, doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show one document's metadata and chunks."""
     try:
-        meta, body, chunks = _kb().store.get_document(doc_id)
+        meta, _body, chunks = _services(ctx).knowledge_base.store.get_document(doc_id)
     except LinliError as exc:
         _fail(exc, as_json)
         return
@@ -344,39 +367,37 @@ def kb_show(doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = Fals
 
 @app.command("eval")
 def eval_command(
+    ctx: typer.Context,
     what: Annotated[str, typer.Argument(help="golden (default), intents, dialogue or asr")] = "golden",
-    dataset: Annotated[Optional[Path], typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
-    report: Annotated[Optional[Path], typer.Option(help="Where to write the JSON report")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N questions")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
+    report: Annotated[Path | None, typer.Option(help="Where to write the JSON report")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N questions")] = None,
 ) -> None:
     """Retrieval and answer quality side by side (golden set, or an external dataset)."""
-    from eval.harness import run_external, run_golden
+    # The evaluations are heavy (see the docstring) and needed by this command only.
+    from eval.asr import run_asr  # noqa: PLC0415
+    from eval.dialogue import run_dialogue  # noqa: PLC0415
+    from eval.harness import run_external, run_golden  # noqa: PLC0415
+    from eval.intents import run_intents  # noqa: PLC0415
 
-    settings = get_settings()
+    services = _services(ctx)
+    settings = services.settings
     if what == "asr":
-        from eval.asr import run_asr
-
-        result = run_asr(settings, console=out, limit=limit)
+        result = run_asr(services, console=out, limit=limit)
         dataset = Path("asr")
     elif what == "intents":
-        from eval.intents import run_intents
-        from intents.classifier import IntentClassifier
-
-        kb = _kb()
-        result = run_intents(IntentClassifier(kb.embedder, kb.cache), console=out)
+        result = run_intents(services.classifier, console=out)
         dataset = Path("intents")
     elif what == "dialogue":
-        from eval.dialogue import run_dialogue
-
-        _ensure_built(_kb(), False)
-        result = run_dialogue(settings, console=out, limit=limit)
+        _ensure_built(services.knowledge_base, False)
+        result = run_dialogue(services, console=out, limit=limit)
         dataset = Path("dialogue")
     elif what != "golden":
         raise typer.BadParameter(f"unknown evaluation {what!r}: use golden, intents, dialogue or asr")
     elif dataset is not None:
         result = run_external(settings, dataset, limit=limit, console=out)
     else:
-        kb = _kb()
+        kb = services.knowledge_base
         _ensure_built(kb, False)
         result = run_golden(kb, limit=limit, console=out)
     target = report or settings.data_dir / "eval" / ("report-" + (dataset.name if dataset else "golden") + ".json")
@@ -385,7 +406,7 @@ def eval_command(
     out.print(f"report: {target}")
 
 
-def _refuse(payload: dict, as_json: bool, code: int) -> None:
+def _refuse(payload: dict, as_json: bool, code: int) -> NoReturn:
     """An application Linli will not file: the JSON payload, or its messages for a person."""
     if as_json:
         _emit_json(payload)
@@ -398,8 +419,6 @@ def _refuse(payload: dict, as_json: bool, code: int) -> None:
 @app.command()
 def procedures(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The government procedures Linli can file, with their fields."""
-    from connectors.services.procedures import load_procedures
-
     described = [p.describe() for p in load_procedures().values()]
     if as_json:
         _emit_json({"procedures": described})
@@ -411,23 +430,21 @@ def procedures(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     procedure_id: str,
     data: Annotated[Path, typer.Option(help="A JSON file with the application's fields")],
-    idempotency_key: Annotated[Optional[str], typer.Option(help="The same key twice files once")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="The same key twice files once")] = None,
     session: Annotated[str, typer.Option(help="Session the status notices go to")] = "cli",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """File an application: validate, check eligibility, store it in the outbox, try to submit."""
-    from connectors.services.applications import Ineligible, InvalidApplication
-    from assistant.services import get_applications
-
     try:
         payload = json.loads(data.read_text(encoding="utf-8"))
         if not isinstance(payload, dict):
             raise ValueError("not an object")
     except (OSError, ValueError) as exc:
         _refuse({"errors": [{"field": "data", "message": f"读不了申请数据文件：{exc}"}]}, as_json, 2)
-    service = get_applications(get_settings())
+    service = _services(ctx).applications
     try:
         application = service.confirm(procedure_id, payload, session_id=session, channel="cli", user_id=session,
                                       idempotency_key=idempotency_key)
@@ -448,11 +465,9 @@ def apply(
 
 
 @app.command()
-def status(reference: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(ctx: typer.Context, reference: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Where an application stands, with its history."""
-    from assistant.services import get_applications
-
-    service = get_applications(get_settings())
+    service = _services(ctx).applications
     try:
         service.refresh()
         result = service.status(reference)
@@ -469,18 +484,13 @@ def status(reference: str, as_json: Annotated[bool, typer.Option("--json")] = Fa
 
 @app.command()
 def worker(
+    ctx: typer.Context,
     once: Annotated[bool, typer.Option(help="Deliver what is due, refresh statuses, and exit")] = False,
-    name: Annotated[Optional[str], typer.Option(help="This worker's name in leases")] = None,
+    name: Annotated[str | None, typer.Option(help="This worker's name in leases")] = None,
 ) -> None:
     """Deliver the application outbox and follow status changes (several may run at once)."""
-    import os
-    import socket
-    import time
-
-    from assistant.services import get_applications
-
-    settings = get_settings()
-    service = get_applications(settings)
+    services = _services(ctx)
+    service = services.applications
     me = name or f"{socket.gethostname()}-{os.getpid()}"
     while True:
         delivered = service.deliver_due(me)
@@ -489,12 +499,10 @@ def worker(
             out.print(f"[{me}] 提交 {len(delivered)} 件，状态更新 {changed} 件")
         if once:
             return
-        time.sleep(settings.connectors.worker_interval_s)
+        time.sleep(services.settings.connectors.worker_interval_s)
 
 
 def _password(env_var: str | None) -> str:
-    import os
-
     if env_var:
         value = os.environ.get(env_var)
         if not value:
@@ -504,24 +512,19 @@ def _password(env_var: str | None) -> str:
     return typer.prompt("密码 / password", hide_input=True, confirmation_prompt=True)
 
 
-def _users():
-    from assistant.escalation.auth import UserStore
-
-    settings = get_settings()
-    return UserStore(settings.resolved_database_url, settings.escalation.token_ttl_hours)
-
-
 @users_app.command("add")
 def users_add(
+    ctx: typer.Context,
     username: str,
     role: Annotated[str, typer.Option(help="worker, supervisor or admin")] = "worker",
     centre: Annotated[str, typer.Option(help="The centre whose queue the worker sees")] = "default",
-    display_name: Annotated[Optional[str], typer.Option(help="Name shown to colleagues")] = None,
-    password_env: Annotated[Optional[str], typer.Option(help="Read the password from this environment variable")] = None,
+    display_name: Annotated[str | None, typer.Option(help="Name shown to colleagues")] = None,
+    password_env: Annotated[str | None, typer.Option(help="Read the password from this environment variable")] = None,
 ) -> None:
     """Create a console account (the password is stored as an argon2 hash)."""
     try:
-        actor = _users().add(username, _password(password_env), role=role, centre=centre, display_name=display_name)
+        actor = _services(ctx).users.add(username, _password(password_env), role=role, centre=centre,
+                                         display_name=display_name)
     except LinliError as exc:
         out.print(exc.message("zh"), style="red")
         raise typer.Exit(2) from exc
@@ -529,27 +532,24 @@ def users_add(
 
 
 @users_app.command("list")
-def users_list() -> None:
+def users_list(ctx: typer.Context) -> None:
     """List console accounts."""
-    for actor in _users().list():
+    for actor in _services(ctx).users.list():
         typer.echo(f"{actor.username}\t{actor.role}\t{actor.centre}\t{actor.display_name}")
 
 
 @users_app.command("passwd")
-def users_passwd(username: str, password_env: Annotated[Optional[str], typer.Option()] = None) -> None:
+def users_passwd(ctx: typer.Context, username: str,
+                 password_env: Annotated[str | None, typer.Option()] = None) -> None:
     """Set a new password (signs the user out everywhere)."""
-    _users().set_password(username, _password(password_env))
+    _services(ctx).users.set_password(username, _password(password_env))
     out.print(f"已更新 {username} 的密码")
 
 
 @tickets_app.command("list")
-def tickets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def tickets_list(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Open tickets of every centre, most urgent first."""
-    from assistant.escalation.service import SYSTEM
-    from assistant.escalation.states import OPEN
-    from assistant.services import get_escalation
-
-    found = get_escalation(get_settings()).list(SYSTEM, statuses=list(OPEN))
+    found = _services(ctx).escalation.list(SYSTEM, statuses=list(OPEN))
     if as_json:
         _emit_json({"tickets": [t.public() for t in found]})
         return
@@ -558,11 +558,9 @@ def tickets_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 @tickets_app.command("sweep")
-def tickets_sweep() -> None:
+def tickets_sweep(ctx: typer.Context) -> None:
     """Flag tickets past their claim deadline and escalate them to a supervisor."""
-    from assistant.services import get_escalation
-
-    flagged = get_escalation(get_settings()).sweep_breaches()
+    flagged = _services(ctx).escalation.sweep_breaches()
     out.print(f"超时升级 {len(flagged)} 张工单：{', '.join(flagged) or '无'}")
 
 

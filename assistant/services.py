@@ -1,247 +1,198 @@
-"""Builds the knowledge-base services from Settings. The CLI and the API both go through here,
-so they share one wiring and one set of components."""
+"""The services of one deployment, built once per `Settings` and wired in one place. The API
+keeps one `Services` on `app.state` (its lifespan builds it), the CLI builds one per process,
+and tests and evaluations build their own on a throwaway database, handing in a prepared
+knowledge base and classifier so nothing is rebuilt.
+
+Every member is built on first use: `linli tickets list` opens the ticket queue without loading
+the embedding model, and `linli ask` never loads the speech model. The listeners that make
+features talk through events (a worker's words reach the resident; a resolved ticket asks for a
+rating) are subscribed here, once, when the event bus is built."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
-from assistant.core.domain import Answer, Document, Hit, SearchFilters
+from assistant.core.events import EventBus
 from assistant.core.settings import Settings
-from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer
-from knowledge_base.benefits import RegionResolver
-from knowledge_base.embedders import Embedder, EmbeddingCache, create_embedder
-from knowledge_base.loaders import iter_corpus, iter_law_articles, load_file
-from knowledge_base.rerankers import create_reranker
-from knowledge_base.retrieval import HybridRetriever, Mode
-from knowledge_base.store import IndexStore
-from knowledge_base.text import load_lexicon
+from assistant.dialogue.listeners import BOT_SENDER, RatingRequest
+from assistant.dialogue.replies import Replies
+from assistant.dialogue.store import ConversationStore
+from assistant.escalation.events import TicketResolved, WorkerReplied
+from assistant.escalation.listeners import Channels, ResidentDelivery
+from assistant.escalation.service import SqlEscalationService
+from connectors.channels import ChannelRegistry
+from connectors.services.applications import Application, ApplicationService
+from connectors.services.registry import make_connector
 
-KB_DATA = Path(__file__).resolve().parent.parent / "knowledge_base" / "data"
-
-
-@dataclass
-class BuildReport:
-    documents: int
-    chunks: int
-    seconds: float
-
-    @property
-    def chunks_per_second(self) -> float:
-        return self.chunks / self.seconds if self.seconds else 0.0
-
-
-def shipped_documents(settings: Settings) -> list[Document]:
-    docs = list(iter_corpus(settings.corpus_dirs))
-    if settings.law_corpus and Path(settings.law_corpus).exists():
-        docs.extend(iter_law_articles(Path(settings.law_corpus)))
-    return docs
-
-
-class KnowledgeBase:
-    """Index upkeep (build/add/remove/list/show), search and grounded answers."""
-
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
-        self.settings = settings
-        self.lexicon = load_lexicon(settings.domain_terms, settings.synonyms)
-        self.embedder = embedder or create_embedder(settings.embedder)
-        self.cache = EmbeddingCache(settings.resolved_embedding_cache)
-        self.reranker = create_reranker(settings.reranker)
-        self._lock = threading.Lock()
-        self._open(settings.resolved_index_dir)
-
-    def _open(self, directory: Path) -> None:
-        self.store = IndexStore(directory, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat)
-        self.retriever = HybridRetriever(
-            self.store, self.embedder, self.lexicon, self.settings.retrieval, self.reranker,
-            rerank_top_n=self.settings.reranker.top_n,
-        )
-        self.answerer = GroundedAnswerer(
-            self.retriever,
-            self.settings.answer,
-            cues=Cues.load(KB_DATA / "answer_cues.yaml"),
-            regions=RegionResolver(KB_DATA / "regions.yaml"),
-            confidence=ConfidenceModel(**self.settings.answer.confidence.model_dump()),
-        )
-
-    # ---- upkeep --------------------------------------------------------------------------
-
-    def is_built(self) -> bool:
-        return self.store.generation() > 0
-
-    def build(self, documents: Iterable[Document] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> BuildReport:
-        """Full rebuild into a fresh folder, swapped in only when complete."""
-        started = time.perf_counter()
-        docs = list(documents) if documents is not None else shipped_documents(self.settings)
-        target = self.settings.resolved_index_dir
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-building-", dir=target.parent))
-        try:
-            store = IndexStore(staging, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat)
-            total_chunks = None
-
-            def tick(n: int) -> None:
-                if progress:
-                    progress(n, total_chunks or 0)
-
-            n_chunks = store.upsert(docs, progress=tick)
-            store.engine.dispose()
-            with self._lock:
-                self.store.engine.dispose()
-                old = target.with_name(f".{target.name}-old")
-                if old.exists():
-                    shutil.rmtree(old)
-                if target.exists():
-                    target.rename(old)
-                staging.rename(target)
-                shutil.rmtree(old, ignore_errors=True)
-                self._open(target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return BuildReport(len(docs), n_chunks, time.perf_counter() - started)
-
-    def add(self, path: Path) -> list[str]:
-        path = Path(path)
-        docs = list(iter_corpus([path])) if path.is_dir() else [load_file(path)]
-        self.store.upsert(docs)
-        return [d.meta.doc_id for d in docs]
-
-    def remove(self, doc_id: str) -> None:
-        self.store.remove(doc_id)
-
-    # ---- queries -------------------------------------------------------------------------
-
-    def search(self, question: str, k: int = 10, filters: SearchFilters | None = None,
-               mode: Mode = "hybrid") -> list[Hit]:
-        return self.retriever.search(question, k=k, filters=filters, mode=mode)
-
-    def ask(self, question: str, filters: SearchFilters | None = None) -> Answer:
-        return self.answerer.ask(question, filters=filters)
-
-    def benefit_amounts(self) -> set[float]:
-        return self.answerer.benefit_amounts()
-
-
-_shared: dict[str, KnowledgeBase] = {}
-_shared_lock = threading.Lock()
-
-
-def get_knowledge_base(settings: Settings) -> KnowledgeBase:
-    key = str(settings.resolved_index_dir)
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = KnowledgeBase(settings)
-        return _shared[key]
-
-
-_engines: dict[str, object] = {}
-_desks: dict[str, object] = {}
-
-
-def get_escalation(settings: Settings):
-    """The ticket queue with its delivery wiring: a worker's words reach the resident through
-    the channel they used and are kept in the conversation; when a ticket resolves the bot
-    takes the conversation back and asks for a rating. Needs no index or model."""
-    from assistant.dialogue.store import ConversationStore
-    from assistant.escalation.service import SqlEscalationService
-    from connectors.channels import ChannelRegistry
-
-    url = settings.resolved_database_url
-    with _shared_lock:
-        if url not in _desks:
-            channels = ChannelRegistry(url)
-            conversations = ConversationStore(url)
-
-            def deliver(ticket, sender: str, text: str) -> None:
-                channels.get(ticket.channel).send(session_id=ticket.session_id, user_id=ticket.user_id, text=text,
-                                                  sender=sender, ticket_id=ticket.ticket_id)
-                conversations.add_turn(ticket.session_id, "worker", text, "handoff", {"ticket_id": ticket.ticket_id,
-                                                                                      "worker": sender})
-
-            def hand_back(ticket) -> None:
-                from assistant.dialogue.engine import load_replies
-
-                conversation = conversations.get_or_create(ticket.session_id, ticket.channel, ticket.user_id)
-                conversation.state["awaiting_rating"] = ticket.ticket_id
-                conversations.save(conversation)
-                prompt = str(load_replies()["rating_request"][conversation.language])
-                channels.get(ticket.channel).send(session_id=ticket.session_id, user_id=ticket.user_id, text=prompt,
-                                                  sender="邻里助手", ticket_id=ticket.ticket_id)
-                conversations.add_turn(ticket.session_id, "assistant", prompt, "smalltalk",
-                                       {"ticket_id": ticket.ticket_id, "rating_request": True})
-
-            escalation = SqlEscalationService(url, settings.escalation, deliver=deliver)
-            escalation.on_resolved = hand_back
-            escalation.channels = channels
-            _desks[url] = escalation
-        return _desks[url]
-
-
-def get_dialogue_engine(settings: Settings):
-    """One engine per database and index: the classifier trains once per process."""
+if TYPE_CHECKING:
     from assistant.dialogue.engine import DialogueEngine
-    from assistant.dialogue.store import ConversationStore
+    from assistant.escalation.auth import UserStore
+    from assistant.knowledge import KnowledgeBase
+    from assistant.speech.service import SpeechCorrector, SpeechService
+    from assistant.speech.transcriber import Transcriber
     from intents.classifier import IntentClassifier
 
-    escalation = get_escalation(settings)
-    applications = get_applications(settings)
-    key = f"{settings.resolved_index_dir}|{settings.resolved_database_url}"
-    with _shared_lock:
-        if key not in _engines:
-            kb = _shared.get(str(settings.resolved_index_dir)) or KnowledgeBase(settings)
-            _shared[str(settings.resolved_index_dir)] = kb
-            _engines[key] = DialogueEngine(
-                kb,
-                IntentClassifier(kb.embedder, kb.cache),
-                ConversationStore(settings.resolved_database_url),
-                escalation,
-                settings.dialogue,
-                applications,
-            )
-        return _engines[key]
+T = TypeVar("T")
 
 
-_application_services: dict[str, object] = {}
+class built_once(cached_property[T]):
+    """`functools.cached_property` that builds under its container's lock: the API serves requests
+    from a thread pool, and two first voice messages at once must load one model, not two."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> T: ...
+
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> T | Self:
+        if instance is None:
+            return self
+        if not isinstance(instance, Services):
+            raise TypeError("built_once is for the members of Services")
+        # Reentrant: building the dialogue engine builds the knowledge base on the same thread.
+        with instance._building:
+            return super().__get__(instance, owner)
 
 
-def get_applications(settings: Settings):
-    """Applications and their outbox, wired to the resident's channel (status notices) and to
-    the escalation queue (a worker takes over when filing keeps failing)."""
-    from connectors.services.applications import ApplicationService
-    from connectors.services.registry import make_connector
+class ApplicationNotices:
+    """Tells a resident on their channel how their application stands, and keeps the notice in
+    their conversation (ApplicationService's `notify`)."""
 
-    escalation = get_escalation(settings)
-    url = settings.resolved_database_url
-    with _shared_lock:
-        if url not in _application_services:
-            from assistant.dialogue.store import ConversationStore
+    def __init__(self, channels: Channels, conversations: ConversationStore) -> None:
+        self.channels = channels
+        self.conversations = conversations
 
-            conversations = ConversationStore(url)
+    def __call__(self, application: Application, text: str) -> None:
+        self.channels.get(application.channel).send(session_id=application.session_id, user_id=application.user_id,
+                                                    text=text, sender=BOT_SENDER)
+        self.conversations.add_turn(application.session_id, "assistant", text, "answer",
+                                    {"application": application.application_id})
 
-            def notify(application, text: str) -> None:
-                escalation.channels.get(application.channel).send(
-                    session_id=application.session_id, user_id=application.user_id, text=text, sender="邻里助手")
-                conversations.add_turn(application.session_id, "assistant", text, "answer",
-                                       {"application": application.application_id})
 
-            def escalate(application, reason: str) -> str:
-                ticket = escalation.open_ticket(
-                    kind="procedure_problem", priority="high", session_id=application.session_id,
-                    channel=application.channel, user_id=application.user_id,
-                    summary=f"{application.procedure} 申请 {application.application_id}：{reason}"[:1000],
-                    form_data={"application_id": application.application_id, "procedure": application.procedure,
-                               **application.data},
-                    idempotency_key=f"application:{application.application_id}")
-                return ticket.ticket_id
+class ApplicationHandOff:
+    """Opens one ticket for a worker when filing an application keeps failing (ApplicationService's
+    `escalate`); the application id as idempotency key keeps a retried hand-off to one ticket."""
 
-            _application_services[url] = ApplicationService(
-                url, make_connector(settings.connectors), notify=notify, escalate=escalate,
-                max_attempts=settings.connectors.max_attempts, retry_base_s=settings.connectors.retry_base_s)
-        return _application_services[url]
+    def __init__(self, escalation: SqlEscalationService) -> None:
+        self.escalation = escalation
+
+    def __call__(self, application: Application, reason: str) -> str:
+        ticket = self.escalation.open_ticket(
+            kind="procedure_problem", priority="high", session_id=application.session_id,
+            channel=application.channel, user_id=application.user_id,
+            summary=f"{application.procedure} 申请 {application.application_id}：{reason}"[:1000],
+            form_data={"application_id": application.application_id, "procedure": application.procedure,
+                       **application.data},
+            idempotency_key=f"application:{application.application_id}")
+        return ticket.ticket_id
+
+
+class Services:
+    """One deployment's services, built lazily and once each. `knowledge_base` and `classifier`
+    may be handed in already built (tests, evaluations): then they are used as they are."""
+
+    def __init__(self, settings: Settings, *, knowledge_base: KnowledgeBase | None = None,
+                 classifier: IntentClassifier | None = None) -> None:
+        self.settings = settings
+        self._prepared_knowledge_base = knowledge_base
+        self._prepared_classifier = classifier
+        self._building = threading.RLock()
+
+    # ---- conversations, channels and the ticket queue (no index, no model) ------------------
+
+    @built_once
+    def events(self) -> EventBus:
+        """The bus with every listener subscribed: the only place listeners are wired."""
+        bus = EventBus()
+        bus.subscribe(WorkerReplied, ResidentDelivery(self.channels, self.conversations))
+        bus.subscribe(TicketResolved, RatingRequest(self.conversations, self.channels, self.replies))
+        return bus
+
+    @built_once
+    def replies(self) -> Replies:
+        return Replies.load()
+
+    @built_once
+    def conversations(self) -> ConversationStore:
+        return ConversationStore(self.settings.resolved_database_url)
+
+    @built_once
+    def channels(self) -> ChannelRegistry:
+        return ChannelRegistry(self.settings.resolved_database_url)
+
+    @built_once
+    def escalation(self) -> SqlEscalationService:
+        return SqlEscalationService(self.settings.resolved_database_url, self.settings.escalation, events=self.events)
+
+    @built_once
+    def users(self) -> UserStore:
+        # Lazy: auth hashes a dummy password with argon2 when imported (~0.3 s of every `linli --help`).
+        from assistant.escalation.auth import UserStore  # noqa: PLC0415
+
+        return UserStore(self.settings.resolved_database_url, self.settings.escalation.token_ttl_hours)
+
+    @built_once
+    def applications(self) -> ApplicationService:
+        """The application outbox: notices go to the resident's channel, and a worker takes over
+        (a ticket) when filing keeps failing. Eligibility reads the indexed benefit tables."""
+        connectors = self.settings.connectors
+        return ApplicationService(
+            self.settings.resolved_database_url, make_connector(connectors),
+            notify=ApplicationNotices(self.channels, self.conversations),
+            escalate=ApplicationHandOff(self.escalation),
+            # The knowledge base, not its answerer: a rebuilt index gets a new answerer.
+            benefit_tables=self.knowledge_base,
+            max_attempts=connectors.max_attempts, retry_base_s=connectors.retry_base_s)
+
+    # ---- the index and the models ------------------------------------------------------------
+    # Imported where they are built: knowledge_base, intents and the engine pull in sklearn,
+    # pypinyin and jieba (about 2 s), which ticket and account commands never need.
+
+    @built_once
+    def knowledge_base(self) -> KnowledgeBase:
+        if self._prepared_knowledge_base is not None:
+            return self._prepared_knowledge_base
+        from assistant.knowledge import KnowledgeBase  # noqa: PLC0415 - see above
+
+        return KnowledgeBase(self.settings)
+
+    @built_once
+    def classifier(self) -> IntentClassifier:
+        if self._prepared_classifier is not None:
+            return self._prepared_classifier
+        from intents.classifier import IntentClassifier  # noqa: PLC0415 - see above
+
+        return IntentClassifier(self.knowledge_base.embedder, self.knowledge_base.cache)
+
+    @built_once
+    def dialogue(self) -> DialogueEngine:
+        from assistant.dialogue.engine import DialogueEngine  # noqa: PLC0415 - see above
+
+        return DialogueEngine(self.knowledge_base, self.classifier, self.conversations, self.escalation,
+                              self.settings.dialogue, replies=self.replies, applications=self.applications)
+
+    # ---- speech ----------------------------------------------------------------------------
+
+    @built_once
+    def transcriber(self) -> Transcriber:
+        """The speech model, loaded on the first voice message (seconds, and ~200 MB)."""
+        from assistant.speech.service import create_transcriber  # noqa: PLC0415 - see above
+
+        return create_transcriber(self.settings)
+
+    @built_once
+    def speech_corrector(self) -> SpeechCorrector:
+        from assistant.speech.service import SpeechCorrector  # noqa: PLC0415 - see above
+
+        speech = self.settings.speech
+        learns_from_corpus = speech.corpus_correction or speech.sound_alike_correction
+        return SpeechCorrector(self.settings, self.knowledge_base if learns_from_corpus else None)
+
+    @built_once
+    def speech(self) -> SpeechService:
+        from assistant.speech.service import SpeechService  # noqa: PLC0415 - see above
+
+        return SpeechService(self.settings, self.transcriber, self.speech_corrector)

@@ -18,14 +18,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from assistant.dialogue.engine import DialogueEngine
-from assistant.escalation.base import InMemoryEscalationService
-from assistant.dialogue.store import ConversationStore
-from assistant.services import get_knowledge_base
 from assistant.core.settings import get_settings
-from eval.harness import percentile
+from assistant.services import Services
+from eval.harness import percentile, with_throwaway_database
 from eval.intents import load_heldout
-from intents.classifier import IntentClassifier
 
 FOLLOW_UP = {"zh": "需要带什么材料?", "en": "what documents do I need?"}
 
@@ -34,12 +30,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
-    settings = get_settings()
-    kb = get_knowledge_base(settings)
     with tempfile.TemporaryDirectory() as tmp:
-        engine = DialogueEngine(kb, IntentClassifier(kb.embedder, kb.cache),
-                                ConversationStore(f"sqlite:///{Path(tmp) / 'bench.sqlite'}"),
-                                InMemoryEscalationService(), settings.dialogue)
+        # The shipped index, with the sessions and tickets the bench opens kept out of the real database.
+        engine = Services(with_throwaway_database(get_settings(), Path(tmp))).dialogue
         by_type: dict[str, list[float]] = collections.defaultdict(list)
         items = load_heldout()[: args.limit]
         for n, item in enumerate(items):

@@ -27,8 +27,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from assistant.core.settings import Settings
-from assistant.speech.service import Heard
+from assistant.services import Services
+from assistant.speech.audio import SAMPLE_RATE, decode
+from assistant.speech.service import Heard, domain_terms, reply_to_voice
 from eval.harness import with_throwaway_database
 from knowledge_base.numbers import cn_to_int
 
@@ -109,15 +110,15 @@ def same_reply(typed, spoken) -> bool:
     return typed.reply_type not in ("answer", "refusal") or first(typed) == first(spoken)
 
 
-def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines: tuple[str, ...] = PIPELINES,
+def evaluate_asr(services: Services, clips: list[Clip] | None = None, pipelines: tuple[str, ...] = PIPELINES,
                  end_to_end: bool = True) -> dict[str, Any]:
-    from assistant.services import get_dialogue_engine
-    from assistant.speech.audio import SAMPLE_RATE, decode
-    from assistant.speech.service import acoustic_check, correct, domain_terms, get_transcriber, reply_to_voice
-
+    """The clips through each pipeline on `services`' transcriber and corrector; end to end, through
+    a dialogue engine on its index and classifier with a throwaway database."""
+    settings = services.settings
     clips = clips if clips is not None else load_clips()
     terms = domain_terms(settings)
-    shipped = get_transcriber(settings)
+    shipped = services.transcriber
+    corrector = services.speech_corrector
     transcribers = {"raw": shipped.with_hotwords([]), "hotwords": shipped}
     results: list[ClipResult] = []
     for clip in clips:
@@ -130,17 +131,20 @@ def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines:
                 t = transcripts[name] = transcribers[name].transcribe(samples)
                 result.heard[name] = Heard(t.raw_text, t.raw_text, t.language, t.duration_s, t.seconds)
         base = result.heard.get("hotwords")
-        checks = {"text-only": None, "corrected": acoustic_check(settings, transcripts["hotwords"])} if base else {}
+        checks = {"text-only": None, "corrected": corrector.acoustic_check(transcripts["hotwords"])} if base else {}
         for name, check in checks.items():
             if name in pipelines:
                 started = time.perf_counter()
-                text = correct(settings, base.raw_text, base.language, check)
+                text = corrector.correct(base.raw_text, base.language, check)
                 result.heard[name] = Heard(text, base.raw_text, base.language, base.duration_s,
                                            base.seconds + time.perf_counter() - started)
         results.append(result)
     if end_to_end:
         with tempfile.TemporaryDirectory() as folder:
-            engine = get_dialogue_engine(with_throwaway_database(settings, Path(folder)))
+            throwaway = Services(with_throwaway_database(settings, Path(folder)),
+                                 knowledge_base=services.knowledge_base, classifier=services.classifier)
+            engine = throwaway.dialogue
+            known_amounts = services.knowledge_base.benefit_amounts()
             for result in results:
                 if result.clip.kind not in SPOKEN_QUESTIONS:
                     continue  # AISHELL clips are news sentences, not questions
@@ -150,8 +154,8 @@ def evaluate_asr(settings: Settings, clips: list[Clip] | None = None, pipelines:
                     heard = result.heard[name]
                     session = f"asr-{name}-{result.clip.clip_id}"
                     # The shipped path (doubts asked back) for the shipped pipeline; the others as typed text.
-                    spoken = reply_to_voice(engine, heard, session, "web", session) if name == "corrected" \
-                        else engine.handle(session, heard.text)
+                    spoken = reply_to_voice(engine, heard, session, "web", session, known_amounts) \
+                        if name == "corrected" else engine.handle(session, heard.text)
                     result.same_reply[name] = same_reply(typed, spoken)
     return summarise(results, pipelines, terms)
 
@@ -248,11 +252,11 @@ def print_report(summary: dict[str, Any], console: Console, examples: int = 3) -
         console.width = width
 
 
-def run_asr(settings: Settings, console: Console | None = None, limit: int | None = None) -> dict[str, Any]:
+def run_asr(services: Services, console: Console | None = None, limit: int | None = None) -> dict[str, Any]:
     console = console or Console()
     clips = load_clips()
     if limit:
         clips = clips[:limit]
-    summary = evaluate_asr(settings, clips)
+    summary = evaluate_asr(services, clips)
     print_report(summary, console)
     return summary

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from assistant.services import get_knowledge_base
 from assistant.core.settings import get_settings
+from assistant.services import Services
 from eval.harness import load_golden, split_of
 from knowledge_base.answering import asks_for_detail, confidence_features
 from knowledge_base.benefits import BenefitQuery, match_benefit_question
@@ -41,7 +41,7 @@ def _rates(probabilities: np.ndarray, labels: np.ndarray, threshold: float) -> t
 
 
 def main() -> None:
-    kb = get_knowledge_base(get_settings())
+    kb = Services(get_settings()).knowledge_base
     rows = []
     for item in load_golden():
         if not item.get("answerable", True) and asks_for_detail(item["question"]):

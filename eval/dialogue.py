@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.dialogue.engine import REPLY_TYPES
-from assistant.core.settings import Settings
+from assistant.services import Services
 from eval.harness import load_golden, with_throwaway_database
 
 
@@ -46,14 +46,16 @@ def tally(questions: Iterable[dict[str, Any]], reply_to: Callable[[dict[str, Any
     }
 
 
-def run_dialogue(settings: Settings, console: Console | None = None, limit: int | None = None) -> dict[str, Any]:
-    from assistant.services import get_dialogue_engine
-
+def run_dialogue(services: Services, console: Console | None = None, limit: int | None = None) -> dict[str, Any]:
+    """The golden questions through a dialogue engine on `services`' index and classifier, with
+    the conversations and tickets it creates kept in a throwaway database."""
     console = console or Console()
     questions = load_golden()[:limit] if limit else load_golden()
     with tempfile.TemporaryDirectory() as folder:
+        throwaway = Services(with_throwaway_database(services.settings, Path(folder)),
+                             knowledge_base=services.knowledge_base, classifier=services.classifier)
+        engine = throwaway.dialogue
         # Each question is the first message of its own session.
-        engine = get_dialogue_engine(with_throwaway_database(settings, Path(folder)))
         result = tally(questions, lambda q: engine.handle(f"golden-{q['id']}", q["question"]))
     table = Table(title=f"golden questions through the dialogue engine ({result['n_answerable']} answerable, "
                         f"{result['n_unanswerable']} unanswerable)",

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from assistant.core.domain import Document, DocumentMeta
 from assistant.core.settings import Settings
+from assistant.knowledge import KnowledgeBase
 from knowledge_base.answering import ungrounded_numerals
 from knowledge_base.loaders import iter_law_articles
 from knowledge_base.retrieval import MODES, unique_docs
@@ -213,8 +214,6 @@ def _external_documents(path: Path) -> list[Document]:
 def run_external(settings: Settings, path: Path, limit: int | None = None, console: Console | None = None,
                  split: str = "all") -> dict[str, Any]:
     """Side-by-side retrieval table on a BEIR-style dataset nobody here wrote."""
-    from assistant.services import KnowledgeBase
-
     console = console or Console()
     path = Path(path)
     queries = {q["_id"]: q["text"] for q in _read_jsonl(path / "queries.jsonl")}

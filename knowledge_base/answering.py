@@ -22,7 +22,8 @@ from knowledge_base.retrieval import HybridRetriever, PreparedQuery
 from knowledge_base.text import content_terms, split_sentences
 
 REFUSAL = {
-    "zh": "抱歉，知识库里没有找到能可靠回答这个问题的政策依据，我不想给您不准确的信息。需要的话，我可以帮您转给社区工作人员。",
+    "zh": "抱歉，知识库里没有找到能可靠回答这个问题的政策依据，我不想给您不准确的信息。"
+    "需要的话，我可以帮您转给社区工作人员。",
     "en": "Sorry, I could not find a reliable policy source for this question, and I do not want to guess. "
     "If you like, I can pass it to a community social worker.",
 }
@@ -31,7 +32,8 @@ HANDOFF = {
     "en": "If you like, I can pass this to a community social worker.",
 }
 INJECTION_REPLY = {
-    "zh": "我只能根据已收录的政策文件回答问题，不能按这样的要求去编造内容。请直接告诉我您想咨询的政策问题；需要的话，我也可以帮您转给社区工作人员。",
+    "zh": "我只能根据已收录的政策文件回答问题，不能按这样的要求去编造内容。"
+    "请直接告诉我您想咨询的政策问题；需要的话，我也可以帮您转给社区工作人员。",
     "en": "I can only answer from the policy documents I hold, and I will not make things up. "
     "Please ask your policy question directly, or I can pass you to a social worker.",
 }
@@ -71,7 +73,8 @@ DETAILS = (
     DetailKind(
         "clock_time",
         re.compile(r"几点|开门时间|营业时间|开放时间|上班时间|what time|opening hours|open at", re.IGNORECASE),
-        re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*点|\d{1,2}\s*(?:am|pm)|24\s*(?:小时|-hour|hours?)", re.IGNORECASE),
+        re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*点|\d{1,2}\s*(?:am|pm)|24\s*(?:小时|-hour|hours?)",
+                   re.IGNORECASE),
         {"zh": "知识库里没有具体的时间安排，我不能替您猜。",
          "en": "My documents do not give the exact times, and I will not guess them."},
     ),
@@ -100,7 +103,9 @@ class ConfidenceModel:
         return 1.0 / (1.0 + math.exp(-z))
 
 
-def confidence_features(query: PreparedQuery, hits: list[Hit], idf: Callable[[str], float]) -> tuple[float, float, float]:
+def confidence_features(
+    query: PreparedQuery, hits: list[Hit], idf: Callable[[str], float]
+) -> tuple[float, float, float]:
     """(best dense similarity among the top 3, IDF-weighted question coverage, log of the best
     BM25 score): the signals the refusal decision is calibrated on."""
     dense_top = max((h.dense_score or 0.0) for h in hits[:3])
@@ -230,7 +235,8 @@ class GroundedAnswerer:
         for chunk in chunks:
             rank = retrieved_rank.get(chunk.chunk_id, len(hits))
             hit = Hit(chunk=chunk, meta=top.meta, score=0.0)
-            sentences = [_LIST_MARKER_RE.sub("", hit.chunk.text[s:e].strip()) for s, e in split_sentences(hit.chunk.text)]
+            sentences = [_LIST_MARKER_RE.sub("", hit.chunk.text[s:e].strip())
+                         for s, e in split_sentences(hit.chunk.text)]
             pending_question: str | None = None
             for sentence in sentences:
                 if _TABLE_LINE_RE.match(sentence) or sentence.startswith("#"):
@@ -313,7 +319,7 @@ class GroundedAnswerer:
             return self._refuse(language, confidence, reason="unverified")
         detail = requested_detail(query.raw + " " + query.normalized)
         detail_missing = detail is not None and not self._detail_answered(detail, query, chosen)
-        if detail_missing:
+        if detail is not None and detail_missing:
             # Say what the corpus does say (e.g. "标准由当地规定"), refuse the figure, offer a worker;
             # a sentence about another subject (法律费用保险 for 公积金利率) is no context at all.
             parts = parts[:1]
@@ -324,7 +330,7 @@ class GroundedAnswerer:
         used = {int(m[1:-1]) for p in parts for m in _MARKER_RE.findall(p)}
         citations, parts = _renumber(citations, parts, used)
         text = "".join(parts) if language == "zh" else " ".join(parts)
-        if detail_missing:
+        if detail is not None and detail_missing:
             sep = "" if language == "zh" else " "
             text = sep.join([detail.missing[language], text, HANDOFF[language]])
             return Answer(answer=text, refused=True, confidence=confidence, citations=citations, language=language,
@@ -356,6 +362,11 @@ class GroundedAnswerer:
             self._tables = (generation, tables)
         return self._tables[1]
 
+    def benefit_table(self, table_id: str) -> BenefitTable | None:
+        """The table an indexed document declares with this id (the `BenefitTables` seam that
+        procedures' eligibility rules read, so they use the rows answers cite)."""
+        return next((t for t in self._benefit_tables() if t.table_id == table_id), None)
+
     def benefit_amounts(self) -> set[float]:
         """Every amount the shipped benefit tables carry (to doubt a misheard one)."""
         return {b.amount for t in self._benefit_tables() for b in t.brackets}
@@ -383,7 +394,8 @@ class GroundedAnswerer:
                           reason="below_minimum_age")
         if q.bracket is None:
             citation = self._table_citation(t, "80")
-            text = f"{t.missing_note} {HANDOFF[language]}" if language == "en" else f"{t.missing_note}{HANDOFF[language]}"
+            sep = " " if language == "en" else ""
+            text = f"{t.missing_note}{sep}{HANDOFF[language]}"
             return Answer(answer=text.strip(), refused=True, confidence=0.0, citations=[citation], language=language,
                           reason="amount_not_published")
         b = q.bracket
@@ -393,7 +405,8 @@ class GroundedAnswerer:
             unit = t.unit.split("/")[0]
             text = f"按{t.title}，{q.age}岁属于{b.label('zh')}档，每月{amount}{unit}[1]。"
         else:
-            text = f"Under the {t.title} table, age {q.age} falls in the {b.label('en')} bracket: {amount} {t.unit} [1]."
+            text = (f"Under the {t.title} table, age {q.age} falls in the {b.label('en')} bracket: "
+                    f"{amount} {t.unit} [1].")
         sources = [citation.text, citation.title, t.title, str(q.age), b.label(language)]
         if ungrounded_numerals(text, sources):
             return self._refuse(language, 0.0, reason="unverified")

@@ -57,7 +57,7 @@ def shipped_settings() -> Settings:
 def shipped_kb(shipped_settings: Settings):
     """The full shipped index (policy corpus + 2,651 statute articles), built once per run. The
     embedding cache makes rebuilds after the first cheap."""
-    from assistant.services import KnowledgeBase, shipped_documents
+    from assistant.knowledge import KnowledgeBase, shipped_documents
 
     kb = KnowledgeBase(shipped_settings)
     kb.build(shipped_documents(shipped_settings))
@@ -169,3 +169,16 @@ def espeak_english(folder: Path, sentence: str) -> bytes:
     path = folder / "english.wav"
     subprocess.run(["espeak-ng", "-v", "en", "-w", str(path), sentence], check=True)
     return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def benefit_tables():
+    """The shipped elderly-allowance tables (zh and its English twin) held in memory: what the
+    index serves procedures, without building one."""
+    from assistant.core.settings import KB_PACKAGE_DIR
+    from knowledge_base.benefits import BenefitTable, InMemoryBenefitTables
+    from knowledge_base.loaders import load_file
+
+    corpus = KB_PACKAGE_DIR / "corpus"
+    sources = [corpus / "zh" / "kmy-elderly-allowance.md", corpus / "en" / "kmy-elderly-allowance-en.md"]
+    return InMemoryBenefitTables(t for path in sources for t in BenefitTable.from_meta(load_file(path).meta))

@@ -14,13 +14,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
-from assistant.core.errors import Forbidden, NotAuthenticated
-from assistant.escalation.auth import UserStore
 from assistant.core.clock import utcnow
+from assistant.core.errors import Forbidden, NotAuthenticated
+from assistant.dependencies import ServicesDep
+from assistant.escalation.auth import UserStore
 from assistant.escalation.base import KINDS, PRIORITIES
 from assistant.escalation.service import Actor, SqlEscalationService
 from assistant.escalation.states import ACTION_LABELS_ZH, OPEN, STATUS_LABELS_ZH, STATUSES
-from assistant.core.settings import Settings, get_settings
 
 COOKIE = "linli_session"
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
@@ -30,14 +30,12 @@ PRIORITY_LABELS_ZH = {"urgent": "紧急", "high": "较急", "normal": "一般"}
 ROLE_LABELS_ZH = {"worker": "社工", "supervisor": "主管", "admin": "管理员"}
 
 
-def escalation_service(settings: Annotated[Settings, Depends(get_settings)]) -> SqlEscalationService:
-    from assistant.services import get_escalation
-
-    return get_escalation(settings)
+def escalation_service(services: ServicesDep) -> SqlEscalationService:
+    return services.escalation
 
 
-def user_store(settings: Annotated[Settings, Depends(get_settings)]) -> UserStore:
-    return UserStore(settings.resolved_database_url, settings.escalation.token_ttl_hours)
+def user_store(services: ServicesDep) -> UserStore:
+    return services.users
 
 
 def current_actor(request: Request, users: Annotated[UserStore, Depends(user_store)],
@@ -173,8 +171,8 @@ def reopen(ticket_id: str, body: TextBody, actor: ActorDep, desk: DeskDep) -> di
 
 @api.get("/sessions/{session_id}/messages", tags=["dialogue"],
          summary="工作人员发给居民的消息 / Messages a worker sent to this session")
-def session_messages(session_id: str, desk: DeskDep, after: int = 0) -> dict:
-    return {"messages": desk.channels.get("web").pending(session_id, after)}
+def session_messages(session_id: str, services: ServicesDep, after: int = 0) -> dict:
+    return {"messages": services.channels.outbox.pending(session_id, after)}
 
 
 # ---- console pages -------------------------------------------------------------------------------
@@ -249,14 +247,12 @@ def queue_rows(request: Request, actor: ActorDep, desk: DeskDep, status: str | N
 
 @console.get("/tickets/{ticket_id}", response_class=HTMLResponse)
 def ticket_page(ticket_id: str, request: Request, users: Annotated[UserStore, Depends(user_store)], desk: DeskDep,
-                settings: Annotated[Settings, Depends(get_settings)]):
+                services: ServicesDep):
     actor = _page_actor(request, users)
     if actor is None:
         return RedirectResponse("/console/login", status_code=303)
-    from assistant.dialogue.store import ConversationStore
-
     ticket = desk.view(ticket_id, actor)
-    transcript = ConversationStore(settings.resolved_database_url).history(ticket.session_id, limit=200)
+    transcript = services.conversations.history(ticket.session_id, limit=200)
     return templates.TemplateResponse(request, "ticket.html", _context(
         actor, ticket=ticket, events=desk.events(ticket_id), transcript=transcript))
 

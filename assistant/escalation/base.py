@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from assistant.core.clock import utcnow
+from assistant.core.events import EventBus
+from assistant.escalation.events import TicketClaimed, TicketOpened, TicketResolved
 from assistant.escalation.states import CLAIMED, HELD, PENDING, RESOLVED, next_status
 
 KINDS = ("dispute", "human_request", "complaint", "emergency", "failed_answer", "procedure_problem")
@@ -70,8 +72,12 @@ class EscalationService(Protocol):
 
 
 class InMemoryEscalationService:
-    def __init__(self, centre: str = "default") -> None:
+    """Publishes the same events as the SQL queue for what it does (open, claim, resolve), so
+    the listeners can be exercised without a database."""
+
+    def __init__(self, centre: str = "default", events: EventBus | None = None) -> None:
         self.centre = centre
+        self.event_bus = events or EventBus()
         self._tickets: dict[str, Ticket] = {}
         self._by_key: dict[str, str] = {}
         self.messages: list[tuple[str, str]] = []
@@ -89,6 +95,7 @@ class InMemoryEscalationService:
             self._tickets[ticket.ticket_id] = ticket
             if idempotency_key:
                 self._by_key[idempotency_key] = ticket.ticket_id
+        self.event_bus.publish(TicketOpened(ticket))
         return ticket
 
     def get(self, ticket_id: str) -> Ticket | None:
@@ -111,12 +118,14 @@ class InMemoryEscalationService:
     def claim(self, ticket_id: str, worker: str) -> Ticket:
         ticket = self._tickets[ticket_id]
         ticket.status, ticket.assignee = next_status("claim", ticket.status), worker
+        self.event_bus.publish(TicketClaimed(ticket, worker))
         return ticket
 
     def resolve(self, ticket_id: str) -> Ticket:
         ticket = self._tickets[ticket_id]
         ticket.status = next_status("resolve", ticket.status)
+        self.event_bus.publish(TicketResolved(ticket))
         return ticket
 
 
-__all__ = ["CLAIMED", "EscalationService", "InMemoryEscalationService", "KINDS", "PRIORITIES", "RESOLVED", "Ticket"]
+__all__ = ["CLAIMED", "KINDS", "PRIORITIES", "RESOLVED", "EscalationService", "InMemoryEscalationService", "Ticket"]

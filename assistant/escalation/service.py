@@ -6,7 +6,6 @@ workers pull different tickets instead of queueing on one row."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,14 +14,16 @@ from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, is_sqlite
 from assistant.core.errors import ClaimConflict, Forbidden, LinliError, UnknownTicket
-from assistant.core.clock import utcnow
+from assistant.core.events import EventBus
+from assistant.core.privacy import mask_pii
+from assistant.core.settings import EscalationSettings
 from assistant.escalation.base import KINDS, PRIORITIES, Ticket, new_ticket_id
+from assistant.escalation.events import TicketClaimed, TicketOpened, TicketResolved, WorkerReplied
 from assistant.escalation.states import CLAIMABLE, HELD, OPEN, RESOLVED, WAITING, next_status
 from assistant.escalation.tables import ticket_events, tickets
-from assistant.core.settings import EscalationSettings
-from assistant.core.privacy import mask_pii
 
 log = logging.getLogger("linli.escalation")
 PRIORITY_ORDER = {p: i for i, p in enumerate(PRIORITIES)}
@@ -45,9 +46,6 @@ class Actor:
 SYSTEM = Actor("system", "system")
 RESIDENT = Actor("resident", "resident")
 
-# Called with (ticket, sender, text) whenever a worker's words must reach the resident.
-Deliver = Callable[[Ticket, str, str], None]
-
 
 def due_at(priority: str, created: datetime, settings: EscalationSettings) -> datetime:
     if priority in settings.sla_minutes:
@@ -67,11 +65,16 @@ def _ticket(row: Row) -> Ticket:
 
 
 class SqlEscalationService:
-    def __init__(self, url: str, settings: EscalationSettings | None = None, deliver: Deliver | None = None) -> None:
+    """The ticket queue. What happens to a ticket is published on `event_bus` once it is committed
+    (TicketOpened, TicketClaimed, WorkerReplied, TicketResolved); delivering a worker's words and
+    asking for a rating are listeners' work (assistant/services.py subscribes them)."""
+
+    def __init__(self, url: str, settings: EscalationSettings | None = None, events: EventBus | None = None) -> None:
         self.engine = get_engine(url)
         self.settings = settings or EscalationSettings()
-        self.deliver = deliver
-        self.on_resolved: Callable[[Ticket], None] | None = None
+        # A queue nobody listens to (tests, scripts) still works: its events go nowhere. Not
+        # `self.events`: that is the audit log of a ticket.
+        self.event_bus = events or EventBus()
 
     # ---- the seam the dialogue engine uses ----------------------------------------------------
 
@@ -103,7 +106,9 @@ class SqlEscalationService:
                     return existing
             raise
         log.info("ticket %s opened: %s/%s %s", values["ticket_id"], kind, priority, mask_pii(summary[:80]))
-        return Ticket(**values)
+        ticket = Ticket(**values)
+        self.event_bus.publish(TicketOpened(ticket))
+        return ticket
 
     def get(self, ticket_id: str) -> Ticket | None:
         with self.engine.connect() as conn:
@@ -186,7 +191,9 @@ class SqlEscalationService:
                                         assignee=current.assignee)
                 next_status("claim", current.status)  # raises IllegalTransition
             self._event(conn, ticket_id, actor, "claim", ticket.status, "claimed")
-        return self.get(ticket_id)
+        claimed = self._current(ticket_id)
+        self.event_bus.publish(TicketClaimed(claimed, actor.username))
+        return claimed
 
     def claim_next(self, actor: Actor) -> Ticket | None:
         """The most urgent claimable ticket of the actor's centre, claimed for them."""
@@ -195,6 +202,7 @@ class SqlEscalationService:
         if not actor.sees_every_centre:
             where.append(tickets.c.centre == actor.centre)
         for _ in range(20):
+            claimed: Ticket | None = None
             with self.engine.begin() as conn:
                 query = select(tickets.c.ticket_id, tickets.c.status).where(and_(*where)).order_by(*order).limit(1)
                 if not is_sqlite(self.engine):
@@ -209,7 +217,11 @@ class SqlEscalationService:
                 )
                 if result.rowcount == 1:
                     self._event(conn, row.ticket_id, actor, "claim", row.status, "claimed")
-                    return self._get_in(conn, row.ticket_id)
+                    claimed = self._get_in(conn, row.ticket_id)
+            if claimed is not None:
+                # Published after the commit: a listener must never see a claim that could still roll back.
+                self.event_bus.publish(TicketClaimed(claimed, actor.username))
+                return claimed
             # Lost a race on SQLite (no row locks): try the next one.
         return None
 
@@ -237,9 +249,8 @@ class SqlEscalationService:
             to_status = self._move(conn, ticket_id, "resolve", ticket.status, outcome=outcome[:2000],
                                    resolved_at=utcnow())
             self._event(conn, ticket_id, actor, "resolve", ticket.status, to_status, outcome[:2000])
-        resolved = self.get(ticket_id)
-        if self.on_resolved:
-            self.on_resolved(resolved)
+        resolved = self._current(ticket_id)
+        self.event_bus.publish(TicketResolved(resolved))
         return resolved
 
     def close(self, ticket_id: str, actor: Actor, reason: str = "") -> Ticket:
@@ -297,9 +308,9 @@ class SqlEscalationService:
             if action == "ask_resident":
                 to_status = self._move(conn, ticket_id, "ask_resident", ticket.status)
             self._event(conn, ticket_id, actor, action, ticket.status, to_status, text[:4000])
-        if self.deliver:
-            self.deliver(ticket, actor.display_name or actor.username, text)
-        return self.get(ticket_id)
+        spoken = self._current(ticket_id)
+        self.event_bus.publish(WorkerReplied(spoken, actor.display_name or actor.username, text))
+        return spoken
 
     def _held_by(self, ticket_id: str, actor: Actor, allow_unclaimed: bool = False) -> Ticket:
         ticket = self.view(ticket_id, actor)
@@ -333,8 +344,13 @@ class SqlEscalationService:
             row = conn.execute(select(tickets).where(tickets.c.idempotency_key == key)).first()
         return _ticket(row) if row else None
 
+    def _current(self, ticket_id: str) -> Ticket:
+        """A ticket this service just changed (so it exists)."""
+        with self.engine.connect() as conn:
+            return self._get_in(conn, ticket_id)
+
     def _get_in(self, conn: Connection, ticket_id: str) -> Ticket:
         return _ticket(conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first())
 
 
-__all__ = ["RESOLVED", "SYSTEM", "RESIDENT", "Actor", "SqlEscalationService", "due_at"]
+__all__ = ["RESIDENT", "RESOLVED", "SYSTEM", "Actor", "SqlEscalationService", "due_at"]

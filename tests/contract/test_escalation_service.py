@@ -9,12 +9,14 @@ from datetime import timedelta
 
 import pytest
 
-from assistant.core.errors import ClaimConflict, Forbidden, UnknownTicket
 from assistant.core.clock import utcnow
+from assistant.core.errors import ClaimConflict, Forbidden, UnknownTicket
+from assistant.core.events import EventBus
+from assistant.core.settings import EscalationSettings
 from assistant.escalation.base import InMemoryEscalationService
+from assistant.escalation.events import TicketClaimed, TicketOpened, TicketResolved, WorkerReplied
 from assistant.escalation.service import SYSTEM, Actor, SqlEscalationService, due_at
 from assistant.escalation.states import IllegalTransition
-from assistant.core.settings import EscalationSettings
 
 WANG = Actor("wang", "worker", "centre-a", "王社工")
 LI = Actor("li", "worker", "centre-a", "李社工")
@@ -30,22 +32,38 @@ def _open(service, **overrides):
 
 
 @pytest.fixture
-def delivered():
-    return []
+def events() -> EventBus:
+    return EventBus()
 
 
 @pytest.fixture
-def desk(database_url, delivered) -> SqlEscalationService:
-    return SqlEscalationService(database_url, EscalationSettings(centre="centre-a"),
-                                deliver=lambda ticket, sender, text: delivered.append((ticket.ticket_id, sender, text)))
+def delivered(events: EventBus) -> list[tuple[str, str, str]]:
+    """What a worker said to residents, as the channels' listener hears it."""
+    said: list[tuple[str, str, str]] = []
+    events.subscribe(WorkerReplied, lambda event: said.append((event.ticket.ticket_id, event.sender, event.text)))
+    return said
+
+
+@pytest.fixture
+def published(events: EventBus) -> list[object]:
+    """Every ticket event, in order."""
+    seen: list[object] = []
+    for event_type in (TicketOpened, TicketClaimed, WorkerReplied, TicketResolved):
+        events.subscribe(event_type, seen.append)
+    return seen
+
+
+@pytest.fixture
+def desk(database_url, events) -> SqlEscalationService:
+    return SqlEscalationService(database_url, EscalationSettings(centre="centre-a"), events=events)
 
 
 @pytest.fixture(params=["memory", "sql"])
-def any_service(request, database_url):
+def any_service(request, database_url, events):
     """Every implementation of the EscalationService seam the dialogue engine uses."""
     if request.param == "memory":
-        return InMemoryEscalationService(centre="centre-a")
-    return SqlEscalationService(database_url, EscalationSettings(centre="centre-a"))
+        return InMemoryEscalationService(centre="centre-a", events=events)
+    return SqlEscalationService(database_url, EscalationSettings(centre="centre-a"), events=events)
 
 
 def test_seam_open_get_idempotent_and_held(any_service):
@@ -57,6 +75,48 @@ def test_seam_open_get_idempotent_and_held(any_service):
     assert fetched.kind == "human_request" and fetched.status == "pending" and fetched.form_data["phone"] == "13812345678"
     assert any_service.get("T-does-not-exist") is None
     assert any_service.held_ticket(first.session_id) is None
+
+
+def test_seam_publishes_an_opened_ticket_once(any_service, published):
+    key = f"web:s1:{uuid.uuid4().hex}"
+    first = _open(any_service, idempotency_key=key)
+    _open(any_service, idempotency_key=key)  # a retried message: the same ticket, no second event
+    assert [type(e) for e in published] == [TicketOpened]
+    assert published[0].ticket.ticket_id == first.ticket_id and published[0].ticket.status == "pending"
+
+
+def test_in_memory_queue_publishes_claim_and_resolve(events, published):
+    service = InMemoryEscalationService(events=events)
+    ticket = _open(service)
+    service.claim(ticket.ticket_id, "wang")
+    service.resolve(ticket.ticket_id)
+    assert [type(e) for e in published] == [TicketOpened, TicketClaimed, TicketResolved]
+    assert published[1].worker == "wang" and published[2].ticket.status == "resolved"
+
+
+def test_every_change_a_listener_cares_about_is_published_after_it_is_recorded(desk, events, published):
+    ticket = _open(desk)
+    seen_status: list[str] = []
+    # A listener reads the queue back: the change it hears about must already be committed.
+    events.subscribe(TicketResolved, lambda event: seen_status.append(desk.get(event.ticket.ticket_id).status))
+    desk.claim(ticket.ticket_id, WANG)
+    with pytest.raises(ClaimConflict):
+        desk.claim(ticket.ticket_id, LI)  # a lost claim publishes nothing
+    desk.reply(ticket.ticket_id, WANG, "您好，我是王社工。")
+    desk.ask_resident(ticket.ticket_id, WANG, "您家几口人？")
+    desk.record_resident_message(ticket.ticket_id, "两口人")
+    desk.resolve(ticket.ticket_id, WANG, "已指导在线申请")
+    assert [type(e).__name__ for e in published] == ["TicketOpened", "TicketClaimed", "WorkerReplied",
+                                                     "WorkerReplied", "TicketResolved"]
+    claimed, replied, asked, resolved = published[1:]
+    assert claimed.worker == "wang" and claimed.ticket.assignee == "wang"
+    assert (replied.sender, replied.text) == ("王社工", "您好，我是王社工。")
+    assert asked.ticket.status == "waiting_resident"
+    assert resolved.ticket.status == "resolved" and resolved.ticket.outcome == "已指导在线申请"
+    assert seen_status == ["resolved"]
+    other = _open(desk, priority="urgent")
+    assert desk.claim_next(WANG).ticket_id == other.ticket_id
+    assert type(published[-1]) is TicketClaimed and published[-1].ticket.ticket_id == other.ticket_id
 
 
 def test_ticket_records_what_the_queue_needs(desk):

@@ -131,16 +131,17 @@ def test_english_question_gets_an_english_cited_reply(shipped_kb):
     assert "[1]" in answer.answer and not any("\u4e00" <= ch <= "\u9fff" for ch in answer.answer)
 
 
-def test_golden_questions_through_the_whole_dialogue_engine(shipped_kb, shipped_settings, tmp_path):
+def test_golden_questions_through_the_whole_dialogue_engine(shipped_kb, shipped_settings, intent_classifier, tmp_path):
     """Routing must not hide the answers retrieval finds: most answerable questions get an answer
     from an expected source, few get a clarifying question, and unanswerable ones are rarely
     answered. Measured (`linli eval dialogue`, the same engine): 260 of 363 answered from an
     expected source, 14 clarified; 3 of 67 unanswerable answered."""
-    from assistant.services import get_dialogue_engine
+    from assistant.services import Services
     from eval.dialogue import tally
     from eval.harness import with_throwaway_database
 
-    engine = get_dialogue_engine(with_throwaway_database(shipped_settings, tmp_path))
+    engine = Services(with_throwaway_database(shipped_settings, tmp_path), knowledge_base=shipped_kb,
+                      classifier=intent_classifier).dialogue
     result = tally(GOLDEN, lambda q: engine.handle(f"golden-{q['id']}", q["question"]))
     print(f"\nthrough the engine: answerable {result['answerable']}, unanswerable {result['unanswerable']}")
     assert result["answered_right"] >= 0.65

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.services import KnowledgeBase
 from assistant.core.settings import Settings
+from assistant.knowledge import KnowledgeBase
 from tests.conftest import SHARED_CACHE, write_doc
 
 ALLOWANCE = """# 克拉玛依市高龄津贴发放标准

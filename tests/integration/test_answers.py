@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.services import KnowledgeBase
 from assistant.core.settings import Settings
+from assistant.knowledge import KnowledgeBase
 from knowledge_base.answering import Candidate
 from tests.conftest import SHARED_CACHE
 

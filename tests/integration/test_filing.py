@@ -47,12 +47,13 @@ def desk(tmp_path, sandbox, shipped_kb, intent_classifier):
     set_fault(sandbox, fault="none")
     escalation = SqlEscalationService(url)
     applications = ApplicationService(url, HttpServiceConnector(sandbox, timeout_s=2, attempts=2),
+                                      benefit_tables=shipped_kb.answerer,
                                       escalate=lambda a, reason: escalation.open_ticket(
                                           kind="procedure_problem", priority="high", session_id=a.session_id,
                                           channel=a.channel, user_id=a.user_id, summary=reason,
                                           form_data=a.data).ticket_id, retry_base_s=0)
     engine = DialogueEngine(shipped_kb, intent_classifier, ConversationStore(url), escalation, DialogueSettings(),
-                            applications)
+                            applications=applications)
     return engine, applications
 
 
@@ -140,14 +141,14 @@ def test_backend_down_during_submit_then_delivered_exactly_once(desk, sandbox):
     assert after["applications"] == before["applications"] + 1
 
 
-def test_linli_killed_after_confirm_delivers_once_after_restart(sandbox, tmp_path, shipped_settings):
+def test_linli_killed_after_confirm_delivers_once_after_restart(sandbox, tmp_path, shipped_settings, benefit_tables):
     """A real `linli worker` process is killed with SIGKILL while the backend hangs on the
     submit; a fresh worker delivers the application once."""
     from connectors.services.memory import InMemoryServiceConnector
 
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
     # Confirm through the outbox (what "确认" does), without delivering.
-    outbox = ApplicationService(url, InMemoryServiceConnector())
+    outbox = ApplicationService(url, InMemoryServiceConnector(), benefit_tables=benefit_tables)
     application = outbox.confirm("elderly_allowance", {
         "applicant_name": "王秀英", "applicant_id": AGED_92, "mobile": "13812345678", "address": "幸福小区3栋502",
         "applicant_role": "family", "payment_card": "社保卡"}, session_id="killed", channel="web", user_id="u")
@@ -176,7 +177,8 @@ def test_linli_killed_after_confirm_delivers_once_after_restart(sandbox, tmp_pat
         set_fault(sandbox, fault="none")
     assert outbox.get(application.application_id).status == "queued"
     # Restart: the dead worker's lease runs out, a new worker delivers once.
-    fresh = ApplicationService(url, HttpServiceConnector(sandbox, timeout_s=5), lease_s=60)
+    fresh = ApplicationService(url, HttpServiceConnector(sandbox, timeout_s=5), benefit_tables=benefit_tables,
+                               lease_s=60)
     from sqlalchemy import update
 
     from connectors.services.tables import applications as table
@@ -199,11 +201,12 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_cli_procedures_apply_and_status(sandbox, tmp_path):
+def test_cli_procedures_apply_and_status(sandbox, shipped_kb, shipped_settings, tmp_path):
     import json
 
+    # Eligibility reads the benefit tables from the index, as answers do: the CLI uses the built one.
     env = dict(os.environ, LINLI_DATABASE_URL=f"sqlite:///{tmp_path / 'linli.sqlite'}",
-               LINLI_CONNECTORS__BACKEND_URL=sandbox)
+               LINLI_CONNECTORS__BACKEND_URL=sandbox, LINLI_INDEX_DIR=str(shipped_settings.resolved_index_dir))
     listed = json.loads(_cli(env, "procedures", "--json").stdout)
     by_id = {p["id"]: p for p in listed["procedures"]}
     assert set(FILINGS) <= set(by_id)

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from assistant.core.settings import PROJECT_ROOT, Settings, SpeechSettings
+from assistant.services import Services
 from assistant.speech import transcriber as transcriber_module
 from assistant.speech.audio import BadAudio, SilentAudio
-from assistant.speech.service import hear
+from assistant.speech.service import SpeechService, create_transcriber
 from assistant.speech.transcriber import assemble_whisper_base
 from eval.asr import error_rate, scoring_tokens
 from tests.conftest import espeak_english
@@ -48,6 +49,17 @@ def settings() -> Settings:
     return Settings(speech=SpeechSettings(model_dir=MODEL_DIR))
 
 
+@pytest.fixture(scope="module")
+def services(settings) -> Services:
+    """One container for the module, so whisper loads once."""
+    return Services(settings)
+
+
+@pytest.fixture(scope="module")
+def speech(services) -> SpeechService:
+    return services.speech
+
+
 def test_model_parts_are_joined_once_and_hash_checked(tmp_path, monkeypatch):
     folder = assemble_whisper_base(tmp_path / "whisper")
     assert (folder / "model.bin").stat().st_size == transcriber_module.WHISPER_BASE_SIZE
@@ -63,26 +75,25 @@ def test_model_parts_are_joined_once_and_hash_checked(tmp_path, monkeypatch):
     assert (custom / "model.bin").read_bytes() == b"a larger model a centre installed"  # never overwritten
 
 
-def test_aishell_clips_within_the_cer_ceiling(settings):
+def test_aishell_clips_within_the_cer_ceiling(speech):
     rows = [line.split("\t") for line in (SPEECH_DIR / "transcripts.tsv").read_text(encoding="utf-8").splitlines()[1:]]
     scores = []
     for name, reference in rows:
-        heard = hear(settings, (SPEECH_DIR / name).read_bytes(), content_type="audio/wav")
+        heard = speech.hear((SPEECH_DIR / name).read_bytes(), content_type="audio/wav")
         assert heard.language == "zh" and heard.duration_s > 1
         scores.append(cer(reference, heard.text))
     print(f"\nAISHELL CER per clip: {[round(s, 3) for s in scores]}, mean {sum(scores) / len(scores):.3f}")
     assert sum(scores) / len(scores) <= 0.15
 
 
-def test_whisper_scores_how_well_a_reading_fits_the_audio(settings):
+def test_whisper_scores_how_well_a_reading_fits_the_audio(services):
     """The acoustic check's scorer on the shipped model: real speech scores its own words above
     sound-alikes of words whisper heard right (交易 as 胶易, 情况 as 青况) and far above other
     words; the same words score the same every time; audio longer than one 30 s window is not
     scored."""
     from assistant.speech.audio import decode
-    from assistant.speech.service import get_transcriber
 
-    transcriber = get_transcriber(settings)
+    transcriber = services.transcriber
     transcript = transcriber.transcribe(decode((SPEECH_DIR / "BAC009S0764W0121.wav").read_bytes()), "zh")
     said, other = "甚至出现交易几乎停滞的情况", "今天天气很好我们去公园散步"
     scores = transcript.listen([said, "甚至出现胶易几乎停滞的情况", "甚至出现交易几乎停滞的青况", other, said])
@@ -93,15 +104,15 @@ def test_whisper_scores_how_well_a_reading_fits_the_audio(settings):
     assert transcriber.transcribe(long_audio, "zh").listen is None
 
 
-def test_the_beam_searchs_runners_up_come_with_the_transcript(settings):
+def test_the_beam_searchs_runners_up_come_with_the_transcript(settings, services):
     """On the shipped model: the runners-up differ from the best transcript in words, not just
     punctuation, and asking for them leaves the best transcript as it was."""
     from assistant.speech.audio import decode
-    from assistant.speech.service import domain_terms, get_transcriber
+    from assistant.speech.service import domain_terms
     from assistant.speech.transcriber import FasterWhisperTranscriber
 
     samples = decode((PROJECT_ROOT / "eval" / "datasets" / "speech" / "sp-age-001.flac").read_bytes())
-    transcript = get_transcriber(settings).transcribe(samples, "zh")
+    transcript = services.transcriber.transcribe(samples, "zh")
     assert 1 <= len(transcript.alternatives) <= settings.speech.runners_up
     words = {"".join(ch for ch in text if ch.isalnum()) for text in (transcript.raw_text, *transcript.alternatives)}
     assert len(words) == 1 + len(transcript.alternatives)
@@ -110,20 +121,18 @@ def test_the_beam_searchs_runners_up_come_with_the_transcript(settings):
     assert alone.alternatives == () and alone.raw_text == transcript.raw_text
 
 
-def test_runners_up_without_new_words_are_left_out(settings):
+def test_runners_up_without_new_words_are_left_out(services):
     """A runner-up that is only punctuation, or the best transcript with other punctuation, adds no
     reading; left in, a bare "？" would score as a sentence the language model finds very likely."""
-    from assistant.speech.service import get_transcriber
-
-    transcriber = get_transcriber(settings)
+    transcriber = services.transcriber
     tokenizer = transcriber._tokenizer("zh")
     transcriber.model.model.last_runners_up = [tokenizer.encode(text) for text in
                                                ("？", "能交医保吗？", "能交医保吗", "能教医保吗", "能教医保吗。")]
     assert transcriber._alternatives("能交医保吗", "zh") == ("能教医保吗",)
 
 
-def test_english_speech_is_detected_and_transcribed(settings, tmp_path):
-    heard = hear(settings, espeak_english(tmp_path, "How do I apply for the minimum living allowance?"))
+def test_english_speech_is_detected_and_transcribed(speech, tmp_path):
+    heard = speech.hear(espeak_english(tmp_path, "How do I apply for the minimum living allowance?"))
     assert heard.language == "en"
     assert "minimum living allowance" in heard.text.lower()
 
@@ -136,17 +145,17 @@ def test_english_speech_is_detected_and_transcribed(settings, tmp_path):
     (lambda: wav_bytes(0.3 * np.sin(np.linspace(0, 61 * 440 * 2 * np.pi, 61 * 16_000))), BadAudio, "60秒"),
     (lambda: b"\x00" * (5 * 1024 * 1024 + 1), BadAudio, "太大"),
 ])
-def test_bad_audio_gets_a_clear_chinese_message(settings, make, error, message, tmp_path, monkeypatch):
+def test_bad_audio_gets_a_clear_chinese_message(speech, make, error, message, tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     with pytest.raises(error) as caught:
-        hear(settings, make())
+        speech.hear(make())
     assert message in caught.value.message("zh")
     assert list(tmp_path.iterdir()) == []  # decoding goes through pipes: no temp file
 
 
-def test_wrong_mime_type_is_refused(settings):
+def test_wrong_mime_type_is_refused(speech):
     with pytest.raises(BadAudio, match="不是语音"):
-        hear(settings, b"%PDF-1.4", content_type="application/pdf")
+        speech.hear(b"%PDF-1.4", content_type="application/pdf")
 
 
 def test_cli_transcribe_and_say_with_audio(small_index_dir):
@@ -203,24 +212,25 @@ def test_voice_endpoint(small_index_dir, tmp_path):
     ("webm", ["-c:a", "libopus", "-b:a", "24k"], "audio/webm"),
     ("opus", ["-c:a", "libopus", "-b:a", "24k"], "audio/ogg; codecs=opus"),
 ])
-def test_browser_and_phone_formats_are_decoded(settings, tmp_path, suffix, codec, mime):
+def test_browser_and_phone_formats_are_decoded(speech, tmp_path, suffix, codec, mime):
     source = SPEECH_DIR / "BAC009S0764W0122.wav"
     target = tmp_path / f"clip.{suffix}"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(source), *codec, str(target)], check=True)
-    heard = hear(settings, target.read_bytes(), content_type=mime)
+    heard = speech.hear(target.read_bytes(), content_type=mime)
     assert heard.language == "zh" and abs(heard.duration_s - 4.3) < 0.6
     assert cer("一二线城市虽然也处于调整中", heard.text) <= 0.25
 
 
-def test_wechat_amr_voice_message(settings):
+def test_wechat_amr_voice_message(speech):
     # Committed AMR-NB 8 kHz clip (eval/speech_generate.py), the format WeChat delivers voice in.
     clip = PROJECT_ROOT / "eval" / "datasets" / "speech" / "wechat" / "sp-age-001.amr"
     assert clip.read_bytes().startswith(b"#!AMR")
-    heard = hear(settings, clip.read_bytes(), content_type="audio/amr")
+    heard = speech.hear(clip.read_bytes(), content_type="audio/amr")
     assert heard.language == "zh" and "高龄津贴" in heard.text
 
 
 def test_the_model_loads_once_however_many_ask(monkeypatch):
+    """Four first voice messages at once (the API's thread pool) share one model."""
     import threading
     import time
 
@@ -234,35 +244,35 @@ def test_the_model_loads_once_however_many_ask(monkeypatch):
         return built[-1]
 
     monkeypatch.setitem(service.TRANSCRIBERS, "counting", slow_factory)
-    monkeypatch.setattr(service, "_transcribers", {})
-    counting = Settings(speech=SpeechSettings(transcriber="counting"))
+    services = Services(Settings(speech=SpeechSettings(transcriber="counting")))
     got = []
-    threads = [threading.Thread(target=lambda: got.append(service.get_transcriber(counting))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: got.append(services.transcriber)) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(built) == 1 and all(g is built[0] for g in got)
+    assert len(built) == 1 and len(got) == 4 and all(g is built[0] for g in got)
     with pytest.raises(Exception, match="未知的语音识别器"):
-        service.get_transcriber(Settings(speech=SpeechSettings(transcriber="nope")))
+        create_transcriber(Settings(speech=SpeechSettings(transcriber="nope")))
 
 
 def test_an_implausible_age_is_asked_back_and_a_yes_goes_on(small_index_dir, tmp_path):
-    from assistant.services import get_dialogue_engine
     from assistant.speech.service import Heard, reply_to_voice
     from tests.conftest import SHARED_CACHE
 
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None)
-    engine = get_dialogue_engine(settings)
+    services = Services(settings)
+    engine = services.dialogue
+    amounts = services.knowledge_base.benefit_amounts()
     heard = Heard("我爸886岁了，克拉玛依高龄津贴一个月多少钱", "我爸八八六岁了", "zh", 3.0, 0.5)
-    asked = reply_to_voice(engine, heard, "voice-doubt", "web", "resident-1")
+    asked = reply_to_voice(engine, heard, "voice-doubt", "web", "resident-1", amounts)
     assert asked.reply_type == "clarify" and asked.text == "您是说86岁吗？"
     assert asked.quick_replies == ["我爸86岁了，克拉玛依高龄津贴一个月多少钱"]
-    history = engine.store.history("voice-doubt")
+    history = services.conversations.history("voice-doubt")
     assert [t["text"] for t in history][-2:] == [heard.text, "您是说86岁吗？"]  # kept like any turn
     answer = engine.handle("voice-doubt", "是的", user_id="resident-1")
     assert answer.reply_type in {"answer", "refusal"} and "886" not in answer.text
     assert answer.trace["intent"] is not None  # the corrected question went through the engine
-    unsure = reply_to_voice(engine, Heard("我妈253岁了", "", "zh", 2.0, 0.3), "voice-doubt-2", "web", "r2")
+    unsure = reply_to_voice(engine, Heard("我妈253岁了", "", "zh", 2.0, 0.3), "voice-doubt-2", "web", "r2", amounts)
     assert unsure.reply_type == "clarify" and "请再说一下年龄" in unsure.text and not unsure.quick_replies

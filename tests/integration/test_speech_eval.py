@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from assistant.core.settings import PROJECT_ROOT, SpeechSettings
+from assistant.services import Services
 from eval.asr import HELDOUT_SET, SPEECH_SET, load_clips
 from eval.harness import load_golden
 from eval.intents import load_heldout
@@ -56,23 +57,25 @@ def test_post_correction_leaves_typed_questions_alone(shipped_kb, shipped_settin
     """What whisper heard right must stay right: run on questions as residents typed them, the
     corpus and sound-alike steps may change only a few (and those mostly typo repairs)."""
     from assistant.speech.correction import post_correct
-    from assistant.speech.service import correct, domain_terms
+    from assistant.speech.service import domain_terms
 
+    corrector = Services(shipped_settings, knowledge_base=shipped_kb).speech_corrector
     texts = [item["question"] for item in load_golden()] + [item["text"] for item in load_heldout()]
     questions = [text for text in texts if _CJK.search(text)]
     terms = domain_terms(shipped_settings)
-    changed = [q for q in questions if correct(shipped_settings, q, "zh") != post_correct(q, terms)]
+    changed = [q for q in questions if corrector.correct(q, "zh") != post_correct(q, terms)]
     print(f"\npost-correction changed {len(changed)} of {len(questions)} typed questions")
     assert len(questions) > 500
     assert len(changed) / len(questions) <= TYPED_CHANGED_CEILING, changed[:20]
 
 
-def test_shipped_pipeline_meets_its_floors(shipped_kb, shipped_settings):
+def test_shipped_pipeline_meets_its_floors(shipped_kb, shipped_settings, intent_classifier):
     from eval.asr import evaluate_asr
 
     settings = shipped_settings.model_copy(update={
         "speech": SpeechSettings(model_dir=PROJECT_ROOT / "var" / "models" / "whisper-base")})
-    summary = evaluate_asr(settings, pipelines=("text-only", "corrected"))
+    services = Services(settings, knowledge_base=shipped_kb, classifier=intent_classifier)
+    summary = evaluate_asr(services, pipelines=("text-only", "corrected"))
     row, text_only = summary["pipelines"]["corrected"], summary["pipelines"]["text-only"]
     print(f"\nspeech set: CER zh {row['cer_zh']:.3f} (held-out {row['cer_zh_heldout']:.3f}, AISHELL "
           f"{row['cer_zh_real']:.3f}), WER en {row['wer_en']:.3f}, domain terms {row['domain_terms']:.3f}, same reply "

@@ -8,7 +8,7 @@ import pytest
 
 from assistant.core.domain import SearchFilters
 from assistant.core.errors import IngestError, UnknownDocument
-from assistant.services import KnowledgeBase
+from assistant.knowledge import KnowledgeBase
 from knowledge_base.retrieval import LinliLangChainRetriever
 from tests.conftest import write_doc
 

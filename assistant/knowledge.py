@@ -1,0 +1,144 @@
+"""The knowledge base as one object: index upkeep (build/add/remove/list/show), search and
+grounded answers over the policy corpus. `Services` (assistant/services.py) builds one per
+Settings; tests and evaluations may build their own on a throwaway index."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from assistant.core.domain import Answer, Document, Hit, SearchFilters
+from assistant.core.errors import UnknownDocument
+from assistant.core.settings import Settings
+from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer
+from knowledge_base.benefits import BenefitTable, RegionResolver
+from knowledge_base.embedders import Embedder, EmbeddingCache, create_embedder
+from knowledge_base.loaders import iter_corpus, iter_law_articles, load_file
+from knowledge_base.rerankers import create_reranker
+from knowledge_base.retrieval import HybridRetriever, Mode
+from knowledge_base.store import IndexStore
+from knowledge_base.text import load_lexicon
+
+KB_DATA = Path(__file__).resolve().parent.parent / "knowledge_base" / "data"
+
+
+@dataclass
+class BuildReport:
+    documents: int
+    chunks: int
+    seconds: float
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks / self.seconds if self.seconds else 0.0
+
+
+def shipped_documents(settings: Settings) -> list[Document]:
+    docs = list(iter_corpus(settings.corpus_dirs))
+    if settings.law_corpus and Path(settings.law_corpus).exists():
+        docs.extend(iter_law_articles(Path(settings.law_corpus)))
+    return docs
+
+
+class KnowledgeBase:
+    """Index upkeep (build/add/remove/list/show), search and grounded answers."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.lexicon = load_lexicon(settings.domain_terms, settings.synonyms)
+        self.embedder = embedder or create_embedder(settings.embedder)
+        self.cache = EmbeddingCache(settings.resolved_embedding_cache)
+        self.reranker = create_reranker(settings.reranker)
+        self._lock = threading.Lock()
+        self._open(settings.resolved_index_dir)
+
+    def _open(self, directory: Path) -> None:
+        self.store = IndexStore(directory, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat)
+        self.retriever = HybridRetriever(
+            self.store, self.embedder, self.lexicon, self.settings.retrieval, self.reranker,
+            rerank_top_n=self.settings.reranker.top_n,
+        )
+        self.answerer = GroundedAnswerer(
+            self.retriever,
+            self.settings.answer,
+            cues=Cues.load(KB_DATA / "answer_cues.yaml"),
+            regions=RegionResolver(KB_DATA / "regions.yaml"),
+            confidence=ConfidenceModel(**self.settings.answer.confidence.model_dump()),
+        )
+
+    # ---- upkeep --------------------------------------------------------------------------
+
+    def is_built(self) -> bool:
+        return self.store.generation() > 0
+
+    def build(self, documents: Iterable[Document] | None = None,
+              progress: Callable[[int, int], None] | None = None) -> BuildReport:
+        """Full rebuild into a fresh folder, swapped in only when complete."""
+        started = time.perf_counter()
+        docs = list(documents) if documents is not None else shipped_documents(self.settings)
+        target = self.settings.resolved_index_dir
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-building-", dir=target.parent))
+        try:
+            store = IndexStore(staging, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat)
+            total_chunks = None
+
+            def tick(n: int) -> None:
+                if progress:
+                    progress(n, total_chunks or 0)
+
+            n_chunks = store.upsert(docs, progress=tick)
+            store.engine.dispose()
+            with self._lock:
+                self.store.engine.dispose()
+                old = target.with_name(f".{target.name}-old")
+                if old.exists():
+                    shutil.rmtree(old)
+                if target.exists():
+                    target.rename(old)
+                staging.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+                self._open(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return BuildReport(len(docs), n_chunks, time.perf_counter() - started)
+
+    def add(self, path: Path) -> list[str]:
+        path = Path(path)
+        docs = list(iter_corpus([path])) if path.is_dir() else [load_file(path)]
+        self.store.upsert(docs)
+        return [d.meta.doc_id for d in docs]
+
+    def remove(self, doc_id: str) -> None:
+        self.store.remove(doc_id)
+
+    # ---- queries -------------------------------------------------------------------------
+    # The answerer is replaced when the index is rebuilt, so callers hold the knowledge base and
+    # ask it each time rather than keeping `self.answerer`.
+
+    def search(self, question: str, k: int = 10, filters: SearchFilters | None = None,
+               mode: Mode = "hybrid") -> list[Hit]:
+        return self.retriever.search(question, k=k, filters=filters, mode=mode)
+
+    def ask(self, question: str, filters: SearchFilters | None = None) -> Answer:
+        return self.answerer.ask(question, filters=filters)
+
+    def benefit_amounts(self) -> set[float]:
+        return self.answerer.benefit_amounts()
+
+    def benefit_table(self, table_id: str) -> BenefitTable | None:
+        """An indexed benefit table by id (the eligibility rules of procedures point at them)."""
+        return self.answerer.benefit_table(table_id)
+
+    def document_title(self, doc_id: str) -> str:
+        """The title of a corpus document, or its id when it is not in the index."""
+        try:
+            return self.store.get_document(doc_id)[0].title
+        except UnknownDocument:
+            return doc_id
