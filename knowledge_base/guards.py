@@ -25,7 +25,9 @@ def check_question(text: object, max_chars: int) -> str:
         raise InvalidQuestion("问题必须是文字。", "The question must be text.")
     cleaned = text.replace("\x00", "").strip()
     if not cleaned:
-        raise InvalidQuestion("问题不能为空，请输入您想咨询的内容。", "The question is empty. Please type what you want to ask.")
+        raise InvalidQuestion(
+            "问题不能为空，请输入您想咨询的内容。", "The question is empty. Please type what you want to ask."
+        )
     if len(cleaned) > max_chars:
         raise InvalidQuestion(
             f"问题太长了（{len(cleaned)}个字），请简短地说一说您想问什么（{max_chars}字以内）。",

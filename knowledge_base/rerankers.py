@@ -22,7 +22,7 @@ class CrossEncoderReranker:
     def __init__(self, settings: RerankerSettings) -> None:
         if not settings.model_path or not Path(settings.model_path).exists():
             raise ValueError(f"reranker.model_path must be an existing local directory, got {settings.model_path!r}")
-        from sentence_transformers import CrossEncoder
+        from sentence_transformers import CrossEncoder  # noqa: PLC0415 - imports torch: +4-5 s; optional backend
 
         self._model = CrossEncoder(settings.model_path, device="cpu", local_files_only=True)
         self.name = f"cross-encoder:{Path(settings.model_path).name}"

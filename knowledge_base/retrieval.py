@@ -58,13 +58,12 @@ class HybridRetriever:
         mask = np.ones(len(index.chunks), dtype=bool)
         for pos, chunk in enumerate(index.chunks):
             meta = index.metas[chunk.doc_id]
-            if filters.region and meta.region not in (filters.region, "national"):
-                mask[pos] = False
-            elif filters.category and meta.category != filters.category:
-                mask[pos] = False
-            elif filters.language and meta.language != filters.language:
-                mask[pos] = False
-            elif not filters.include_expired and not meta.in_force(on):
+            if (
+                (filters.region and meta.region not in (filters.region, "national"))
+                or (filters.category and meta.category != filters.category)
+                or (filters.language and meta.language != filters.language)
+                or (not filters.include_expired and not meta.in_force(on))
+            ):
                 mask[pos] = False
         return mask
 

@@ -39,7 +39,7 @@ from sqlalchemy import (
 )
 
 from assistant.core.domain import Chunk, Document, DocumentMeta
-from assistant.core.errors import IndexNotBuilt, UnknownDocument
+from assistant.core.errors import IndexNotBuilt, IngestError, UnknownDocument
 from knowledge_base.chunking import ChunkingConfig, chunk_document
 from knowledge_base.embedders import Embedder, EmbeddingCache
 from knowledge_base.text import tokenize
@@ -178,9 +178,9 @@ class IndexStore:
         for doc in docs:
             chunks = chunk_document(doc, self.chunking)
             if not chunks:
-                from assistant.core.errors import IngestError
-
-                raise IngestError(f"文档 {doc.meta.doc_id} 没有可索引的内容", f"{doc.meta.doc_id} has no indexable text")
+                raise IngestError(
+                    f"文档 {doc.meta.doc_id} 没有可索引的内容", f"{doc.meta.doc_id} has no indexable text"
+                )
             itexts = [index_text(doc.meta, c, self.title_repeat) for c in chunks]
             prepared.append((doc, chunks, itexts))
             texts.extend(itexts)
@@ -195,8 +195,6 @@ class IndexStore:
         """Add documents or replace every chunk of their previous version, atomically."""
         ids = [d.meta.doc_id for d in docs]
         if len(set(ids)) != len(ids):
-            from assistant.core.errors import IngestError
-
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             raise IngestError(f"文档编号重复：{', '.join(dupes)}", f"duplicate document ids: {', '.join(dupes)}")
         prepared = self._prepare(docs, progress)  # embedding happens before any write
@@ -239,7 +237,9 @@ class IndexStore:
         with self.engine.begin() as conn:
             found = conn.execute(select(documents_table.c.doc_id).where(documents_table.c.doc_id == doc_id)).first()
             if not found:
-                raise UnknownDocument(f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id)
+                raise UnknownDocument(
+                    f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id
+                )
             conn.execute(delete(chunks_table).where(chunks_table.c.doc_id == doc_id))
             conn.execute(delete(documents_table).where(documents_table.c.doc_id == doc_id))
             self._bump_generation(conn)
@@ -268,7 +268,7 @@ class IndexStore:
 
     def list_documents(self) -> list[dict]:
         with self.engine.connect() as conn:
-            counts = dict(
+            counts: dict[str, int] = dict(
                 conn.execute(select(chunks_table.c.doc_id, func.count()).group_by(chunks_table.c.doc_id)).all()
             )
             rows = conn.execute(select(documents_table).order_by(documents_table.c.doc_id)).all()
@@ -287,7 +287,9 @@ class IndexStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(documents_table).where(documents_table.c.doc_id == doc_id)).first()
             if row is None:
-                raise UnknownDocument(f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id)
+                raise UnknownDocument(
+                    f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id
+                )
             chunk_rows = conn.execute(
                 select(chunks_table).where(chunks_table.c.doc_id == doc_id).order_by(chunks_table.c.ordinal)
             ).all()

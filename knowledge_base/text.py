@@ -27,18 +27,20 @@ _TOKEN_KEEP_RE = re.compile(r"[\w\u4e00-\u9fff]", re.UNICODE)
 # Function words that carry no retrieval signal. Kept small on purpose: over-eager stop lists
 # drop words such as 多少 that the answer composer needs.
 STOPWORDS = frozenset(
-    """的 了 吗 呢 吧 啊 呀 哦 嘛 么 是 在 我 你 他 她 它 们 我们 你们 他们 这 那 这个 那个 就 都 也 还 和 与 及 或 
-    请问 请 问 一下 想 想问 知道 能 可以 会 要 有 没有 没 不 个 给 让 把 被 对 吗? 呗 咋 啥 什么 怎么 怎么样 如何 哪 哪里 哪儿 
-    俺 咱 您 老 家 说 去 到 从 被 又 很 太 得 地 着 过 吧 嗯 哈 the a an of to in on for is are be do does i my me you your 
-    what how can where when which who it this that and or with at by""".split()
+    """的 了 吗 呢 吧 啊 呀 哦 嘛 么 是 在 我 你 他 她 它 们 我们 你们 他们 这 那 这个 那个 就 都 也 还 和 与
+    及 或 请问 请 问 一下 想 想问 知道 能 可以 会 要 有 没有 没 不 个 给 让 把 被 对 吗? 呗 咋 啥 什么 怎么
+    怎么样 如何 哪 哪里 哪儿 俺 咱 您 老 家 说 去 到 从 被 又 很 太 得 地 着 过 吧 嗯 哈
+    the a an of to in on for is are be do does i my me you your what how can where when which who it this
+    that and or with at by""".split()  # noqa: SIM905 - a word list reads better as words than as quoted literals
 )
 
 # Question words: they say what kind of answer is wanted, not what it is about, so coverage and
 # sentence matching ignore them (BM25 keeps them: bm25 idf already discounts them).
 QUESTION_WORDS = frozenset(
-    """多少 多少钱 多少人 多长 多久 几 几个 几天 一共 咋整 咋办 咋弄 怎么办 怎么弄 能不能 是不是 可不可以 行不行 要不要 
-    有没有 不 吗 啥子 么 呢 没 给不给 能否 算不算 用不用 how much many did does do into each were was has have will would 
-    should could there their them they much why whether""".split()
+    """多少 多少钱 多少人 多长 多久 几 几个 几天 一共 咋整 咋办 咋弄 怎么办 怎么弄 能不能 是不是 可不可以
+    行不行 要不要 有没有 不 吗 啥子 么 呢 没 给不给 能否 算不算 用不用
+    how much many did does do into each were was has have will would should could there their them they much
+    why whether""".split()  # noqa: SIM905 - as above
 )
 
 _t2s = OpenCC("t2s")
@@ -99,7 +101,8 @@ class Lexicon:
         chars = list(text)
         if not chars:
             return text
-        pinyin = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: [c for c in s])
+        # A callable may return one item per character (pypinyin's docs); its stub says one string.
+        pinyin = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: [c for c in s])  # type: ignore[arg-type,return-value]
         if len(pinyin) != len(chars):
             return text
         out = text
@@ -123,7 +126,7 @@ class Lexicon:
         out = text
         for key in self._synonym_keys:
             canonical = self.synonyms[key]
-            if key not in out or key in canonical and key == canonical:
+            if key not in out or (key in canonical and key == canonical):
                 continue
             if canonical in key:  # 吃低保 -> 低保: the canonical word is already there
                 continue

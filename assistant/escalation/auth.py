@@ -12,9 +12,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from assistant.core.clock import utcnow
 from assistant.core.db import get_engine
 from assistant.core.errors import LinliError, NotAuthenticated
-from assistant.core.clock import utcnow
 from assistant.escalation.service import Actor
 from assistant.escalation.tables import auth_tokens, users
 

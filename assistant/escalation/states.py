@@ -31,8 +31,9 @@ class IllegalTransition(LinliError):
     http_status = 409
 
     def __init__(self, action: str, status: str) -> None:
+        status_zh, action_zh = STATUS_LABELS_ZH.get(status, status), ACTION_LABELS_ZH.get(action, action)
         super().__init__(
-            f"工单当前状态为“{STATUS_LABELS_ZH.get(status, status)}”，不能执行“{ACTION_LABELS_ZH.get(action, action)}”。",
+            f"工单当前状态为“{status_zh}”，不能执行“{action_zh}”。",
             f"Cannot {action.replace('_', ' ')} a ticket that is {status.replace('_', ' ')}.",
             action=action, status=status,
         )

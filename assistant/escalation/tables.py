@@ -11,7 +11,8 @@ tickets = Table(
     "tickets",
     metadata,
     Column("ticket_id", String(40), primary_key=True),
-    Column("kind", String(24), nullable=False),  # dispute | human_request | complaint | emergency | failed_answer | procedure_problem
+    # dispute | human_request | complaint | emergency | failed_answer | procedure_problem
+    Column("kind", String(24), nullable=False),
     Column("priority", String(12), nullable=False),  # urgent | high | normal
     Column("status", String(20), nullable=False, index=True),
     Column("centre", String(64), nullable=False, index=True),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import jieba
 from pypinyin import Style, lazy_pinyin
 
 from assistant.speech.language_model import BOS, EOS, CharLanguageModel, fuzzy_syllables
@@ -86,8 +87,6 @@ class CorpusSounds:
     @classmethod
     def from_texts(cls, texts: Iterable[str], terms: Iterable[str] = (), min_count: int = 3,
                    max_length: int = 6, keyness: float = 1.0) -> CorpusSounds:
-        import jieba
-
         jieba.initialize()
         counts: Counter[str] = Counter()
         for text in texts:
@@ -104,8 +103,6 @@ class CorpusSounds:
         return cls(words, lambda w: w in counts or jieba.dt.FREQ.get(w, 0) > 0)
 
     def restore(self, text: str) -> str:
-        import jieba
-
         # Only runs of single characters (what a misheard word falls apart into) are candidates,
         # cut at jieba's word boundaries: a window across a real word is never rewritten.
         out: list[str] = []
@@ -182,7 +179,8 @@ class SoundAlikeDecoder:
         tone = _tone(char)
         for syllable in readings:
             for other in self.by_sound.get(syllable, ()):
-                options.setdefault(other, self.same_sound_cost - (self.same_tone_bonus if _tone(other) == tone else 0.0))
+                bonus = self.same_tone_bonus if _tone(other) == tone else 0.0
+                options.setdefault(other, self.same_sound_cost - bonus)
         for syllable in readings:
             for near in fuzzy_syllables(syllable):
                 for other in self.by_sound.get(near, ()):
@@ -207,14 +205,15 @@ class SoundAlikeDecoder:
 
         def assemble(choice: list[Reading]) -> Reading:
             pieces, last = [], 0
-            for match, reading in zip(runs, choice):
+            for match, reading in zip(runs, choice, strict=True):
                 pieces += [text[last : match.start()], reading.text]
                 last = match.end()
             pieces.append(text[last:])
             return Reading("".join(pieces), sum(r.language_score for r in choice), sum(r.change_cost for r in choice))
 
         best = [options[0] for options in per_run]
-        choices = [best] + [best[:i] + [option] + best[i + 1:] for i, options in enumerate(per_run) for option in options[1:]]
+        choices = [best] + [[*best[:i], option, *best[i + 1:]]
+                            for i, options in enumerate(per_run) for option in options[1:]]
         found: dict[str, Reading] = {}
         for reading in map(assemble, choices):
             found.setdefault(reading.text, reading)
@@ -247,8 +246,8 @@ class SoundAlikeDecoder:
                                             written + shown, spent + cost))
             kept = [h for hypotheses in extended.values() for h in heapq.nlargest(per_state, hypotheses, key=_score)]
             beam = heapq.nlargest(self.beam * per_state, kept, key=lambda h: h[:3])
-        ended = sorted(((score + self.model.logprob(read, EOS), written, spent) for score, read, written, spent in beam),
-                       key=_score, reverse=True)
+        ended = sorted(((score + self.model.logprob(read, EOS), written, spent)
+                        for score, read, written, spent in beam), key=_score, reverse=True)
         readings: dict[str, Reading] = {}
         for score, written, spent in ended:
             readings.setdefault(written, Reading(written, score + spent, spent))
@@ -278,8 +277,6 @@ _READINGS_PER_STATE = 3
 
 def _inside_words(run: str) -> set[int]:
     """Positions of characters that jieba reads as part of a longer word."""
-    import jieba
-
     positions: set[int] = set()
     start = 0
     for piece in jieba.lcut(run, HMM=False):
@@ -376,7 +373,8 @@ class AcousticCheck:
         if len(readings) == 1:
             return readings[0].text
         fits = self.listen([reading.text for reading in readings])
-        return max(zip(readings, fits), key=lambda pair: pair[0].language_score - self.cost_weight * pair[0].change_cost
+        return max(zip(readings, fits, strict=True),
+                   key=lambda pair: pair[0].language_score - self.cost_weight * pair[0].change_cost
                    + self.weight * pair[1])[0].text
 
 

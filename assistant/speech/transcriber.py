@@ -54,7 +54,9 @@ class Transcriber(Protocol):
 def _package_data(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise LinliError(f"缺少语音模型包 {package}，请运行 make install。", f"Missing the speech model package {package}.")
+        raise LinliError(
+            f"缺少语音模型包 {package}，请运行 make install。", f"Missing the speech model package {package}."
+        )
     return Path(spec.origin).parent / "data"
 
 
@@ -77,7 +79,9 @@ def assemble_whisper_base(cache_dir: Path) -> Path:
                     out.write(chunk)
     if digest.hexdigest() != WHISPER_BASE_SHA256:
         partial.unlink(missing_ok=True)
-        raise LinliError("语音模型文件校验失败，已拒绝加载。", "The speech model failed its sha256 check; not loading it.")
+        raise LinliError(
+            "语音模型文件校验失败，已拒绝加载。", "The speech model failed its sha256 check; not loading it."
+        )
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
         shutil.copyfile(part1 / name, cache_dir / name)
     partial.replace(model)
@@ -86,7 +90,9 @@ def assemble_whisper_base(cache_dir: Path) -> Path:
 
 @lru_cache(maxsize=1)
 def _window_keeping_whisper() -> type:
-    from faster_whisper import WhisperModel
+    # faster-whisper (with ctranslate2, tokenizers, av) adds ~130 ms to importing this module, which
+    # the API does at start-up and most of its requests never transcribe: it loads with the model.
+    from faster_whisper import WhisperModel  # noqa: PLC0415 - +130 ms at import, see above
 
     class WindowKeepingWhisper(WhisperModel):
         """faster-whisper's model, keeping the encoder output of the last 30 s window it heard so
@@ -96,7 +102,7 @@ def _window_keeping_whisper() -> type:
 
         def __init__(self, *args, runners_up: int = 0, **kwargs) -> None:
             super().__init__(*args, **kwargs)
-            self.model = _RunnersUpKeeping(self.model, runners_up)
+            self.model: _RunnersUpKeeping = _RunnersUpKeeping(self.model, runners_up)
 
         def encode(self, features: np.ndarray):
             self.last_encoded = super().encode(features)
@@ -136,8 +142,8 @@ class FasterWhisperTranscriber:
 
     def __init__(self, model_dir: Path, hotwords: list[str] | None = None, beam_size: int = 1,
                  cpu_threads: int = 2, runners_up: int = 0) -> None:
-        self.model = _window_keeping_whisper()(str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads,
-                                               runners_up=runners_up)
+        self.model = _window_keeping_whisper()(str(model_dir), device="cpu", compute_type="int8",
+                                               cpu_threads=cpu_threads, runners_up=runners_up)
         self.hotwords = " ".join(hotwords or [])
         self.beam_size = beam_size
         self._lock = threading.Lock()
@@ -186,7 +192,7 @@ class FasterWhisperTranscriber:
         return tuple(found)
 
     def _tokenizer(self, language: str):
-        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.tokenizer import Tokenizer  # noqa: PLC0415 - see _window_keeping_whisper
 
         return Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language)
 
@@ -197,7 +203,7 @@ class FasterWhisperTranscriber:
         never are."""
 
         def listen(texts: list[str]) -> list[float]:
-            import ctranslate2
+            import ctranslate2  # noqa: PLC0415 - see _window_keeping_whisper
 
             if not texts:
                 return []
@@ -205,7 +211,8 @@ class FasterWhisperTranscriber:
             extractor = self.model.feature_extractor
             frames = min(n_samples // extractor.hop_length + 1, extractor.nb_max_frames)
             # align() wants one copy of the encoded audio per candidate.
-            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.repeat(np.array(encoded), len(texts), 0)))
+            copies = np.ascontiguousarray(np.repeat(np.array(encoded), len(texts), 0))
+            batch = ctranslate2.StorageView.from_array(copies)
             with self._lock:
                 results = self.model.model.align(batch, [*tokenizer.sot_sequence, tokenizer.no_timestamps],
                                                  [tokenizer.encode(t) or [tokenizer.eot] for t in texts],
@@ -230,7 +237,7 @@ class OpenAIWhisperTranscriber:
     name = "openai_whisper"
 
     def __init__(self, checkpoint: Path, hotwords: list[str] | None = None, beam_size: int = 1) -> None:
-        import whisper
+        import whisper  # noqa: PLC0415 - optional: openai-whisper is not a dependency (see the docstring)
 
         if not checkpoint.is_file():
             raise LinliError(f"找不到语音模型文件 {checkpoint}。", f"No whisper checkpoint at {checkpoint}.")

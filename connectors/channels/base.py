@@ -11,8 +11,8 @@ from typing import Protocol, runtime_checkable
 
 from sqlalchemy import insert, select, update
 
-from assistant.core.db import get_engine
 from assistant.core.clock import utcnow
+from assistant.core.db import get_engine
 from connectors.channels.tables import outbound_messages
 
 
@@ -34,7 +34,9 @@ class OutboxChannel:
             result = conn.execute(insert(outbound_messages).values(
                 channel=self.name, session_id=session_id, user_id=user_id, ticket_id=ticket_id, sender=sender,
                 text=text, created_at=utcnow()))
-        return int(result.inserted_primary_key[0])
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT always returns its key
+        return int(key[0])
 
     def pending(self, session_id: str, after: int = 0) -> list[dict]:
         """Messages for a session newer than `after`, oldest first; marked delivered once read."""

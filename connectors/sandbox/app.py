@@ -283,8 +283,8 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
             return _error(404, "not_found", f"查无此申请：{reference}")
         current = sandbox.view(row)
         if current["status"] in DECIDED:
-            return _error(409, "already_decided", f"申请已{'批准' if current['status'] == 'approved' else '驳回'}，不能撤回",
-                          status=current["status"])
+            decided = "批准" if current["status"] == "approved" else "驳回"
+            return _error(409, "already_decided", f"申请已{decided}，不能撤回", status=current["status"])
         if current["status"] != "cancelled":  # cancelling twice is harmless
             current["history"].append({"status": "cancelled", "at": _iso(time.time())})
             current["status"] = "cancelled"

@@ -4,7 +4,9 @@ from types import SimpleNamespace
 
 from eval.dialogue import outcome, tally
 
-ANSWERABLE = {"id": "zh-1", "question": "低保怎么申请", "answerable": True, "expected_doc_ids": ["nat-dibao", "kmy-dibao"]}
+ANSWERABLE = {
+    "id": "zh-1", "question": "低保怎么申请", "answerable": True, "expected_doc_ids": ["nat-dibao", "kmy-dibao"]
+}
 UNANSWERABLE = {"id": "zh-unans-1", "question": "明天下雨吗", "answerable": False, "expected_doc_ids": []}
 
 

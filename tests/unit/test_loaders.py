@@ -1,6 +1,8 @@
 import zipfile
 
+import docx
 import pytest
+from reportlab.pdfgen import canvas
 
 from assistant.core.errors import IngestError
 from knowledge_base.loaders import load_file
@@ -59,8 +61,6 @@ def test_html_loader_keeps_headings_and_drops_scripts(tmp_path):
 
 
 def test_docx_loader_and_sidecar_metadata(tmp_path):
-    import docx
-
     document = docx.Document()
     document.add_heading("失业登记", level=1)
     document.add_paragraph("失业后可以到公共就业服务机构办理失业登记。")
@@ -73,8 +73,6 @@ def test_docx_loader_and_sidecar_metadata(tmp_path):
 
 
 def test_docx_with_no_text_is_rejected(tmp_path):
-    import docx
-
     path = tmp_path / "empty.docx"
     docx.Document().save(path)
     with pytest.raises(IngestError) as exc:
@@ -83,8 +81,6 @@ def test_docx_with_no_text_is_rejected(tmp_path):
 
 
 def test_pdf_loader_reads_text(tmp_path):
-    from reportlab.pdfgen import canvas
-
     path = tmp_path / "notice.pdf"
     c = canvas.Canvas(str(path))
     c.drawString(72, 720, "Pension certification is done once a year.")

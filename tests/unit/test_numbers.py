@@ -5,7 +5,10 @@ from knowledge_base.numbers import cn_to_int, extract_age, numerals
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("九十二", 92), ("八十六", 86), ("十", 10), ("一百", 100), ("一百零二", 102), ("两千五百", 2500), ("二〇二五", 2025)],
+    [
+        ("九十二", 92), ("八十六", 86), ("十", 10), ("一百", 100), ("一百零二", 102), ("两千五百", 2500),
+        ("二〇二五", 2025),
+    ],
 )
 def test_chinese_numerals(text, value):
     assert cn_to_int(text) == value

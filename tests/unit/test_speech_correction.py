@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from assistant.core.settings import Settings
 from assistant.speech.correction import CorpusSounds, implausible, normalise_numbers, post_correct, restore_terms
 from assistant.speech.service import domain_terms
-from assistant.speech.transcriber import drop_echo
+from assistant.speech.transcriber import _RunnersUpKeeping, drop_echo
 
 TERMS = domain_terms(Settings())
 
@@ -88,16 +90,12 @@ class _Beam:
         self.is_multilingual = True
 
     def generate(self, features, prompts, **options):
-        from types import SimpleNamespace
-
         self.asked.append(options)
         n = options.get("num_hypotheses", 1)
         return [SimpleNamespace(sequences_ids=[[1, 2], [1, 3], [1, 4]][:n], scores=[-1.0, -2.0, -3.0][:n])]
 
 
 def test_a_beam_search_keeps_its_runners_up_and_a_sampling_fallback_none():
-    from assistant.speech.transcriber import _RunnersUpKeeping
-
     beam = _Beam()
     keeping = _RunnersUpKeeping(beam, runners_up=2)
     assert keeping.is_multilingual  # everything else passes through

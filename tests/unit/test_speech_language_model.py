@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from pydantic import ValidationError
 
+from assistant.core.settings import SpeechSettings
 from assistant.speech.correction import AcousticCheck, Reading, SoundAlikeDecoder, post_correct
 from assistant.speech.language_model import EOS, CharLanguageModel, fuzzy_syllables, sentences
 
@@ -114,7 +116,8 @@ def test_the_first_reading_is_the_correction_and_readings_come_best_first(model,
     assert [r.score for r in readings] == sorted((r.score for r in readings), reverse=True)
     for reading in readings:  # only characters change, never their number, digits or punctuation
         assert len(reading.text) == len(heard) and reading.change_cost >= 0
-        assert [c for c in reading.text if not "\u4e00" <= c <= "\u9fff"] == [c for c in heard if not "\u4e00" <= c <= "\u9fff"]
+        not_cjk = [c for c in heard if not "\u4e00" <= c <= "\u9fff"]
+        assert [c for c in reading.text if not "\u4e00" <= c <= "\u9fff"] == not_cjk
     unchanged = next(r for r in readings if r.text == heard) if heard in {r.text for r in readings} else None
     assert unchanged is None or unchanged.change_cost == 0
 
@@ -174,10 +177,6 @@ def test_the_recognisers_runners_up_compete_with_its_best_transcript(model):
                                              ("acoustic_candidates", 0), ("acoustic_weight", -0.1),
                                              ("runners_up", -1)])
 def test_nonsense_speech_settings_are_refused_when_read(name, value):
-    from pydantic import ValidationError
-
-    from assistant.core.settings import SpeechSettings
-
     with pytest.raises(ValidationError, match=name):
         SpeechSettings(**{name: value})
     assert SpeechSettings(word_change_cost="inf").word_change_cost == math.inf  # "never change a word"

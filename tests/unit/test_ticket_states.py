@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.escalation.states import STATUSES, TRANSITIONS, IllegalTransition, mermaid, next_status
 from assistant.core.settings import PROJECT_ROOT
+from assistant.escalation.states import STATUSES, TRANSITIONS, IllegalTransition, mermaid, next_status
 
 
 def test_every_listed_move_is_legal_and_everything_else_is_refused():
