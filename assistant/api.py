@@ -74,7 +74,8 @@ class MessageRequest(BaseModel):
     channel: str = Field(default="web", max_length=32, examples=["web"])
     user_id: str = Field(default="anonymous", max_length=128, examples=["resident-42"])
     text: str = Field(description="居民发来的消息", examples=["我家楼上天天半夜吵，怎么办"])
-    message_id: str | None = Field(default=None, max_length=128, description="渠道的消息编号：重发的同一条消息只建一张工单")
+    message_id: str | None = Field(default=None, max_length=128,
+                                   description="渠道的消息编号：重发的同一条消息只建一张工单")
     centre: str | None = Field(default=None, max_length=64, description="居民所在的社区服务中心（默认本部署的中心）")
 
 
@@ -130,7 +131,8 @@ def create_app() -> FastAPI:
     app = FastAPI(
         lifespan=lifespan,
         title="Linli 邻里 API",
-        description="社区服务中心智能助手：政策问答（带引用）、转人工。Offline assistant for community service centres.",
+        description="社区服务中心智能助手：政策问答（带引用）、转人工。"
+                    "Offline assistant for community service centres.",
         version="0.1.0",
     )
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -85,7 +85,8 @@ def _filters(region: str | None, category: str | None, as_of: str | None, includ
 
 def _ensure_built(kb: KnowledgeBase, as_json: bool) -> None:
     if not kb.is_built():
-        _fail(IndexNotBuilt("知识库索引还没有建立，请先运行 linli kb build", "the index is empty: run `linli kb build`"),
+        _fail(IndexNotBuilt("知识库索引还没有建立，请先运行 linli kb build",
+                            "the index is empty: run `linli kb build`"),
               as_json)
 
 
@@ -144,7 +145,7 @@ def search(
         return
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"doc_id": h.chunk.doc_id, "chunk_id": h.chunk.chunk_id, "score": round(h.score, 6), "title": h.meta.title,
          "text": h.chunk.text}
         for h in hits
@@ -262,7 +263,8 @@ def serve(
     settings = get_settings()
     # The server builds its own Services in the app's lifespan (assistant/api.py).
     # Open console event streams would otherwise hold a graceful shutdown forever.
-    uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host, port=port or settings.api.port,
+    uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host,
+                port=port or settings.api.port,
                 timeout_graceful_shutdown=5)
 
 
@@ -335,7 +337,8 @@ def kb_list(
         return
     table = Table("id", "title", "category", "region", "lang", "version", "chunks")
     for d in docs:
-        table.add_row(d["doc_id"], d["title"], d["category"], d["region"], d["language"], d["version"], str(d["chunks"]))
+        table.add_row(d["doc_id"], d["title"], d["category"], d["region"], d["language"], d["version"],
+                      str(d["chunks"]))
     out.print(table)
     out.print(f"{len(docs)} documents")
 

@@ -34,44 +34,50 @@ def main() -> None:
     workers = [Actor(f"w{i}", "worker", centre) for i in range(args.workers)]
     for mode in ("claim", "claim_next"):
         tickets = open_batch()
-        grants: list[tuple[str, str]] = []
-        attempts = conflicts = 0
-        lock = threading.Lock()
-        barrier = threading.Barrier(len(workers))
-
-        def race(actor: Actor) -> None:
-            nonlocal attempts, conflicts
-            barrier.wait()
-            if mode == "claim":
-                for ticket_id in tickets:
-                    try:
-                        desk.claim(ticket_id, actor)
-                        with lock:
-                            attempts += 1
-                            grants.append((ticket_id, actor.username))
-                    except ClaimConflict:
-                        with lock:
-                            attempts += 1
-                            conflicts += 1
-            else:
-                while (ticket := desk.claim_next(actor)) is not None:
-                    with lock:
-                        attempts += 1
-                        grants.append((ticket.ticket_id, actor.username))
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=race, args=(w,)) for w in workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
+        grants, attempts, conflicts, elapsed = race(desk, workers, mode, tickets)
         per_ticket = collections.Counter(t for t, _ in grants)
         double = sum(1 for n in per_ticket.values() if n > 1)
         print(f"{desk.engine.dialect.name} {mode}: {len(workers)} workers, {len(tickets)} tickets, "
               f"{attempts} claims attempted, {len(grants)} granted, {conflicts} refused as already claimed, "
               f"{double} tickets granted twice, {len(tickets) - len(per_ticket)} never granted, {elapsed:.2f} s")
 
+
+def race(desk: SqlEscalationService, workers: list[Actor], mode: str,
+         tickets: list[str]) -> tuple[list[tuple[str, str]], int, int, float]:
+    """One round: every worker starts at once and claims (``mode`` "claim": each ticket in turn;
+    "claim_next": from the queue until it is empty). Returns grants, attempts, conflicts, seconds."""
+    grants: list[tuple[str, str]] = []
+    attempts = conflicts = 0
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(workers))
+
+    def work(actor: Actor) -> None:
+        nonlocal attempts, conflicts
+        barrier.wait()
+        if mode == "claim":
+            for ticket_id in tickets:
+                try:
+                    desk.claim(ticket_id, actor)
+                    with lock:
+                        attempts += 1
+                        grants.append((ticket_id, actor.username))
+                except ClaimConflict:
+                    with lock:
+                        attempts += 1
+                        conflicts += 1
+        else:
+            while (ticket := desk.claim_next(actor)) is not None:
+                with lock:
+                    attempts += 1
+                    grants.append((ticket.ticket_id, actor.username))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return grants, attempts, conflicts, time.perf_counter() - started
 
 if __name__ == "__main__":
     main()

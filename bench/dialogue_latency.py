@@ -45,7 +45,7 @@ def main() -> None:
     table = Table(title=f"dialogue latency per message ({len(every)} messages, {len(items)} sessions)")
     for column in ("reply type", "n", "p50 ms", "p95 ms"):
         table.add_column(column, justify="right")
-    for reply_type, times in sorted(by_type.items()) + [("all", every)]:
+    for reply_type, times in [*sorted(by_type.items()), ("all", every)]:
         table.add_row(reply_type, str(len(times)), f"{percentile(times, 0.5) * 1000:.0f}",
                       f"{percentile(times, 0.95) * 1000:.0f}")
     Console().print(table)

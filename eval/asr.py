@@ -173,47 +173,53 @@ def summarise(results: list[ClipResult], pipelines: tuple[str, ...], terms: list
     summary: dict[str, Any] = {"n_clips": len(results), "pipelines": {}}
     audio_seconds = sum(r.duration_s for r in results)
     for name in pipelines:
-        def mean_error(kind: str, language: str) -> tuple[float | None, int]:
-            scores = [error_rate(scoring_tokens(r.clip.reference, language),
-                                 scoring_tokens(r.heard[name].text, language))
-                      for r in results if r.clip.kind == kind and r.clip.language == language]
-            return (sum(scores) / len(scores) if scores else None), len(scores)
-
-        cer_tts, n_tts = mean_error("tts", "zh")
-        cer_heldout, n_heldout = mean_error("heldout", "zh")
-        cer_real, n_real = mean_error("aishell", "zh")
-        wer_en, n_en = mean_error("tts", "en")
-        expected_terms = heard_terms = 0
-        for r in results:
-            if r.clip.language == "zh":
-                wanted = _terms_in(r.clip.reference, terms)
-                expected_terms += len(wanted)
-                heard_terms += sum(t in r.heard[name].text for t in wanted)
-        def same_replies(kind: str, typed_answered: bool = False) -> list[bool]:
-            return [r.same_reply[name] for r in results if name in r.same_reply and r.clip.kind == kind
-                    and (r.typed_reply == "answer" or not typed_answered)]
-
-        e2e, e2e_heldout = same_replies("tts"), same_replies("heldout")
-        # Only the questions that get an answer when typed: the same reply there means the same source.
-        answers, answers_heldout = same_replies("tts", typed_answered=True), same_replies("heldout", typed_answered=True)
-        summary["pipelines"][name] = {
-            "cer_zh": cer_tts, "n_zh": n_tts, "cer_zh_heldout": cer_heldout, "n_zh_heldout": n_heldout,
-            "cer_zh_real": cer_real, "n_zh_real": n_real,
-            "wer_en": wer_en, "n_en": n_en,
-            "domain_terms": heard_terms / expected_terms if expected_terms else None, "n_terms": expected_terms,
-            "language_accuracy": sum(r.heard[name].language == r.clip.language for r in results) / len(results),
-            "rtf": sum(r.heard[name].seconds for r in results) / audio_seconds if audio_seconds else None,
-            "same_reply": _share(e2e), "n_e2e": len(e2e),
-            "same_reply_heldout": _share(e2e_heldout), "n_e2e_heldout": len(e2e_heldout),
-            "same_answer": _share(answers), "n_answers": len(answers),
-            "same_answer_heldout": _share(answers_heldout), "n_answers_heldout": len(answers_heldout),
-        }
+        summary["pipelines"][name] = _summarise_pipeline(results, name, terms, audio_seconds)
     summary["audio_seconds"] = audio_seconds
     summary["rows"] = [{"id": r.clip.clip_id, "language": r.clip.language, "reference": r.clip.reference,
                         **{name: r.heard[name].text for name in pipelines},
                         "typed_reply": r.typed_reply,
                         **{f"same_reply_{name}": r.same_reply.get(name) for name in pipelines}} for r in results]
     return summary
+
+
+def _summarise_pipeline(results: list[ClipResult], name: str, terms: list[str],
+                        audio_seconds: float) -> dict[str, Any]:
+    def mean_error(kind: str, language: str) -> tuple[float | None, int]:
+        scores = [error_rate(scoring_tokens(r.clip.reference, language),
+                             scoring_tokens(r.heard[name].text, language))
+                  for r in results if r.clip.kind == kind and r.clip.language == language]
+        return (sum(scores) / len(scores) if scores else None), len(scores)
+
+    cer_tts, n_tts = mean_error("tts", "zh")
+    cer_heldout, n_heldout = mean_error("heldout", "zh")
+    cer_real, n_real = mean_error("aishell", "zh")
+    wer_en, n_en = mean_error("tts", "en")
+    expected_terms = heard_terms = 0
+    for r in results:
+        if r.clip.language == "zh":
+            wanted = _terms_in(r.clip.reference, terms)
+            expected_terms += len(wanted)
+            heard_terms += sum(t in r.heard[name].text for t in wanted)
+
+    def same_replies(kind: str, typed_answered: bool = False) -> list[bool]:
+        return [r.same_reply[name] for r in results if name in r.same_reply and r.clip.kind == kind
+                and (r.typed_reply == "answer" or not typed_answered)]
+
+    e2e, e2e_heldout = same_replies("tts"), same_replies("heldout")
+    # Only the questions that get an answer when typed: the same reply there means the same source.
+    answers, answers_heldout = same_replies("tts", typed_answered=True), same_replies("heldout", typed_answered=True)
+    return {
+        "cer_zh": cer_tts, "n_zh": n_tts, "cer_zh_heldout": cer_heldout, "n_zh_heldout": n_heldout,
+        "cer_zh_real": cer_real, "n_zh_real": n_real,
+        "wer_en": wer_en, "n_en": n_en,
+        "domain_terms": heard_terms / expected_terms if expected_terms else None, "n_terms": expected_terms,
+        "language_accuracy": sum(r.heard[name].language == r.clip.language for r in results) / len(results),
+        "rtf": sum(r.heard[name].seconds for r in results) / audio_seconds if audio_seconds else None,
+        "same_reply": _share(e2e), "n_e2e": len(e2e),
+        "same_reply_heldout": _share(e2e_heldout), "n_e2e_heldout": len(e2e_heldout),
+        "same_answer": _share(answers), "n_answers": len(answers),
+        "same_answer_heldout": _share(answers_heldout), "n_answers_heldout": len(answers_heldout),
+    }
 
 
 def print_report(summary: dict[str, Any], console: Console, examples: int = 3) -> None:

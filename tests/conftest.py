@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
 
+# Before any model library is imported (by the Linli imports below): never reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from pathlib import Path  # noqa: E402
+import httpx
+import pytest
+import sqlalchemy
 
-import pytest  # noqa: E402
-
-from assistant.core.settings import PROJECT_ROOT, Settings  # noqa: E402
+from assistant.core.settings import KB_PACKAGE_DIR, PROJECT_ROOT, Settings
+from assistant.knowledge import KnowledgeBase, shipped_documents
+from intents.classifier import IntentClassifier
+from knowledge_base.benefits import BenefitTable, InMemoryBenefitTables
+from knowledge_base.loaders import load_file
 
 SHARED_CACHE = PROJECT_ROOT / "var" / "cache" / "embeddings.sqlite"
 TEST_INDEX = PROJECT_ROOT / "var" / "test" / "index"
@@ -57,8 +69,6 @@ def shipped_settings() -> Settings:
 def shipped_kb(shipped_settings: Settings):
     """The full shipped index (policy corpus + 2,651 statute articles), built once per run. The
     embedding cache makes rebuilds after the first cheap."""
-    from assistant.knowledge import KnowledgeBase, shipped_documents
-
     kb = KnowledgeBase(shipped_settings)
     kb.build(shipped_documents(shipped_settings))
     return kb
@@ -68,8 +78,6 @@ POSTGRES_ADMIN_URL = os.environ.get("LINLI_TEST_POSTGRES_URL", "postgresql+psyco
 
 
 def _postgres_unavailable_reason() -> str | None:
-    import sqlalchemy
-
     try:
         engine = sqlalchemy.create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
         with engine.connect() as conn:
@@ -83,10 +91,6 @@ def _postgres_unavailable_reason() -> str | None:
 @pytest.fixture(scope="session")
 def postgres_database():
     """A throw-away PostgreSQL database for this test run, dropped at the end."""
-    import uuid
-
-    import sqlalchemy
-
     reason = _postgres_unavailable_reason()
     if reason:
         pytest.skip(reason)
@@ -111,14 +115,10 @@ def database_url(request, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def intent_classifier(shipped_kb):
-    from intents.classifier import IntentClassifier
-
     return IntentClassifier(shipped_kb.embedder, shipped_kb.cache)
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -126,20 +126,12 @@ def free_port() -> int:
 
 def set_fault(base: str, **faults) -> None:
     """Change the sandbox backend's fault injection at run time (fault=none|error500|timeout|flaky)."""
-    import httpx
-
     httpx.post(f"{base}/_admin/faults", json=faults, timeout=5).raise_for_status()
 
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     """The sandbox government backend as a real process; yields its base URL."""
-    import subprocess
-    import sys
-    import time
-
-    import httpx
-
     port = free_port()
     env = dict(os.environ, LINLI_SANDBOX_DB_PATH=str(tmp_path_factory.mktemp("sandbox") / "sandbox.sqlite"),
                LINLI_SANDBOX_REVIEW_AFTER_S="0.3", LINLI_SANDBOX_DECIDE_AFTER_S="0.8")
@@ -161,9 +153,6 @@ def sandbox(tmp_path_factory):
 
 def espeak_english(folder: Path, sentence: str) -> bytes:
     """English test speech from espeak-ng (its Mandarin is unintelligible to whisper)."""
-    import shutil
-    import subprocess
-
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed (apt-get install -y espeak-ng)")
     path = folder / "english.wav"
@@ -175,10 +164,6 @@ def espeak_english(folder: Path, sentence: str) -> bytes:
 def benefit_tables():
     """The shipped elderly-allowance tables (zh and its English twin) held in memory: what the
     index serves procedures, without building one."""
-    from assistant.core.settings import KB_PACKAGE_DIR
-    from knowledge_base.benefits import BenefitTable, InMemoryBenefitTables
-    from knowledge_base.loaders import load_file
-
     corpus = KB_PACKAGE_DIR / "corpus"
     sources = [corpus / "zh" / "kmy-elderly-allowance.md", corpus / "en" / "kmy-elderly-allowance-en.md"]
     return InMemoryBenefitTables(t for path in sources for t in BenefitTable.from_meta(load_file(path).meta))

@@ -113,8 +113,9 @@ class DialogueEngine:
         heard = conversation.state.pending_of("heard_meant")
         if heard and heard.meant and AFFIRMATIVE_RE.match(text):
             text = heard.meant  # "是的" to "您是说86岁吗？" stands for what speech probably heard
-        return Turn(text, language, conversation, conversation.state, self.escalation.held_ticket(conversation.session_id),
-                    self.settings, self.classifier.predict, trace)
+        held = self.escalation.held_ticket(conversation.session_id)
+        return Turn(text, language, conversation, conversation.state, held, self.settings, self.classifier.predict,
+                    trace)
 
     def _route(self, turn: Turn, state: ConversationState) -> Reply:
         return self.router.route(turn, state)

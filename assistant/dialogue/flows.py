@@ -83,7 +83,8 @@ class FormFlow:
             return purpose.read_back(turn, state, prefix)
         language = turn.language
         quick = [c.label(language) for c in pending.choices]
-        return Reply("form", prefix + pending.prompt[language], quick_replies=[*quick, self.replies.label("cancel", language)])
+        return Reply("form", prefix + pending.prompt[language],
+                     quick_replies=[*quick, self.replies.label("cancel", language)])
 
     def resume_prompt(self, state: ConversationState, language: str) -> str:
         """The question the form is waiting for, to repeat after a side question."""
@@ -253,7 +254,8 @@ class ProcedureFiling:
             # A value the field accepted but the whole application does not (e.g. the backend's rules).
             first = exc.errors[0]
             flow.values.pop(first["field"], None)
-            return Reply("form", f"{prefix}{first['message']}\n" + procedure.form.field(first["field"]).prompt[language],
+            prompt = procedure.form.field(first["field"]).prompt[language]
+            return Reply("form", f"{prefix}{first['message']}\n{prompt}",
                          quick_replies=[self.replies.label("cancel", language)])
         eligibility = procedure.check_eligibility(values, self.today(), self.applications.benefit_tables)
         flow.confirming = True

@@ -8,6 +8,7 @@ and a yes to "您是说86岁吗？" into what speech probably heard (engine.py).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -53,12 +54,18 @@ class Dialogue:
     route: Callable[[Turn, ConversationState], Reply]
 
 
-class DialogueHandler:
+class DialogueHandler(ABC):
     name: ClassVar[str]
 
     def __init__(self, dialogue: Dialogue) -> None:
         self.dialogue = dialogue
         self.replies = dialogue.replies
+
+    @abstractmethod
+    def applies(self, turn: Turn) -> bool: ...
+
+    @abstractmethod
+    def handle(self, turn: Turn, state: ConversationState) -> Reply: ...
 
 
 # ---- a person holds the conversation, or someone is in danger --------------------------------

@@ -8,20 +8,25 @@ import re
 from knowledge_base.text import detect_language
 
 CANCEL_RE = re.compile(
-    r"^(算了吧?|取消(登记|申请)?|不办了|不弄了|不要了|不用了|退出登记|cancel|never ?mind|forget it)(?=$|[，,。.!！?？\s])",
-    re.I)
-CONFIRM_RE = re.compile(r"^(确认|确定|对|对的|没问题|是的|可以|好的?|提交|confirm|yes|ok|correct)[。!！.]*$", re.I)
+    r"^(算了吧?|取消(登记|申请)?|不办了|不弄了|不要了|不用了|退出登记|"
+    r"cancel|never ?mind|forget it)(?=$|[，,。.!！?？\s])", re.I)
+CONFIRM_RE = re.compile(
+    r"^(确认|确定|对|对的|没问题|是的|可以|好的?|提交|confirm|yes|ok|correct)[。!！.]*$", re.I)
 CORRECT_RE = re.compile(r"^(?:修改|改一下|改|更正|change|correct)\s*(.+)$", re.I)
 AFFIRMATIVE_RE = re.compile(
-    r"^(是|是的|对|对的|嗯|好|好的|行|紧急|紧急求助|需要|要|救命|yes|yeah|please|emergency( help)?)[。!！.吧啊]*$", re.I)
+    r"^(是|是的|对|对的|嗯|好|好的|行|紧急|紧急求助|需要|要|救命|"
+    r"yes|yeah|please|emergency( help)?)[。!！.吧啊]*$", re.I)
 RATING_RE = re.compile(r"^\s*([1-5])\s*(分|星|颗星|stars?)?\s*[。.!！]?\s*$", re.I)
 FRUSTRATION_RE = re.compile(
     r"没用|听不懂|答非所问|不对|答错|什么玩意|废物|useless|not helpful|wrong answer|doesn'?t help", re.I)
-QUESTION_RE = re.compile(r"[？?]|吗|怎么|咋|多少|哪|什么|啥|能不能|可不可以|\b(what|how|can i|where|when|is it)\b", re.I)
+QUESTION_RE = re.compile(
+    r"[？?]|吗|怎么|咋|多少|哪|什么|啥|能不能|可不可以|\b(what|how|can i|where|when|is it)\b", re.I)
 FOLLOWUP_START_RE = re.compile(r"^(那|那么|还有|另外|then|and|what about|how about)\s*", re.I)
 _FOLLOWUP_RE = re.compile(
-    r"呢[？?]?$|^(需要|要)?(带|准备)(什么|啥|哪些)(材料|东西|证件)?[？?]?$|^(在|去|到)(哪|哪里|哪儿)(办|申请|登记)?[？?]?$|"
-    r"^(要|需要)?(多久|多长时间|几天)[？?]?$|^(怎么|咋)(办|申请|弄)[？?]?$|^(what|which) (documents|papers)|^where\b|^how long",
+    r"呢[？?]?$|^(需要|要)?(带|准备)(什么|啥|哪些)(材料|东西|证件)?[？?]?$|"
+    r"^(在|去|到)(哪|哪里|哪儿)(办|申请|登记)?[？?]?$|"
+    r"^(要|需要)?(多久|多长时间|几天)[？?]?$|^(怎么|咋)(办|申请|弄)[？?]?$|"
+    r"^(what|which) (documents|papers)|^where\b|^how long",
     re.I,
 )
 DISPUTE_RE = re.compile(r"不服|有异议|不同意|不认可|申诉|不公平|凭什么|disagree|appeal|unfair", re.I)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from assistant.core.settings import DialogueSettings
 from assistant.dialogue.reply import Reply
@@ -55,7 +55,7 @@ class Turn:
 
 
 class Handler(Protocol):
-    name: str
+    name: ClassVar[str]
 
     def applies(self, turn: Turn) -> bool:
         """Whether this handler takes the message. Reads `turn`; changes nothing."""

@@ -5,12 +5,13 @@ workers pull different tickets instead of queueing on one row."""
 
 from __future__ import annotations
 
+import builtins
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, insert, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -87,7 +88,7 @@ class SqlEscalationService:
             raise LinliError(f"未知的优先级：{priority}", f"Unknown priority: {priority}")
         now = utcnow()
         form_data = dict(form_data or {})
-        values = dict(
+        values: dict[str, Any] = dict(
             ticket_id=new_ticket_id(now), kind=kind, priority=priority, status="pending",
             centre=centre or self.settings.centre, session_id=session_id, channel=channel, user_id=user_id,
             contact=contact or form_data.get("phone"), summary=summary[:1000], form_data=form_data,
@@ -125,7 +126,7 @@ class SqlEscalationService:
 
     def record_resident_message(self, ticket_id: str, text: str) -> None:
         with self.engine.begin() as conn:
-            status = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
+            status: str = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
             to_status = status
             if status == WAITING:
                 to_status = self._move(conn, ticket_id, "resident_replied", status)
@@ -135,7 +136,7 @@ class SqlEscalationService:
         if not 1 <= rating <= 5:
             raise LinliError("评分请在1到5分之间。", "Please rate from 1 to 5.")
         with self.engine.begin() as conn:
-            status = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
+            status: str = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
             to_status = self._move(conn, ticket_id, "close", status, rating=rating)
             self._event(conn, ticket_id, RESIDENT, "rate", status, to_status, str(rating), {"rating": rating})
 
@@ -168,7 +169,7 @@ class SqlEscalationService:
             raise UnknownTicket(f"找不到工单 {ticket_id}。", f"Ticket {ticket_id} not found.", ticket_id=ticket_id)
         return ticket
 
-    def events(self, ticket_id: str) -> list[dict[str, Any]]:
+    def events(self, ticket_id: str) -> builtins.list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(ticket_events).where(ticket_events.c.ticket_id == ticket_id).order_by(ticket_events.c.id)
@@ -185,9 +186,10 @@ class SqlEscalationService:
                 .values(status="claimed", assignee=actor.username, claimed_at=now, updated_at=now)
             )
             if result.rowcount != 1:
-                current = conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+                current = conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).one()
                 if current.status in HELD:
-                    raise ClaimConflict(f"工单已被 {current.assignee} 认领。", f"Already claimed by {current.assignee}.",
+                    raise ClaimConflict(f"工单已被 {current.assignee} 认领。",
+                                        f"Already claimed by {current.assignee}.",
                                         assignee=current.assignee)
                 next_status("claim", current.status)  # raises IllegalTransition
             self._event(conn, ticket_id, actor, "claim", ticket.status, "claimed")
@@ -198,7 +200,7 @@ class SqlEscalationService:
     def claim_next(self, actor: Actor) -> Ticket | None:
         """The most urgent claimable ticket of the actor's centre, claimed for them."""
         order = (tickets.c.due_at, tickets.c.created_at)
-        where = [tickets.c.status.in_(CLAIMABLE)]
+        where: list[ColumnElement[bool]] = [tickets.c.status.in_(CLAIMABLE)]
         if not actor.sees_every_centre:
             where.append(tickets.c.centre == actor.centre)
         for _ in range(20):
@@ -239,7 +241,7 @@ class SqlEscalationService:
                                    centre=to_centre or ticket.centre)
             self._event(conn, ticket_id, actor, "transfer", ticket.status, to_status, reason[:1000],
                         {"to_centre": to_centre or ticket.centre, "to_worker": to_worker})
-        return self.get(ticket_id)
+        return self._current(ticket_id)
 
     def resolve(self, ticket_id: str, actor: Actor, outcome: str) -> Ticket:
         if not outcome.strip():
@@ -258,7 +260,7 @@ class SqlEscalationService:
         with self.engine.begin() as conn:
             to_status = self._move(conn, ticket_id, "close", ticket.status)
             self._event(conn, ticket_id, actor, "close", ticket.status, to_status, reason[:1000])
-        return self.get(ticket_id)
+        return self._current(ticket_id)
 
     def reopen(self, ticket_id: str, actor: Actor, reason: str) -> Ticket:
         ticket = self.view(ticket_id, actor)
@@ -266,7 +268,7 @@ class SqlEscalationService:
             to_status = self._move(conn, ticket_id, "reopen", ticket.status, assignee=None,
                                    due_at=due_at(ticket.priority, utcnow(), self.settings), breached=False)
             self._event(conn, ticket_id, actor, "reopen", ticket.status, to_status, reason[:1000])
-        return self.get(ticket_id)
+        return self._current(ticket_id)
 
     def add_note(self, ticket_id: str, actor: Actor, text: str) -> Ticket:
         ticket = self.view(ticket_id, actor)
@@ -274,7 +276,7 @@ class SqlEscalationService:
             self._event(conn, ticket_id, actor, "note", ticket.status, ticket.status, text[:4000])
         return ticket
 
-    def sweep_breaches(self, now: datetime | None = None) -> list[str]:
+    def sweep_breaches(self, now: datetime | None = None) -> builtins.list[str]:
         """Flag tickets nobody claimed in time and escalate them to a supervisor."""
         now = now or utcnow()
         with self.engine.begin() as conn:
@@ -328,7 +330,7 @@ class SqlEscalationService:
             .values(status=to_status, updated_at=utcnow(), **values)
         )
         if result.rowcount != 1:
-            current = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
+            current: str = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
             next_status(action, current)  # raises IllegalTransition when the move is no longer legal
             raise ClaimConflict("工单刚被别人改动了，请刷新后再试。", "Someone else just changed this ticket; reload.")
         return to_status
@@ -350,7 +352,7 @@ class SqlEscalationService:
             return self._get_in(conn, ticket_id)
 
     def _get_in(self, conn: Connection, ticket_id: str) -> Ticket:
-        return _ticket(conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first())
+        return _ticket(conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).one())
 
 
 __all__ = ["RESIDENT", "RESOLVED", "SYSTEM", "Actor", "SqlEscalationService", "due_at"]

@@ -78,7 +78,7 @@ class Application:
     last_error: str | None = None
 
     def public(self, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        payload = {"reference": self.application_id, "procedure": self.procedure, "status": self.status,
+        payload: dict[str, Any] = {"reference": self.application_id, "procedure": self.procedure, "status": self.status,
                    "backend_reference": self.backend_reference, "created_at": self.created_at.isoformat()}
         if history is not None:
             payload["history"] = history
@@ -183,7 +183,7 @@ class ApplicationService:
             query = select(applications.c.application_id).where(due).order_by(applications.c.created_at).limit(limit)
             if not is_sqlite(self.engine):
                 query = query.with_for_update(skip_locked=True)
-            for (application_id,) in conn.execute(query).all():
+            for (application_id,) in conn.execute(query).tuples().all():
                 # The conditional update is what makes the lease safe on SQLite too.
                 result = conn.execute(update(applications).where(applications.c.application_id == application_id, due)
                                       .values(lease_owner=worker, lease_until=now + self.lease))
@@ -257,10 +257,13 @@ class ApplicationService:
     def refresh(self) -> int:
         """Ask the backend about in-flight applications; record and announce every change."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(applications.c.application_id).where(applications.c.status.in_(IN_FLIGHT))).all()
+            rows = conn.execute(select(applications.c.application_id).where(applications.c.status.in_(IN_FLIGHT))
+                                ).tuples().all()
         changed = 0
         for (application_id,) in rows:
             application = self.get(application_id)
+            if application.backend_reference is None:
+                continue  # in flight means submitted, so this does not happen; the check keeps it so
             try:
                 status = self.connector.status(application.backend_reference)
             except (BackendUnavailable, BackendRejected):
@@ -327,7 +330,7 @@ class ApplicationService:
         if self.notify:
             try:
                 self.notify(application, text)
-            except Exception:  # noqa: BLE001 - a failed notice must not undo a delivered application
+            except Exception:
                 log.exception("could not notify the resident about %s", application.application_id)
 
     def _by_key(self, key: str) -> Application | None:

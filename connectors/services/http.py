@@ -111,7 +111,8 @@ class HttpServiceConnector:
         return _json(response)
 
     def _with_retries(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        @retry(stop=stop_after_attempt(self.attempts), wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.3),
+        @retry(stop=stop_after_attempt(self.attempts),
+               wait=wait_exponential_jitter(multiplier=0.2, max=2.0, jitter=0.3),
                retry=retry_if_exception_type(_Transient), reraise=True)
         def attempt() -> httpx.Response:
             try:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy import update
+
 from assistant.dialogue.state import ActiveForm, ConversationState, PendingQuestion, Topic
-from assistant.dialogue.store import ConversationStore
+from assistant.dialogue.store import ConversationStore, conversations
 
 
 def _session() -> str:
@@ -60,10 +62,6 @@ def test_sessions_do_not_see_each_other(database_url):
 
 def test_a_state_that_cannot_be_read_starts_afresh(database_url):
     """A hand-edited or corrupt row must not fail the resident's next message."""
-    from sqlalchemy import update
-
-    from assistant.dialogue.store import conversations
-
     store = ConversationStore(database_url)
     session = _session()
     store.get_or_create(session, "web", "u1")

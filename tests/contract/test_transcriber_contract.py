@@ -6,6 +6,7 @@ never on PyPI, so a fresh offline machine cannot have one)."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import threading
 
@@ -26,8 +27,6 @@ MODEL_DIR = PROJECT_ROOT / "var" / "models" / "whisper-base"
 
 
 def _settings(name: str) -> Settings:
-    import os
-
     checkpoint = os.environ.get("LINLI_SPEECH__CHECKPOINT")
     return Settings(speech=SpeechSettings(transcriber=name, model_dir=MODEL_DIR, checkpoint=checkpoint or None))
 
@@ -66,7 +65,8 @@ def test_transcribes_real_mandarin(transcriber):
 
 
 def test_detects_english(transcriber, tmp_path):
-    result = transcriber.transcribe(decode(espeak_english(tmp_path, "How do I apply for the minimum living allowance?")))
+    speech = espeak_english(tmp_path, "How do I apply for the minimum living allowance?")
+    result = transcriber.transcribe(decode(speech))
     assert result.language == "en" and "living allowance" in result.raw_text.lower()
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from eval.harness import evaluate_answers, evaluate_retrieval, load_golden
+from assistant.services import Services
+from eval.dialogue import tally
+from eval.harness import evaluate_answers, evaluate_retrieval, load_golden, with_throwaway_database
 from knowledge_base.loaders import iter_corpus
 
 pytestmark = pytest.mark.slow
@@ -38,7 +40,7 @@ def test_corpus_size_and_languages(shipped_settings):
 
 
 def test_statute_articles_are_indexed_one_per_document(shipped_kb):
-    meta, body, chunks = shipped_kb.store.get_document("社会保险法@2018-12-29#68")
+    meta, _body, chunks = shipped_kb.store.get_document("社会保险法@2018-12-29#68")
     assert meta.category == "law" and meta.title == "《社会保险法》第六十八条"
     assert chunks and all(c.doc_id == "社会保险法@2018-12-29#68" for c in chunks)
     laws = [d for d in shipped_kb.store.list_documents() if d["category"] == "law"]
@@ -105,7 +107,8 @@ def test_statute_citation_is_reachable(shipped_kb):
 @pytest.mark.parametrize(
     ("question", "amount"),
     [("我奶奶今年92了，每个月能领多少高龄补贴？", "500"), ("克拉玛依75岁老人高龄津贴每月多少", "100"),
-     ("我太奶奶一百零二岁了，长寿金能领多少", "800"), ("My grandpa is 93 years old, how much elderly allowance?", "500")],
+     ("我太奶奶一百零二岁了，长寿金能领多少", "800"),
+     ("My grandpa is 93 years old, how much elderly allowance?", "500")],
 )
 def test_computed_allowance_answers(shipped_kb, question, amount):
     answer = shipped_kb.ask(question)
@@ -136,10 +139,6 @@ def test_golden_questions_through_the_whole_dialogue_engine(shipped_kb, shipped_
     from an expected source, few get a clarifying question, and unanswerable ones are rarely
     answered. Measured (`linli eval dialogue`, the same engine): 260 of 363 answered from an
     expected source, 14 clarified; 3 of 67 unanswerable answered."""
-    from assistant.services import Services
-    from eval.dialogue import tally
-    from eval.harness import with_throwaway_database
-
     engine = Services(with_throwaway_database(shipped_settings, tmp_path), knowledge_base=shipped_kb,
                       classifier=intent_classifier).dialogue
     result = tally(GOLDEN, lambda q: engine.handle(f"golden-{q['id']}", q["question"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eval.intents import evaluate_intents, load_heldout
-from intents.classifier import INTENTS, load_intent_data
+from intents.classifier import DATA_FILE, INTENTS, IntentClassifier, load_intent_data
 
 pytestmark = pytest.mark.slow
 
@@ -46,13 +46,15 @@ def test_every_emergency_is_caught(intent_result):
     assert intent_result["recall"]["emergency"] == 1.0, missed
 
 
-@pytest.mark.parametrize("text", ["不想活了", "我妈摔倒了起不来", "活着没意思，不想拖累孩子", "楼道里着火了", "my dad collapsed and is not breathing"])
+@pytest.mark.parametrize("text", ["不想活了", "我妈摔倒了起不来", "活着没意思，不想拖累孩子", "楼道里着火了",
+                                  "my dad collapsed and is not breathing"])
 def test_indirect_emergencies_are_rule_matched(intent_classifier, text):
     prediction = intent_classifier.predict(text)
     assert prediction.intent == "emergency" and prediction.confidence == 1.0
 
 
-@pytest.mark.parametrize("text", ["高龄津贴怎么申请", "医保断缴了有什么影响", "老人摔倒了有没有补贴", "消防安全培训社区有吗"])
+@pytest.mark.parametrize("text", ["高龄津贴怎么申请", "医保断缴了有什么影响", "老人摔倒了有没有补贴",
+                                  "消防安全培训社区有吗"])
 def test_emergency_rules_leave_policy_questions_alone(intent_classifier, text):
     assert intent_classifier.predict(text).intent != "emergency"
 
@@ -63,8 +65,6 @@ def test_human_requests_always_win(intent_classifier, text):
 
 
 def test_a_rule_change_in_the_data_file_changes_behaviour(tmp_path, shipped_kb):
-    from intents.classifier import DATA_FILE, IntentClassifier
-
     text = DATA_FILE.read_text(encoding="utf-8").replace("keyword_rules:\n  emergency:\n",
                                                         "keyword_rules:\n  emergency:\n    - '紫色警报'\n", 1)
     custom = tmp_path / "intents.yaml"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
-from tests.integration.conftest import run_linli
+from tests.integration.conftest import linli_env, run_linli
 
 
 def _one_json(stdout: str) -> dict:
@@ -74,7 +77,8 @@ def test_kb_commands(small_index_dir, tmp_path):
 
 
 def test_say_json_keeps_the_thread_across_processes(small_index_dir):
-    first = run_linli(small_index_dir, "say", "--session", "cli-thread", "我奶奶今年92了，每个月能领多少高龄补贴？", "--json")
+    first = run_linli(small_index_dir, "say", "--session", "cli-thread", "我奶奶今年92了，每个月能领多少高龄补贴？",
+                      "--json")
     assert first.returncode == 0, first.stderr
     body = _one_json(first.stdout)
     assert body["reply_type"] == "answer" and "500元" in body["text"] and body["session_id"] == "cli-thread"
@@ -90,20 +94,15 @@ def test_say_json_bad_text_is_still_one_json_object(small_index_dir):
 
 
 def test_users_add_list_and_errors(small_index_dir, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    from tests.integration.conftest import linli_env
-
-    env = dict(linli_env(small_index_dir), LINLI_DATA_DIR=str(tmp_path / "var"), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
-               WORKER_PASSWORD="a-long-password")
+    env = dict(linli_env(small_index_dir), LINLI_DATA_DIR=str(tmp_path / "var"),
+               LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"), WORKER_PASSWORD="a-long-password")
 
     def linli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "assistant.cli", *args], env=env, capture_output=True, text=True,
                               timeout=60)
 
-    added = linli("users", "add", "wang", "--role", "worker", "--centre", "centre-a", "--password-env", "WORKER_PASSWORD")
+    added = linli("users", "add", "wang", "--role", "worker", "--centre", "centre-a",
+                  "--password-env", "WORKER_PASSWORD")
     assert added.returncode == 0, added.stderr
     assert "wang\tworker\tcentre-a" in linli("users", "list").stdout
     again = linli("users", "add", "wang", "--password-env", "WORKER_PASSWORD")

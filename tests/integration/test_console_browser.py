@@ -9,9 +9,13 @@ import time
 
 import httpx
 import pytest
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
-from assistant.escalation.auth import UserStore
 from assistant.core.settings import PROJECT_ROOT
+from assistant.escalation.auth import UserStore
 from tests.conftest import SHARED_CACHE, free_port
 from tests.integration.test_reliability import _start_server
 
@@ -27,9 +31,6 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -58,8 +59,6 @@ def server(small_index_dir, tmp_path):
 
 
 def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
-    from selenium.common.exceptions import WebDriverException
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -73,8 +72,6 @@ def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
 
 
 def test_login_live_queue_claim_reply_resolve(server, browser):
-    from selenium.webdriver.common.by import By
-
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.get(f"{server}/console")
     assert "工作人员登录" in browser.page_source

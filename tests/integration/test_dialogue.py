@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from assistant.dialogue.engine import DialogueEngine, Reply
-from assistant.escalation.base import InMemoryEscalationService
-from assistant.dialogue.store import ConversationStore
 from assistant.core.settings import DialogueSettings
+from assistant.dialogue.engine import DialogueEngine, Reply
+from assistant.dialogue.store import ConversationStore
+from assistant.escalation.base import InMemoryEscalationService
 
 pytestmark = pytest.mark.slow
 
@@ -62,31 +62,38 @@ SCRIPTS: dict[str, list[Step]] = {
     "follow-up with no topic yet is not guessed": [
         ("需要带什么材料?", {"type": {"clarify", "refusal"}}),
     ],
-    "dispute intake, confirmed": DISPUTE_TO_CONFIRM + [
+    "dispute intake, confirmed": [
+        *DISPUTE_TO_CONFIRM,
         ("确认", {"type": "handoff", "ticket": True, "has": ["2个工作日内"]}),
     ],
-    "dispute intake, invalid phone then valid": DISPUTE_TO_CONFIRM[:5] + [
+    "dispute intake, invalid phone then valid": [
+        *DISPUTE_TO_CONFIRM[:5],
         ("138123", {"type": "form", "has": ["应该是11位"]}),
         ("手机是 139 0000 1111", {"type": "form", "has": ["请核对", "139****1111"]}),
     ],
-    "dispute intake, cancelled midway": DISPUTE_TO_CONFIRM[:3] + [
+    "dispute intake, cancelled midway": [
+        *DISPUTE_TO_CONFIRM[:3],
         ("取消", {"type": "smalltalk", "has": ["已取消", "不会提交"]}),
         ("谢谢", {"type": "smalltalk"}),
     ],
-    "dispute intake, field corrected at confirmation": DISPUTE_TO_CONFIRM + [
+    "dispute intake, field corrected at confirmation": [
+        *DISPUTE_TO_CONFIRM,
         ("修改 电话 13900001111", {"type": "form", "has": ["139****1111"], "lacks": ["138****5678"]}),
         ("修改 地址 幸福小区5栋101", {"type": "form", "has": ["幸福小区5栋101"]}),
         ("修改 紧急程度 紧急", {"type": "form", "has": ["紧急程度：紧急"]}),
         ("确认", {"type": "handoff", "ticket": True}),
     ],
-    "dispute intake, unclear correction asks which field": DISPUTE_TO_CONFIRM + [
+    "dispute intake, unclear correction asks which field": [
+        *DISPUTE_TO_CONFIRM,
         ("改一下", {"type": "form", "has": ["哪一项"]}),
     ],
-    "policy question mid-form, then back to the form": DISPUTE_TO_CONFIRM[:2] + [
+    "policy question mid-form, then back to the form": [
+        *DISPUTE_TO_CONFIRM[:2],
         ("对了，低保怎么申请？", {"type": "answer", "cites": "nat-dibao", "has": ["继续刚才的登记", "小区"]}),
         ("幸福小区3栋502", {"type": "form", "has": ["发生了什么"]}),
     ],
-    "confirmation step answers a question and asks again": DISPUTE_TO_CONFIRM + [
+    "confirmation step answers a question and asks again": [
+        *DISPUTE_TO_CONFIRM,
         ("人民调解收费吗？", {"type": "answer", "cites": "nat-mediation", "has": ["继续"]}),
         ("确认", {"type": "handoff", "ticket": True}),
     ],
@@ -111,7 +118,8 @@ SCRIPTS: dict[str, list[Step]] = {
         ("13812345678", {"type": "form", "has": ["type: neighbour noise", "urgency: normal"],
                          "lacks": ["parking", "family"]}),
     ],
-    "emergency in the middle of a form": DISPUTE_TO_CONFIRM[:3] + [
+    "emergency in the middle of a form": [
+        *DISPUTE_TO_CONFIRM[:3],
         ("我妈摔倒了起不来", {"type": "emergency", "has": ["120"], "ticket": True}),
         ("低保怎么申请", {"type": "answer", "lacks": ["继续刚才的登记"]}),
     ],
@@ -165,7 +173,8 @@ SCRIPTS: dict[str, list[Step]] = {
         ("算了", {"type": "smalltalk", "has": ["还有什么"]}),
         ("不用了，谢谢", {"type": "smalltalk", "has": ["不客气"]}),
     ],
-    "asking for a person inside a form keeps the form's details": DISPUTE_TO_CONFIRM[:4] + [
+    "asking for a person inside a form keeps the form's details": [
+        *DISPUTE_TO_CONFIRM[:4],
         ("转人工", {"type": "handoff", "ticket": True}),
     ],
     "bad input never breaks the thread": [

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.api import create_app
-from assistant.escalation.auth import UserStore
 from assistant.core.settings import EscalationSettings, Settings, get_settings
+from assistant.escalation.auth import UserStore
 from tests.conftest import SHARED_CACHE
 
 

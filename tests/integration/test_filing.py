@@ -14,10 +14,10 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
+from assistant.core.settings import DialogueSettings
 from assistant.dialogue.engine import DialogueEngine
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.service import SqlEscalationService
-from assistant.core.settings import DialogueSettings
 from connectors.services.applications import ApplicationService
 from connectors.services.http import HttpServiceConnector
 from tests.conftest import set_fault
