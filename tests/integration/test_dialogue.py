@@ -40,7 +40,8 @@ SCRIPTS: dict[str, list[Step]] = {
                                   "cites": "kmy-elderly-allowance", "lacks": ["元"]}),
     ],
     "age follow-ups against the allowance table": [
-        ("我奶奶今年92了，每个月能领多少高龄补贴？", {"type": "answer", "has": ["500元"], "cites": "kmy-elderly-allowance"}),
+        ("我奶奶今年92了，每个月能领多少高龄补贴？",
+         {"type": "answer", "has": ["500元"], "cites": "kmy-elderly-allowance"}),
         ("那80岁呢?", {"type": "refusal", "has": ["80至89"], "rewritten": "80"}),
         ("那100岁呢", {"type": "answer", "has": ["800元"], "rewritten": "100"}),
         ("75岁呢", {"type": "answer", "has": ["100元"]}),

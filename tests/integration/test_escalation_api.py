@@ -16,8 +16,8 @@ from tests.conftest import SHARED_CACHE
 @pytest.fixture(scope="module")
 def settings(small_index_dir, tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("desk")
-    settings = Settings(data_dir=root / "var", index_dir=small_index_dir / "var" / "index", embedding_cache=SHARED_CACHE,
-                        corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
+    settings = Settings(data_dir=root / "var", index_dir=small_index_dir / "var" / "index",
+                        embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
                         escalation=EscalationSettings(centre="centre-a"))
     users = UserStore(settings.resolved_database_url)
     users.add("wang", "wang-password", role="worker", centre="centre-a", display_name="王社工")
@@ -90,10 +90,12 @@ def test_handoff_hold_reply_and_hand_back(client, wang):
     quiet = _say(client, session, "高龄津贴怎么申请")
     assert quiet["reply_type"] == "handoff" and quiet["text"] == "" and quiet["ticket_id"] == ticket_id
 
-    client.post(f"/api/v1/tickets/{ticket_id}/reply", headers=wang, json={"text": "您好，我是王社工，请带身份证来社区。"})
+    client.post(f"/api/v1/tickets/{ticket_id}/reply", headers=wang,
+                json={"text": "您好，我是王社工，请带身份证来社区。"})
     inbox = client.get(f"/api/v1/sessions/{session}/messages").json()["messages"]
     assert [m["text"] for m in inbox] == ["您好，我是王社工，请带身份证来社区。"] and inbox[0]["sender"] == "王社工"
-    assert client.get(f"/api/v1/sessions/{session}/messages", params={"after": inbox[-1]["id"]}).json()["messages"] == []
+    later = client.get(f"/api/v1/sessions/{session}/messages", params={"after": inbox[-1]["id"]})
+    assert later.json()["messages"] == []
 
     detail = client.get(f"/api/v1/tickets/{ticket_id}", headers=wang).json()
     assert [e["action"] for e in detail["events"]] == ["create", "claim", "resident_message", "reply"]

@@ -3,6 +3,8 @@ cases: backend down during submit, Linli killed after "确认", workers racing o
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -13,14 +15,19 @@ from datetime import date, timedelta
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
-from assistant.core.settings import DialogueSettings
+from assistant.api import create_app
+from assistant.core.settings import ConnectorSettings, DialogueSettings, Settings, get_settings
 from assistant.dialogue.engine import DialogueEngine
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.service import SqlEscalationService
 from connectors.services.applications import ApplicationService
 from connectors.services.http import HttpServiceConnector
-from tests.conftest import set_fault
+from connectors.services.memory import InMemoryServiceConnector
+from connectors.services.tables import applications as applications_table
+from tests.conftest import SHARED_CACHE, set_fault
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +36,8 @@ ADULT = "650202198512010036"
 SOON = (date.today() + timedelta(days=3)).isoformat()
 
 FILINGS = {
-    "elderly_allowance": ["我想给我妈申请高龄津贴", "王秀英", AGED_92, "13812345678", "幸福小区3栋502", "家属代办", "社保卡"],
+    "elderly_allowance": ["我想给我妈申请高龄津贴", "王秀英", AGED_92, "13812345678", "幸福小区3栋502", "家属代办",
+                          "社保卡"],
     "pension_certification": ["帮我做一下养老金资格认证", "张建国", ADULT, "13912345678", "职工养老金", "到窗口办理"],
     "unemployment_registration": ["我失业了，帮我办失业登记", "李强", ADULT, "13712345678", "友谊路12号2单元301",
                                   "克拉玛依某某建材公司", "2026-10-31", "合同到期"],
@@ -82,7 +90,8 @@ def test_filing_each_procedure_in_conversation(desk, sandbox, procedure):
     assert done.reply_type == "answer" and "已提交" in done.text, done.text
     assert _stats(sandbox)["applications"] == before + 1
     status = engine.handle(session, "我的申请到哪一步了")
-    assert status.reply_type == "answer" and applications.for_resident(session_id=session)[0].application_id in status.text
+    filed = applications.for_resident(session_id=session)[0]
+    assert status.reply_type == "answer" and filed.application_id in status.text
 
 
 def test_65_year_old_is_told_why_not(desk):
@@ -144,8 +153,6 @@ def test_backend_down_during_submit_then_delivered_exactly_once(desk, sandbox):
 def test_linli_killed_after_confirm_delivers_once_after_restart(sandbox, tmp_path, shipped_settings, benefit_tables):
     """A real `linli worker` process is killed with SIGKILL while the backend hangs on the
     submit; a fresh worker delivers the application once."""
-    from connectors.services.memory import InMemoryServiceConnector
-
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
     # Confirm through the outbox (what "确认" does), without delivering.
     outbox = ApplicationService(url, InMemoryServiceConnector(), benefit_tables=benefit_tables)
@@ -162,12 +169,8 @@ def test_linli_killed_after_confirm_delivers_once_after_restart(sandbox, tmp_pat
     try:
         deadline = time.monotonic() + 30
         while outbox.get(application.application_id).attempts == 0 and time.monotonic() < deadline:
-            from sqlalchemy import select
-
-            from connectors.services.tables import applications as table
-
             with outbox.engine.connect() as conn:
-                owner = conn.execute(select(table.c.lease_owner)).scalar()
+                owner = conn.execute(select(applications_table.c.lease_owner)).scalar()
             if owner == "doomed":
                 break
             time.sleep(0.2)
@@ -179,12 +182,8 @@ def test_linli_killed_after_confirm_delivers_once_after_restart(sandbox, tmp_pat
     # Restart: the dead worker's lease runs out, a new worker delivers once.
     fresh = ApplicationService(url, HttpServiceConnector(sandbox, timeout_s=5), benefit_tables=benefit_tables,
                                lease_s=60)
-    from sqlalchemy import update
-
-    from connectors.services.tables import applications as table
-
     with fresh.engine.begin() as conn:  # the 60 s lease has passed
-        conn.execute(update(table).values(lease_until=table.c.created_at))
+        conn.execute(update(applications_table).values(lease_until=applications_table.c.created_at))
     result = subprocess.run([sys.executable, "-m", "assistant.cli", "worker", "--once", "--name", "restarted"],
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -202,8 +201,6 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_procedures_apply_and_status(sandbox, shipped_kb, shipped_settings, tmp_path):
-    import json
-
     # Eligibility reads the benefit tables from the index, as answers do: the CLI uses the built one.
     env = dict(os.environ, LINLI_DATABASE_URL=f"sqlite:///{tmp_path / 'linli.sqlite'}",
                LINLI_CONNECTORS__BACKEND_URL=sandbox, LINLI_INDEX_DIR=str(shipped_settings.resolved_index_dir))
@@ -251,12 +248,6 @@ def test_cli_procedures_apply_and_status(sandbox, shipped_kb, shipped_settings, 
 
 
 def test_http_api_procedures_applications_status(sandbox, small_index_dir, tmp_path):
-    from fastapi.testclient import TestClient
-
-    from assistant.api import create_app
-    from assistant.core.settings import ConnectorSettings, Settings, get_settings
-    from tests.conftest import SHARED_CACHE
-
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
                         connectors=ConnectorSettings(backend_url=sandbox))
@@ -291,18 +282,13 @@ def test_rejection_is_announced_and_a_dispute_reaches_a_worker(desk, sandbox):
     engine.handle(session, "确认")
     application = applications.for_resident(session_id=session)[0]
     # The backend's reviewer rejects it (the sandbox rejects data marked so).
-    from sqlalchemy import update
-
-    from connectors.services.tables import applications as table
-
+    this_row = update(applications_table).where(applications_table.c.application_id == application.application_id)
     with applications.engine.begin() as conn:
-        conn.execute(update(table).where(table.c.application_id == application.application_id).values(
-            data={**application.data, "sandbox_decision": "reject"}))
+        conn.execute(this_row.values(data={**application.data, "sandbox_decision": "reject"}))
     fresh = applications.connector.submit("legal_aid", {**application.data, "sandbox_decision": "reject"},
                                           idempotency_key=f"reject-{application.application_id}")
     with applications.engine.begin() as conn:
-        conn.execute(update(table).where(table.c.application_id == application.application_id).values(
-            backend_reference=fresh.reference))
+        conn.execute(this_row.values(backend_reference=fresh.reference))
     time.sleep(1.0)  # the sandbox decides after 0.8 s
     applications.refresh()
     status = engine.handle(session, "我的申请审核怎么样了")
@@ -314,8 +300,6 @@ def test_rejection_is_announced_and_a_dispute_reaches_a_worker(desk, sandbox):
 
 
 def test_logs_never_carry_a_full_id_or_phone(desk, caplog):
-    import logging
-
     engine, _ = desk
     caplog.set_level(logging.INFO)
     session = "file-logs"

@@ -44,7 +44,8 @@ def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(small_index
     port = free_port()
     server = _start_server(env, port)
     base = f"http://127.0.0.1:{port}"
-    token = httpx.post(f"{base}/api/v1/auth/token", json={"username": "wang", "password": "wang-password"}).json()["token"]
+    token = httpx.post(f"{base}/api/v1/auth/token",
+                       json={"username": "wang", "password": "wang-password"}).json()["token"]
 
     acknowledged: list[str] = []
     failed_in_flight = 0

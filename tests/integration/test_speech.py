@@ -10,19 +10,31 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import wave
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
-from assistant.core.settings import PROJECT_ROOT, Settings, SpeechSettings
+from assistant.api import create_app
+from assistant.core.settings import PROJECT_ROOT, Settings, SpeechSettings, get_settings
 from assistant.services import Services
 from assistant.speech import transcriber as transcriber_module
-from assistant.speech.audio import BadAudio, SilentAudio
-from assistant.speech.service import SpeechService, create_transcriber
-from assistant.speech.transcriber import assemble_whisper_base
+from assistant.speech.audio import BadAudio, SilentAudio, decode
+from assistant.speech.service import (
+    TRANSCRIBERS,
+    Heard,
+    SpeechService,
+    create_transcriber,
+    domain_terms,
+    reply_to_voice,
+)
+from assistant.speech.transcriber import FasterWhisperTranscriber, assemble_whisper_base
 from eval.asr import error_rate, scoring_tokens
-from tests.conftest import espeak_english
+from tests.conftest import SHARED_CACHE, espeak_english
+from tests.integration.conftest import linli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                                      reason="ffmpeg not installed (apt-get install -y ffmpeg)")]
@@ -91,8 +103,6 @@ def test_whisper_scores_how_well_a_reading_fits_the_audio(services):
     sound-alikes of words whisper heard right (交易 as 胶易, 情况 as 青况) and far above other
     words; the same words score the same every time; audio longer than one 30 s window is not
     scored."""
-    from assistant.speech.audio import decode
-
     transcriber = services.transcriber
     transcript = transcriber.transcribe(decode((SPEECH_DIR / "BAC009S0764W0121.wav").read_bytes()), "zh")
     said, other = "甚至出现交易几乎停滞的情况", "今天天气很好我们去公园散步"
@@ -107,10 +117,6 @@ def test_whisper_scores_how_well_a_reading_fits_the_audio(services):
 def test_the_beam_searchs_runners_up_come_with_the_transcript(settings, services):
     """On the shipped model: the runners-up differ from the best transcript in words, not just
     punctuation, and asking for them leaves the best transcript as it was."""
-    from assistant.speech.audio import decode
-    from assistant.speech.service import domain_terms
-    from assistant.speech.transcriber import FasterWhisperTranscriber
-
     samples = decode((PROJECT_ROOT / "eval" / "datasets" / "speech" / "sp-age-001.flac").read_bytes())
     transcript = services.transcriber.transcribe(samples, "zh")
     assert 1 <= len(transcript.alternatives) <= settings.speech.runners_up
@@ -159,8 +165,6 @@ def test_wrong_mime_type_is_refused(speech):
 
 
 def test_cli_transcribe_and_say_with_audio(small_index_dir):
-    from tests.integration.conftest import linli_env
-
     env = dict(linli_env(small_index_dir), LINLI_SPEECH__MODEL_DIR=str(MODEL_DIR))
     clip = SPEECH_DIR / "BAC009S0764W0122.wav"
     result = subprocess.run([sys.executable, "-m", "assistant.cli", "transcribe", str(clip), "--json"], env=env,
@@ -180,12 +184,6 @@ def test_cli_transcribe_and_say_with_audio(small_index_dir):
 
 
 def test_voice_endpoint(small_index_dir, tmp_path):
-    from fastapi.testclient import TestClient
-
-    from assistant.api import create_app
-    from assistant.core.settings import get_settings
-    from tests.conftest import SHARED_CACHE
-
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
                         speech=SpeechSettings(model_dir=MODEL_DIR))
@@ -231,11 +229,6 @@ def test_wechat_amr_voice_message(speech):
 
 def test_the_model_loads_once_however_many_ask(monkeypatch):
     """Four first voice messages at once (the API's thread pool) share one model."""
-    import threading
-    import time
-
-    from assistant.speech import service
-
     built = []
 
     def slow_factory(settings):
@@ -243,7 +236,7 @@ def test_the_model_loads_once_however_many_ask(monkeypatch):
         built.append(object())
         return built[-1]
 
-    monkeypatch.setitem(service.TRANSCRIBERS, "counting", slow_factory)
+    monkeypatch.setitem(TRANSCRIBERS, "counting", slow_factory)
     services = Services(Settings(speech=SpeechSettings(transcriber="counting")))
     got = []
     threads = [threading.Thread(target=lambda: got.append(services.transcriber)) for _ in range(4)]
@@ -257,9 +250,6 @@ def test_the_model_loads_once_however_many_ask(monkeypatch):
 
 
 def test_an_implausible_age_is_asked_back_and_a_yes_goes_on(small_index_dir, tmp_path):
-    from assistant.speech.service import Heard, reply_to_voice
-    from tests.conftest import SHARED_CACHE
-
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None)
     services = Services(settings)

@@ -12,7 +12,9 @@ import pytest
 
 from assistant.core.settings import PROJECT_ROOT, SpeechSettings
 from assistant.services import Services
-from eval.asr import HELDOUT_SET, SPEECH_SET, load_clips
+from assistant.speech.correction import post_correct
+from assistant.speech.service import domain_terms
+from eval.asr import HELDOUT_SET, SPEECH_SET, evaluate_asr, load_clips
 from eval.harness import load_golden
 from eval.intents import load_heldout
 from eval.speech_generate import read_jsonl
@@ -56,9 +58,6 @@ def test_heldout_questions_are_golden_questions_the_dev_set_does_not_use():
 def test_post_correction_leaves_typed_questions_alone(shipped_kb, shipped_settings):
     """What whisper heard right must stay right: run on questions as residents typed them, the
     corpus and sound-alike steps may change only a few (and those mostly typo repairs)."""
-    from assistant.speech.correction import post_correct
-    from assistant.speech.service import domain_terms
-
     corrector = Services(shipped_settings, knowledge_base=shipped_kb).speech_corrector
     texts = [item["question"] for item in load_golden()] + [item["text"] for item in load_heldout()]
     questions = [text for text in texts if _CJK.search(text)]
@@ -70,8 +69,6 @@ def test_post_correction_leaves_typed_questions_alone(shipped_kb, shipped_settin
 
 
 def test_shipped_pipeline_meets_its_floors(shipped_kb, shipped_settings, intent_classifier):
-    from eval.asr import evaluate_asr
-
     settings = shipped_settings.model_copy(update={
         "speech": SpeechSettings(model_dir=PROJECT_ROOT / "var" / "models" / "whisper-base")})
     services = Services(settings, knowledge_base=shipped_kb, classifier=intent_classifier)

@@ -95,7 +95,8 @@ def test_filters_region_category_and_expiry(small_settings):
     corpus = small_settings.corpus_dirs[0]
     write_doc(corpus, "old-rule", "# 旧规定\n\n高龄津贴旧标准已经废止。\n", category="elderly_care",
               effective_from="2010-01-01", effective_to="2015-12-31")
-    write_doc(corpus, "kmy", "# 克拉玛依\n\n克拉玛依市高龄津贴按年龄分档发放。\n", category="elderly_care", region="karamay")
+    write_doc(corpus, "kmy", "# 克拉玛依\n\n克拉玛依市高龄津贴按年龄分档发放。\n", category="elderly_care",
+              region="karamay")
     write_doc(corpus, "yq", "# 阳泉\n\n阳泉市高龄津贴请咨询社区。\n", category="elderly_care", region="yangquan")
     write_doc(corpus, "legal", "# 法律援助\n\n法律援助中心免费提供法律帮助。\n", category="legal_aid")
     kb = KnowledgeBase(small_settings)
