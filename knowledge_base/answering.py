@@ -16,27 +16,16 @@ import yaml
 from assistant.core.domain import Answer, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
 from knowledge_base.benefits import BenefitQuery, BenefitTable, RegionResolver, match_benefit_question
-from knowledge_base.guards import check_question, looks_like_injection
+from knowledge_base.guards import Wording, check_question, looks_like_injection
 from knowledge_base.numbers import numerals
 from knowledge_base.retrieval import HybridRetriever, PreparedQuery
 from knowledge_base.text import content_terms, split_sentences
 
-REFUSAL = {
-    "zh": "抱歉，知识库里没有找到能可靠回答这个问题的政策依据，我不想给您不准确的信息。"
-    "需要的话，我可以帮您转给社区工作人员。",
-    "en": "Sorry, I could not find a reliable policy source for this question, and I do not want to guess. "
-    "If you like, I can pass it to a community social worker.",
-}
-HANDOFF = {
-    "zh": "需要的话，我可以帮您转给社区工作人员。",
-    "en": "If you like, I can pass this to a community social worker.",
-}
-INJECTION_REPLY = {
-    "zh": "我只能根据已收录的政策文件回答问题，不能按这样的要求去编造内容。"
-    "请直接告诉我您想咨询的政策问题；需要的话，我也可以帮您转给社区工作人员。",
-    "en": "I can only answer from the policy documents I hold, and I will not make things up. "
-    "Please ask your policy question directly, or I can pass you to a social worker.",
-}
+# Every sentence the answerer words itself, from data/answer_wording.yaml (checked when the
+# answerer is built). The regular expressions below stay here.
+ANSWER_SENTENCES = ("refusal", "handoff", "injection", "amount_not_in_corpus", "clock_time_not_in_corpus",
+                    "from_chinese_documents", "benefit_below_minimum_age", "benefit_amount")
+
 _MARKER_RE = re.compile(r"\[\d+\]")
 _TABLE_LINE_RE = re.compile(r"^\s*\|")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.、)）])\s*")
@@ -46,12 +35,13 @@ _FAQ_PREFIX_RE = re.compile(r"^\s*(?:\*\*)?(?:问|答|Q|A)\s*[：:]\s*(?:\*\*)?"
 @dataclass(frozen=True)
 class DetailKind:
     """A specific detail a question can ask for (an amount, an opening time). When the cited
-    text does not carry one, Linli says so instead of answering around it."""
+    text does not carry one, Linli says so instead of answering around it (`missing`: the id of
+    that sentence in answer_wording.yaml)."""
 
     name: str
     asked: re.Pattern[str]
     present: re.Pattern[str]
-    missing: dict[str, str]
+    missing: str
 
 
 DETAILS = (
@@ -67,16 +57,14 @@ DETAILS = (
             r"\d+(?:\.\d+)?\s*%|百分之",
             re.IGNORECASE,
         ),
-        {"zh": "知识库里没有这项具体金额，我不能替您估一个数。",
-         "en": "My documents do not state this amount, and I will not guess one."},
+        "amount_not_in_corpus",
     ),
     DetailKind(
         "clock_time",
         re.compile(r"几点|开门时间|营业时间|开放时间|上班时间|what time|opening hours|open at", re.IGNORECASE),
         re.compile(r"\d{1,2}\s*[:：]\s*\d{2}|\d{1,2}\s*点|\d{1,2}\s*(?:am|pm)|24\s*(?:小时|-hour|hours?)",
                    re.IGNORECASE),
-        {"zh": "知识库里没有具体的时间安排，我不能替您猜。",
-         "en": "My documents do not give the exact times, and I will not guess them."},
+        "clock_time_not_in_corpus",
     ),
 )
 
@@ -177,6 +165,9 @@ class Candidate:
 
 
 class GroundedAnswerer:
+    """`wording` is what it says around answers; by default data/answer_wording.yaml, read when
+    the answerer is built."""
+
     def __init__(
         self,
         retriever: HybridRetriever,
@@ -185,12 +176,14 @@ class GroundedAnswerer:
         cues: Cues,
         regions: RegionResolver,
         confidence: ConfidenceModel | None = None,
+        wording: Wording | None = None,
     ) -> None:
         self.retriever = retriever
         self.settings = settings
         self.cues = cues
         self.regions = regions
         self.confidence = confidence or ConfidenceModel()
+        self.wording = (wording or Wording.load()).require(*ANSWER_SENTENCES)
         self._tables: tuple[int, list[BenefitTable]] | None = None
         self._sentence_cache: dict[str, np.ndarray] = {}
 
@@ -201,7 +194,7 @@ class GroundedAnswerer:
         query = self.retriever.prepare(question)
         language = query.language
         if looks_like_injection(question):
-            return Answer(answer=INJECTION_REPLY[language], refused=True, confidence=0.0, citations=[],
+            return Answer(answer=self.wording.say("injection", language), refused=True, confidence=0.0, citations=[],
                           language=language, reason="injection")
 
         benefit = match_benefit_question(query.normalized, self._benefit_tables(), self.regions, language)
@@ -332,11 +325,11 @@ class GroundedAnswerer:
         text = "".join(parts) if language == "zh" else " ".join(parts)
         if detail is not None and detail_missing:
             sep = "" if language == "zh" else " "
-            text = sep.join([detail.missing[language], text, HANDOFF[language]])
+            text = sep.join([self.wording.say(detail.missing, language), text, self.wording.say("handoff", language)])
             return Answer(answer=text, refused=True, confidence=confidence, citations=citations, language=language,
                           reason=f"{detail.name}_not_in_corpus")
         if language == "en" and all(c.doc_id and _is_chinese_doc(c.text) for c in citations):
-            text = "From the Chinese policy documents: " + text
+            text = self.wording.say("from_chinese_documents", language, answer=text)
         return Answer(answer=text, refused=False, confidence=confidence, citations=citations, language=language)
 
     def _detail_answered(self, detail: DetailKind, query: PreparedQuery, chosen: list[Candidate]) -> bool:
@@ -384,29 +377,23 @@ class GroundedAnswerer:
         if q.below_minimum:
             lowest = t.brackets[0].label(language)
             citation = self._table_citation(t, lowest if language == "zh" else f"{t.minimum_age}")
-            text = (
-                f"按{t.title}，{t.subject}从{t.minimum_age}周岁开始发放；您说的{q.age}岁还不在发放范围内[1]。"
-                if language == "zh"
-                else f"Under the {t.title} rules, the {t.subject} starts at age {t.minimum_age}; "
-                f"at {q.age} you are not yet eligible [1]."
-            )
+            text = self.wording.say("benefit_below_minimum_age", language, title=t.title, subject=t.subject,
+                                    minimum_age=t.minimum_age, age=q.age)
             return Answer(answer=text, refused=False, confidence=1.0, citations=[citation], language=language,
                           reason="below_minimum_age")
         if q.bracket is None:
             citation = self._table_citation(t, "80")
             sep = " " if language == "en" else ""
-            text = f"{t.missing_note}{sep}{HANDOFF[language]}"
+            text = f"{t.missing_note}{sep}{self.wording.say('handoff', language)}"
             return Answer(answer=text.strip(), refused=True, confidence=0.0, citations=[citation], language=language,
                           reason="amount_not_published")
         b = q.bracket
         amount = f"{b.amount:g}"
         citation = self._table_citation(t, amount)
-        if language == "zh":
-            unit = t.unit.split("/")[0]
-            text = f"按{t.title}，{q.age}岁属于{b.label('zh')}档，每月{amount}{unit}[1]。"
-        else:
-            text = (f"Under the {t.title} table, age {q.age} falls in the {b.label('en')} bracket: "
-                    f"{amount} {t.unit} [1].")
+        # The Chinese sentence says 每月 itself, so it takes the unit without its "/月".
+        unit = t.unit.split("/")[0] if language == "zh" else t.unit
+        text = self.wording.say("benefit_amount", language, title=t.title, age=q.age, bracket=b.label(language),
+                                amount=amount, unit=unit)
         sources = [citation.text, citation.title, t.title, str(q.age), b.label(language)]
         if ungrounded_numerals(text, sources):
             return self._refuse(language, 0.0, reason="unverified")
@@ -414,8 +401,8 @@ class GroundedAnswerer:
                       reason="benefit_table")
 
     def _refuse(self, language: str, confidence: float, reason: str) -> Answer:
-        return Answer(answer=REFUSAL[language], refused=True, confidence=confidence, citations=[], language=language,
-                      reason=reason)
+        return Answer(answer=self.wording.say("refusal", language), refused=True, confidence=confidence,
+                      citations=[], language=language, reason=reason)
 
 
 def _attach_marker(sentence: str, marker: str) -> str:

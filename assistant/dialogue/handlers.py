@@ -32,7 +32,7 @@ from assistant.dialogue.routing import Router, Turn
 from assistant.dialogue.state import ConversationState, PendingQuestion
 from assistant.dialogue.tickets import Handoffs
 from assistant.escalation.base import EscalationService
-from connectors.services.applications import ApplicationService
+from connectors.services.applications import ApplicationService, status_name
 from connectors.services.procedures import get_procedure
 from knowledge_base.text import detect_language
 
@@ -219,7 +219,7 @@ class ApplicationStatus(DialogueHandler):
             return Reply("answer", self.replies.say("filing_none", language))
         lines = [self.replies.say("filing_status_line", language,
                                   title=get_procedure(a.procedure).title[language], reference=a.application_id,
-                                  status=self.replies.status(a.status, language)) for a in found]
+                                  status=status_name(a.status, language)) for a in found]
         reply = Reply("answer", self.replies.say("filing_status", language, lines="\n".join(lines)))
         rejected = next((a.application_id for a in found if a.status == "rejected"), None)
         if rejected:

@@ -16,7 +16,7 @@ from assistant.core.errors import LinliError
 from assistant.core.settings import Settings
 from assistant.dialogue.reply import Reply
 from assistant.knowledge import KnowledgeBase
-from assistant.speech.audio import check_mime, decode
+from assistant.speech.audio import SPEECH, check_mime, decode
 from assistant.speech.correction import AcousticCheck, CorpusSounds, SoundAlikeDecoder, implausible, post_correct
 from assistant.speech.language_model import CharLanguageModel
 from assistant.speech.transcriber import (
@@ -191,18 +191,17 @@ def reply_to_voice(engine: VoiceDialogue, heard: Heard, session_id: str, channel
                    known_amounts: Collection[float]) -> Reply:
     """The engine's reply to what was heard; nothing heard, or an implausible age or amount (one
     no benefit table carries: `known_amounts`), is asked back, and the exchange is kept in the
-    conversation like any other turn."""
-    english = heard.language == "en"
+    conversation like any other turn. The words are in assistant/data/speech.yaml."""
+    language = "en" if heard.language == "en" else "zh"
     if not heard.text.strip(" 。.，,"):
-        return Reply("clarify", "I didn't catch that; please say it again." if english else "没有听清，请再说一遍。",
-                     session_id=session_id)
+        return Reply("clarify", SPEECH.say("nothing_heard", language), session_id=session_id)
     doubt = implausible(heard.text, known_amounts)
     if doubt is None:
         return engine.handle(session_id, heard.text, channel=channel, user_id=user_id)
     if doubt.guess:
-        question = f"您是说{doubt.guess}吗？"
+        question = SPEECH.say("heard_meant", language, guess=doubt.guess)
     else:
-        what = "年龄" if doubt.heard.endswith("岁") else "金额"
-        question = f"我听到的是“{doubt.heard}”，请再说一下{what}好吗？"
+        what = SPEECH.say("heard_what_age" if doubt.heard.endswith("岁") else "heard_what_amount", language)
+        question = SPEECH.say("heard_unsure", language, heard=doubt.heard, what=what)
     meant = heard.text.replace(doubt.heard, doubt.guess) if doubt.guess else None
     return engine.ask_back(session_id, heard.text, question, meant, channel=channel, user_id=user_id)

@@ -4,7 +4,10 @@ Confirming writes the application to the outbox table in one transaction; delive
 after, inline (one quick try) and by `linli worker`. Each delivery holds a short lease on the
 row (`FOR UPDATE SKIP LOCKED` on PostgreSQL, a conditional update on SQLite), and the backend
 call carries the application id as its idempotency key, so a crash between the backend's
-acknowledgement and our commit still yields one application, not two."""
+acknowledgement and our commit still yields one application, not two.
+
+What the resident is told (and the statuses' names) is in notices.yaml, read and checked when
+this module is imported; the audit trail written for workers stays in Chinese here."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
@@ -22,6 +26,7 @@ from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, is_sqlite
 from assistant.core.errors import LinliError
 from assistant.core.privacy import mask_pii
+from connectors.forms.errors import InvalidFormFile, load_messages
 from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
 from connectors.services.procedures import Procedure, get_procedure
 from connectors.services.tables import application_events, applications
@@ -30,11 +35,34 @@ from knowledge_base.benefits import BenefitTables
 log = logging.getLogger("linli.applications")
 IN_FLIGHT = ("submitted", "under_review")
 FINAL = ("approved", "rejected", "cancelled")
-STATUS_ZH = {"queued": "已排队，等待提交", "submitted": "已提交", "under_review": "审核中", "approved": "已通过",
-             "rejected": "未通过", "cancelled": "已撤销", "needs_worker": "转工作人员处理"}
-STATUS_EN = {"queued": "queued for submission", "submitted": "submitted", "under_review": "under review",
-             "approved": "approved", "rejected": "rejected", "cancelled": "cancelled",
-             "needs_worker": "passed to a worker"}
+STATUSES = ("queued", *IN_FLIGHT, *FINAL, "needs_worker")
+NOTICES_PATH = Path(__file__).resolve().parent / "notices.yaml"
+
+
+def load_notices(path: Path = NOTICES_PATH) -> dict[str, dict[str, str]]:
+    """The notices and status names (id -> {"zh", "en"}), each pair with the same placeholders,
+    and none missing."""
+    notices = load_messages(path)
+    wanted = ["submitted", "handed_to_worker", "status_changed", "status_reason", *(f"status_{s}" for s in STATUSES)]
+    missing = [key for key in wanted if key not in notices]
+    if missing:
+        raise InvalidFormFile(f"{path.name} 缺少：{'、'.join(missing)}", f"{path.name} lacks {', '.join(missing)}")
+    return notices
+
+
+NOTICES = load_notices()
+
+
+def status_name(status: str, language: str) -> str:
+    """An application's status in words (`status_<status>` in notices.yaml); an unknown status
+    as it is."""
+    names = NOTICES.get(f"status_{status}")
+    return names["en" if language == "en" else "zh"] if names else status
+
+
+def _notice(key: str, **values: object) -> str:
+    # Applications do not record the resident's language: notices go out in Chinese.
+    return NOTICES[key]["zh"].format(**values)
 
 
 class InvalidApplication(LinliError):
@@ -210,8 +238,8 @@ class ApplicationService:
                 return None  # our lease ran out and another worker took over; it owns the outcome
             self._event(conn, application_id, "submitted", f"政务系统受理编号 {submission.reference}")
         delivered = self.get(application_id)
-        self._tell(delivered, f"您的“{self._title(delivered)}”申请（编号 {application_id}）已提交到政务系统，"
-                              f"受理编号 {submission.reference}。")
+        self._tell(delivered, _notice("submitted", title=self._title(delivered), reference=application_id,
+                                      backend_reference=submission.reference))
         return delivered
 
     def _retry_later(self, application: Application, worker: str, error: str) -> Application:
@@ -236,8 +264,8 @@ class ApplicationService:
                                  attempts=attempts or application.attempts + 1, last_error=reason[:500],
                                  updated_at=utcnow()))
             self._event(conn, application.application_id, "needs_worker", reason[:500])
-        self._tell(application, f"您的“{self._title(application)}”申请（编号 {application.application_id}）"
-                                f"暂时没能提交，已转给社区工作人员跟进（工单 {ticket_id}），不用重新申请。")
+        self._tell(application, _notice("handed_to_worker", title=self._title(application),
+                                        reference=application.application_id, ticket_id=ticket_id))
         return self.get(application.application_id)
 
     def dispute(self, reference: str, text: str) -> str | None:
@@ -279,9 +307,9 @@ class ApplicationService:
                     continue
                 self._event(conn, application_id, status.status, status.reason)
             changed += 1
-            reason = f"原因：{status.reason}" if status.reason else ""
-            self._tell(application, f"您的“{self._title(application)}”申请（编号 {application_id}）"
-                                    f"状态更新：{STATUS_ZH.get(status.status, status.status)}。{reason}")
+            reason = _notice("status_reason", reason=status.reason) if status.reason else ""
+            self._tell(application, _notice("status_changed", title=self._title(application), reference=application_id,
+                                            status=status_name(status.status, "zh"), reason=reason))
         return changed
 
     def get(self, reference: str) -> Application:

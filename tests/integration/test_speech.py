@@ -114,17 +114,31 @@ def test_whisper_scores_how_well_a_reading_fits_the_audio(services):
     assert transcriber.transcribe(long_audio, "zh").listen is None
 
 
+# Which clip's runners-up differ in words depends on the CPU: whisper's int8 kernels give other
+# beams on other machines (sp-age-001's runners-up differ only in punctuation on some). So the
+# clips are tried in turn and the properties are asserted on every one.
+RUNNERS_UP_CLIPS = ("sp-age-001", "sp-zh-a-001", "sp-zh-a-003", "sp-zh-b-004", "sp-zh-c-001", "sp-zh-a-018")
+
+
 def test_the_beam_searchs_runners_up_come_with_the_transcript(settings, services):
-    """On the shipped model: the runners-up differ from the best transcript in words, not just
-    punctuation, and asking for them leaves the best transcript as it was."""
-    samples = decode((PROJECT_ROOT / "eval" / "datasets" / "speech" / "sp-age-001.flac").read_bytes())
-    transcript = services.transcriber.transcribe(samples, "zh")
-    assert 1 <= len(transcript.alternatives) <= settings.speech.runners_up
-    words = {"".join(ch for ch in text if ch.isalnum()) for text in (transcript.raw_text, *transcript.alternatives)}
-    assert len(words) == 1 + len(transcript.alternatives)
+    """On the shipped model: the runners-up differ from the best transcript and from each other in
+    words, not just punctuation, at least one clip has some, and asking for them leaves the best
+    transcript as it was."""
     alone = FasterWhisperTranscriber(MODEL_DIR, hotwords=domain_terms(settings)[: settings.speech.hotwords],
-                                     beam_size=settings.speech.beam_size, runners_up=0).transcribe(samples, "zh")
-    assert alone.alternatives == () and alone.raw_text == transcript.raw_text
+                                     beam_size=settings.speech.beam_size, runners_up=0)
+    with_alternatives = 0
+    for clip in RUNNERS_UP_CLIPS:
+        samples = decode((PROJECT_ROOT / "eval" / "datasets" / "speech" / f"{clip}.flac").read_bytes())
+        transcript = services.transcriber.transcribe(samples, "zh")
+        assert len(transcript.alternatives) <= settings.speech.runners_up
+        texts = (transcript.raw_text, *transcript.alternatives)
+        assert len({"".join(ch for ch in text if ch.isalnum()) for text in texts}) == len(texts), clip
+        single = alone.transcribe(samples, "zh")
+        assert single.alternatives == () and single.raw_text == transcript.raw_text, clip
+        with_alternatives += bool(transcript.alternatives)
+        if with_alternatives >= 2:
+            break
+    assert with_alternatives >= 1, f"no clip of {RUNNERS_UP_CLIPS} had a runner-up that differs in words"
 
 
 def test_runners_up_without_new_words_are_left_out(services):
