@@ -65,6 +65,7 @@ eval: index
 	$(BIN)/linli eval --dataset ../shared/data/retrieval/social_law
 	$(BIN)/linli eval --dataset ../shared/data/retrieval/cmedqq
 	$(BIN)/linli eval intents
+	$(BIN)/linli eval dialogue
 	$(BIN)/linli eval asr
 
 bench: index
