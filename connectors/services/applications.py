@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -211,7 +211,8 @@ class ApplicationService:
             query = select(applications.c.application_id).where(due).order_by(applications.c.created_at).limit(limit)
             if not is_sqlite(self.engine):
                 query = query.with_for_update(skip_locked=True)
-            for (application_id,) in conn.execute(query).tuples().all():
+            due_ids: Sequence[str] = conn.execute(query).scalars().all()
+            for application_id in due_ids:
                 # The conditional update is what makes the lease safe on SQLite too.
                 result = conn.execute(update(applications).where(applications.c.application_id == application_id, due)
                                       .values(lease_owner=worker, lease_until=now + self.lease))
@@ -285,10 +286,10 @@ class ApplicationService:
     def refresh(self) -> int:
         """Ask the backend about in-flight applications; record and announce every change."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(applications.c.application_id).where(applications.c.status.in_(IN_FLIGHT))
-                                ).tuples().all()
+            in_flight: Sequence[str] = conn.execute(select(applications.c.application_id)
+                                     .where(applications.c.status.in_(IN_FLIGHT))).scalars().all()
         changed = 0
-        for (application_id,) in rows:
+        for application_id in in_flight:
             application = self.get(application_id)
             if application.backend_reference is None:
                 continue  # in flight means submitted, so this does not happen; the check keeps it so
