@@ -15,7 +15,7 @@ import yaml
 
 from assistant.core.domain import Answer, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
-from knowledge_base.benefits import BenefitQuery, BenefitTable, RegionResolver, match_benefit_question
+from knowledge_base.benefits import BenefitQuery, BenefitTable, Bracket, RegionResolver, match_benefit_question
 from knowledge_base.guards import Wording, check_question, looks_like_injection
 from knowledge_base.numbers import numerals
 from knowledge_base.retrieval import HybridRetriever, PreparedQuery
@@ -24,7 +24,8 @@ from knowledge_base.text import content_terms, split_sentences
 # Every sentence the answerer words itself, from data/answer_wording.yaml (checked when the
 # answerer is built). The regular expressions below stay here.
 ANSWER_SENTENCES = ("refusal", "handoff", "injection", "amount_not_in_corpus", "clock_time_not_in_corpus",
-                    "from_chinese_documents", "benefit_below_minimum_age", "benefit_amount")
+                    "from_chinese_documents", "benefit_below_minimum_age", "benefit_amount",
+                    "bracket_range", "bracket_open_ended")
 
 _MARKER_RE = re.compile(r"\[\d+\]")
 _TABLE_LINE_RE = re.compile(r"^\s*\|")
@@ -372,10 +373,15 @@ class GroundedAnswerer:
         return Citation(doc_id=meta.doc_id, title=meta.title, chunk_id=chunk.chunk_id, text=chunk.text,
                         section=chunk.section)
 
+    def _bracket(self, bracket: Bracket, language: str) -> str:
+        if bracket.max is None:
+            return self.wording.say("bracket_open_ended", language, min=bracket.min)
+        return self.wording.say("bracket_range", language, min=bracket.min, max=bracket.max)
+
     def _benefit_answer(self, q: BenefitQuery, language: str) -> Answer:
         t = q.table
         if q.below_minimum:
-            lowest = t.brackets[0].label(language)
+            lowest = self._bracket(t.brackets[0], language)
             citation = self._table_citation(t, lowest if language == "zh" else f"{t.minimum_age}")
             text = self.wording.say("benefit_below_minimum_age", language, title=t.title, subject=t.subject,
                                     minimum_age=t.minimum_age, age=q.age)
@@ -392,9 +398,10 @@ class GroundedAnswerer:
         citation = self._table_citation(t, amount)
         # The Chinese sentence says 每月 itself, so it takes the unit without its "/月".
         unit = t.unit.split("/")[0] if language == "zh" else t.unit
-        text = self.wording.say("benefit_amount", language, title=t.title, age=q.age, bracket=b.label(language),
+        bracket = self._bracket(b, language)
+        text = self.wording.say("benefit_amount", language, title=t.title, age=q.age, bracket=bracket,
                                 amount=amount, unit=unit)
-        sources = [citation.text, citation.title, t.title, str(q.age), b.label(language)]
+        sources = [citation.text, citation.title, t.title, str(q.age), bracket]
         if ungrounded_numerals(text, sources):
             return self._refuse(language, 0.0, reason="unverified")
         return Answer(answer=text, refused=False, confidence=1.0, citations=[citation], language=language,

@@ -26,11 +26,6 @@ class Bracket:
     def contains(self, value: int) -> bool:
         return value >= self.min and (self.max is None or value <= self.max)
 
-    def label(self, language: str) -> str:
-        if self.max is None:
-            return f"{self.min}周岁及以上" if language == "zh" else f"{self.min} and above"
-        return f"{self.min}至{self.max}周岁" if language == "zh" else f"{self.min} to {self.max}"
-
 
 @dataclass(frozen=True)
 class BenefitTable:

@@ -21,9 +21,16 @@ from stdnum.cn import ric
 
 from assistant.core.errors import LinliError
 from connectors.forms import FIELD_TYPES, FieldError, FormField, FormSpec, InvalidFormFile, SchemaReader, read_fields
+from connectors.forms.errors import load_messages
 from knowledge_base.benefits import BenefitTable, BenefitTables
 
 DEFAULT_DIR = Path(__file__).resolve().parent / "procedures"
+# What residents are told about eligibility, in both languages (checked when this module loads).
+ELIGIBILITY_WORDING = load_messages(Path(__file__).resolve().parent / "eligibility.yaml")
+
+
+def _say(key: str, language: str, **values: object) -> str:
+    return ELIGIBILITY_WORDING[key][language].format(**values)
 
 __all__ = [
     "DEFAULT_DIR",
@@ -126,21 +133,22 @@ class BenefitTableRule:
         if age < zh.minimum_age:
             return Eligibility(
                 False,
-                f"{zh.title}从{zh.minimum_age}周岁起发放，{age}周岁还不在发放范围内。",
-                f"{en.title if en else 'The allowance'} starts at age {zh.minimum_age}; age {age} is not covered yet.",
+                _say("below_minimum_age", "zh", title=zh.title, minimum_age=zh.minimum_age, age=age),
+                _say("below_minimum_age", "en", title=en.title if en else _say("allowance", "en"),
+                     minimum_age=zh.minimum_age, age=age),
                 zh.doc_id,
             )
         bracket = zh.lookup(age)
         if bracket is None:
-            note_en = en.missing_note if en and en.missing_note else (
-                f"The published table gives no rate for age {age}; a worker will check."
-            )
-            return Eligibility(True, zh.missing_note or f"公开资料没有{age}周岁的发放标准，需要工作人员核实。",
+            note_en = en.missing_note if en and en.missing_note else _say("no_published_rate", "en", age=age)
+            return Eligibility(True, zh.missing_note or _say("no_published_rate", "zh", age=age),
                                note_en, zh.doc_id, needs_worker=True)
+        amount = f"{bracket.amount:g}"
         return Eligibility(
             True,
-            f"{age}周岁，{zh.title}为{bracket.amount:g}{zh.unit}。",
-            f"Age {age}: {en.title if en else zh.title} is {bracket.amount:g} {en.unit if en else zh.unit}.",
+            _say("monthly_amount", "zh", age=age, title=zh.title, amount=amount, unit=zh.unit),
+            _say("monthly_amount", "en", age=age, title=en.title if en else zh.title, amount=amount,
+                 unit=en.unit if en else zh.unit),
             zh.doc_id,
         )
 
@@ -193,7 +201,8 @@ class Procedure:
         refusal = next((o for o in outcomes if not o.eligible), None)
         needs_worker = next((o for o in outcomes if o.needs_worker), None)
         informative = next(iter(outcomes), None)
-        return refusal or needs_worker or informative or Eligibility(True, "符合办理条件。", "You meet the conditions.")
+        meets = Eligibility(True, _say("meets_conditions", "zh"), _say("meets_conditions", "en"))
+        return refusal or needs_worker or informative or meets
 
     def describe(self) -> dict[str, Any]:
         fields = []

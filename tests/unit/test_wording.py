@@ -4,6 +4,7 @@ code says is the file's template filled in."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,11 +17,14 @@ from assistant.dialogue.replies import REPLIES_FILE, SPEECH_FILE, Replies
 from assistant.dialogue.reply import Reply
 from assistant.speech.audio import BadAudio, check_mime, decode
 from assistant.speech.service import Heard, reply_to_voice
+from connectors.forms import FormSpec
 from connectors.services.applications import NOTICES_PATH, STATUSES, load_notices, status_name
+from connectors.services.procedures import ELIGIBILITY_WORDING, Procedure
 from knowledge_base.answering import ANSWER_SENTENCES, DETAILS, GroundedAnswerer
 from knowledge_base.guards import WORDING_FILE, InvalidWording, Wording, check_question, placeholders
 
-WORDING_FILES = [WORDING_FILE, SPEECH_FILE, NOTICES_PATH, REPLIES_FILE]
+ELIGIBILITY_FILE = Path(__file__).resolve().parents[2] / "connectors" / "services" / "eligibility.yaml"
+WORDING_FILES = [WORDING_FILE, SPEECH_FILE, NOTICES_PATH, REPLIES_FILE, ELIGIBILITY_FILE]
 
 
 def _sentences(entries: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -157,3 +161,12 @@ def test_status_names_come_from_the_notices() -> None:
             assert status_name(status, language) == NOTICES[f"status_{status}"][language]
     assert status_name("under_review", "zh") == "审核中"
     assert status_name("something_new", "en") == "something_new"
+
+
+def test_eligibility_outcomes_are_the_templates() -> None:
+    """A procedure with no rules meets the conditions, in the file's words."""
+    bare = Procedure(form=FormSpec(id="p", title={"zh": "事项", "en": "p"}, fields=()), doc_id="d", materials={},
+                     description={"zh": "", "en": ""})
+    outcome = bare.check_eligibility({}, date(2026, 11, 29), tables=None)  # type: ignore[arg-type]
+    assert (outcome.reason("zh"), outcome.reason("en")) == (ELIGIBILITY_WORDING["meets_conditions"]["zh"],
+                                                            ELIGIBILITY_WORDING["meets_conditions"]["en"])
