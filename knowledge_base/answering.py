@@ -16,7 +16,7 @@ import yaml
 from assistant.core.domain import Answer, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
 from knowledge_base.benefits import BenefitQuery, BenefitTable, Bracket, RegionResolver, match_benefit_question
-from knowledge_base.guards import Wording, check_question, looks_like_injection
+from knowledge_base.guards import WORDING_FILE, Wording, check_question, looks_like_injection
 from knowledge_base.numbers import numerals
 from knowledge_base.retrieval import HybridRetriever, PreparedQuery
 from knowledge_base.text import content_terms, split_sentences
@@ -184,7 +184,7 @@ class GroundedAnswerer:
         self.cues = cues
         self.regions = regions
         self.confidence = confidence or ConfidenceModel()
-        self.wording = (wording or Wording.load()).require(*ANSWER_SENTENCES)
+        self.wording = (wording or Wording.load(WORDING_FILE)).require(*ANSWER_SENTENCES)
         self._tables: tuple[int, list[BenefitTable]] | None = None
         self._sentence_cache: dict[str, np.ndarray] = {}
 

@@ -8,17 +8,13 @@ and checked there, so a typo in a placeholder shows when Linli starts, not in fr
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from assistant.core.errors import LinliError
+from assistant.core.wording import Wording
 
 MESSAGES_PATH = Path(__file__).resolve().parent / "messages.yaml"
-LANGUAGES = ("zh", "en")
 
 # A placeholder's value: one text for both languages, or one per language ({"zh": …, "en": …}).
 MessageParam = str | int | Mapping[str, str]
@@ -32,32 +28,9 @@ class InvalidFormFile(LinliError):
     http_status = 500
 
 
-def _placeholders(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-
-
 def load_messages(path: Path) -> dict[str, dict[str, str]]:
-    """Message id -> {"zh": template, "en": template}; both languages must name the same
-    placeholders, so neither sentence can silently lose a value."""
-    data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise InvalidFormFile(f"{path.name} 应该是键值对", f"{path.name} must be a mapping")
-    messages: dict[str, dict[str, str]] = {}
-    for message_id, entry in data.items():
-        if not isinstance(entry, dict) or set(entry) != set(LANGUAGES):
-            raise InvalidFormFile(
-                f"{path.name} 的 {message_id} 应该只有 zh 和 en 两句",
-                f"{path.name}: {message_id} needs exactly zh and en",
-            )
-        if not all(isinstance(entry[lang], str) and entry[lang].strip() for lang in LANGUAGES):
-            raise InvalidFormFile(f"{path.name} 的 {message_id} 不能为空", f"{path.name}: {message_id} is empty")
-        if _placeholders(entry["zh"]) != _placeholders(entry["en"]):
-            raise InvalidFormFile(
-                f"{path.name} 的 {message_id}：中英文句子的占位符不一致",
-                f"{path.name}: {message_id}: the zh and en sentences use different placeholders",
-            )
-        messages[str(message_id)] = {lang: entry[lang] for lang in LANGUAGES}
-    return messages
+    """Message id -> {"zh": template, "en": template}, checked by the one wording check."""
+    return Wording.load(path, error=InvalidFormFile).sentences
 
 
 MESSAGES = load_messages(MESSAGES_PATH)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from assistant.core.errors import InvalidQuestion, LinliError
+from assistant.core.wording import InvalidWording, Wording, placeholders
 from assistant.dialogue.replies import REPLIES_FILE, SPEECH_FILE, Replies
 from assistant.dialogue.reply import Reply
 from assistant.speech.audio import BadAudio, check_mime, decode
@@ -21,7 +22,7 @@ from connectors.forms import FormSpec
 from connectors.services.applications import NOTICES_PATH, STATUSES, load_notices, status_name
 from connectors.services.procedures import ELIGIBILITY_WORDING, Procedure
 from knowledge_base.answering import ANSWER_SENTENCES, DETAILS, GroundedAnswerer
-from knowledge_base.guards import WORDING_FILE, InvalidWording, Wording, check_question, placeholders
+from knowledge_base.guards import WORDING_FILE, check_question
 
 ELIGIBILITY_FILE = Path(__file__).resolve().parents[2] / "connectors" / "services" / "eligibility.yaml"
 WORDING_FILES = [WORDING_FILE, SPEECH_FILE, NOTICES_PATH, REPLIES_FILE, ELIGIBILITY_FILE]
@@ -53,7 +54,7 @@ def test_every_sentence_has_zh_and_en_with_the_same_placeholders(path: Path) -> 
 
 
 def test_each_file_loads_through_its_loader() -> None:
-    assert set(ANSWER_SENTENCES) | {"question_empty", "question_too_long"} <= set(Wording.load())
+    assert set(ANSWER_SENTENCES) | {"question_empty", "question_too_long"} <= set(Wording.load(WORDING_FILE))
     assert {"nothing_heard", "heard_unsure", "audio_silent"} <= set(Replies.load(SPEECH_FILE))
     assert {f"status_{s}" for s in STATUSES} | {"submitted", "status_changed"} <= set(load_notices())
     assert "quick_replies.cancel" in set(Replies.load())
