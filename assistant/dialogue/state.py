@@ -63,9 +63,6 @@ class ConversationState(BaseModel):
     # The last ticket opened for this conversation.
     handoff_ticket: str | None = None
 
-    def dispute_form(self) -> ActiveForm | None:
-        return self.flow if self.flow is not None and self.flow.kind == "dispute" else None
-
     def filing(self) -> ActiveForm | None:
         return self.flow if self.flow is not None and self.flow.kind == "procedure" else None
 
