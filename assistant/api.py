@@ -24,8 +24,11 @@ from assistant.core.privacy import install_log_masking
 from assistant.core.settings import get_settings
 from assistant.dependencies import ServicesDep
 from assistant.escalation.service import SqlEscalationService
+from assistant.pages.routes import pages
+from assistant.security.http import install_security
 from assistant.services import Services
 from assistant.speech.service import reply_to_voice
+from assistant.wechat.routes import wechat
 from connectors.services.applications import InvalidApplication
 from connectors.services.procedures import load_procedures
 from knowledge_base.text import detect_language
@@ -223,5 +226,8 @@ def create_app() -> FastAPI:
 
     app.include_router(ticket_api)
     app.include_router(console_pages)
+    app.include_router(pages)
+    app.include_router(wechat)
+    install_security(app)
     app.mount("/console-static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
     return app

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -98,6 +98,8 @@ class DialogueSettings(BaseModel):
 class EscalationSettings(BaseModel):
     # The centre this deployment serves; tickets land in its queue unless a message names another.
     centre: str = "default"
+    # The centres this deployment knows; a resident naming any other lands in `centre`.
+    centres: list[str] = []
     # Time to claim, by priority: minutes, or whole working days (Monday to Friday).
     sla_minutes: dict[str, int] = {"urgent": 5, "high": 120}
     sla_working_days: dict[str, int] = {"normal": 1}
@@ -179,6 +181,58 @@ class SpeechSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
+    # Integration clients: name -> key, sent as `X-API-Key`. A client acts only for the users it
+    # names: each conversation it starts is bound to that client and user
+    # (LINLI_API__KEYS='{"crm": "a-long-random-key"}').
+    keys: dict[str, SecretStr] = {}
+    # Every request body above this is refused with 413 before it is read (voice has its own limit).
+    max_body_bytes: int = 1024 * 1024
+    # Served behind HTTPS (a reverse proxy): cookies get `Secure`.
+    https: bool = False
+
+
+class ResidentSettings(BaseModel):
+    """Residents' credentials for the kiosk and web chat pages: a server-minted session token."""
+
+    session_ttl_hours: int = 24
+    # The kiosk forgets its visitor after this much quiet (privacy in a public place).
+    kiosk_idle_s: int = 120
+
+
+class WechatSettings(BaseModel):
+    """The WeChat Official Account channel; on when `token` is set (LINLI_WECHAT__TOKEN)."""
+
+    token: SecretStr | None = None
+    app_id: str = ""
+    app_secret: SecretStr = SecretStr("")
+    # With it, safe mode (encrypt_type=aes) and compatible mode work.
+    encoding_aes_key: SecretStr | None = None
+    api_base: str = "https://api.weixin.qq.com"
+    # A signed callback older or newer than this is refused (replay window).
+    timestamp_window_s: int = 300
+    max_body_bytes: int = 1024 * 1024
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None and bool(self.token.get_secret_value())
+
+
+class LimitSettings(BaseModel):
+    """Rate limits, shared across processes through the database (or Redis when `redis_url` is set)."""
+
+    redis_url: str | None = None
+    login_failures_per_15_min: int = 5
+    messages_per_session_per_minute: int = 30
+    handoffs_per_session_per_hour: int = 3
+    requests_per_client_per_minute: int = 120
+
+
+class PrivacySettings(BaseModel):
+    """Personal data at rest. `data_key` (a Fernet key, LINLI_PRIVACY__DATA_KEY) encrypts ID and
+    phone numbers; `linli` refuses the built-in development key unless `development` is on."""
+
+    data_key: SecretStr | None = None
+    development: bool = False
 
 
 class Settings(BaseSettings):
@@ -206,6 +260,10 @@ class Settings(BaseSettings):
     escalation: EscalationSettings = EscalationSettings()
     connectors: ConnectorSettings = ConnectorSettings()
     speech: SpeechSettings = SpeechSettings()
+    residents: ResidentSettings = ResidentSettings()
+    wechat: WechatSettings = WechatSettings()
+    limits: LimitSettings = LimitSettings()
+    privacy: PrivacySettings = PrivacySettings()
     # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
     # PostgreSQL in production: postgresql+psycopg://user@host/db
     database_url: str | None = None

@@ -1,0 +1,1 @@
+"""The residents' pages: the community-centre kiosk (`/kiosk`) and the phone web chat (`/chat`)."""

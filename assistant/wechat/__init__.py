@@ -1,0 +1,1 @@
+"""The WeChat Official Account channel: signed callbacks in, customer-service messages out."""

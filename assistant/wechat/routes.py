@@ -1,0 +1,7 @@
+"""`/wechat/callback` (placeholder; filled by the WeChat channel work)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+wechat = APIRouter(include_in_schema=False)
