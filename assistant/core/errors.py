@@ -59,3 +59,32 @@ class Forbidden(LinliError):
 class ClaimConflict(LinliError):
     code = "already_claimed"
     http_status = 409
+
+
+class TooManyRequests(LinliError):
+    """A rate limit was reached; `retry_after` (seconds) becomes the Retry-After header."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+
+class PayloadTooLarge(LinliError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class WeakPassword(LinliError):
+    code = "weak_password"
+    http_status = 422
+
+
+class InvalidRequest(LinliError):
+    """A request body no endpoint can take (lone surrogates, numbers beyond 64 bits, nesting too deep)."""
+
+    code = "invalid_request"
+    http_status = 422
+
+
+class CsrfRefused(LinliError):
+    code = "cross_site_request"
+    http_status = 403

@@ -17,6 +17,7 @@ from assistant.core.db import get_engine
 from assistant.core.errors import LinliError, NotAuthenticated
 from assistant.escalation.service import Actor
 from assistant.escalation.tables import auth_tokens, users
+from assistant.security.passwords import check_password
 
 ROLES = ("worker", "supervisor", "admin")
 _hasher = PasswordHasher()
@@ -37,8 +38,7 @@ class UserStore:
             display_name: str | None = None) -> Actor:
         if role not in ROLES:
             raise LinliError(f"角色只能是 {', '.join(ROLES)}。", f"Role must be one of {', '.join(ROLES)}.")
-        if len(password) < 8:
-            raise LinliError("密码至少8位。", "The password needs at least 8 characters.")
+        check_password(password, username)
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(users).values(
@@ -49,6 +49,7 @@ class UserStore:
         return Actor(username, role, centre, display_name or username)
 
     def set_password(self, username: str, password: str) -> None:
+        check_password(password, username)
         with self.engine.begin() as conn:
             conn.execute(update(users).where(users.c.username == username)
                          .values(password_hash=_hasher.hash(password)))

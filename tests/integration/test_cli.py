@@ -109,6 +109,6 @@ def test_users_add_list_and_errors(small_index_dir, tmp_path):
     assert again.returncode == 2 and "已存在" in again.stdout
     env["SHORT"] = "short"
     weak = linli("users", "add", "li", "--password-env", "SHORT")
-    assert weak.returncode == 2 and "至少8位" in weak.stdout
+    assert weak.returncode == 2 and "至少10位" in weak.stdout
     assert "a-long-password" not in (tmp_path / "var" / "linli.sqlite").read_bytes().decode("latin-1")
     assert os.path.exists(tmp_path / "var" / "linli.sqlite")

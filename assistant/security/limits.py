@@ -1,0 +1,200 @@
+"""Rate limits shared by every server process: `RateLimiter` counts hits per key in fixed windows
+with the `limits` library's strategy, over the relational database by default (`SqlStorage`, one
+atomic upsert per hit on SQLite and PostgreSQL) or Redis when `settings.limits.redis_url` is set.
+
+`LoginThrottle` uses it to lock an account (and a client address) out for the rest of the window
+after repeated failed logins."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from limits import RateLimitItemPerSecond
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from assistant.core.db import get_engine, is_sqlite
+from assistant.core.errors import NotAuthenticated, TooManyRequests
+from assistant.core.settings import LimitSettings
+from assistant.security.tables import rate_limits
+
+if TYPE_CHECKING:
+    from assistant.escalation.auth import UserStore
+    from assistant.escalation.service import Actor
+
+log = logging.getLogger("linli.security")
+_MAX_KEY = 255
+# Expired rows are swept once every this many hits (per process).
+_SWEEP_EVERY = 500
+
+
+def _stored_key(key: str) -> str:
+    """Keys carry user input (usernames, addresses): long ones are hashed to fit the column."""
+    if len(key) <= _MAX_KEY:
+        return key
+    return key[:180] + "#" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class SqlStorage(Storage):
+    """A `limits` storage over Linli's database (table `rate_limits`). Each `incr` is one
+    INSERT … ON CONFLICT DO UPDATE … RETURNING statement, atomic across processes on SQLite
+    (the write lock) and PostgreSQL (the row lock); an expired window restarts at the hit."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self._hits = 0
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return SQLAlchemyError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        insert = (sqlite.insert if is_sqlite(self.engine) else postgresql.insert)(rate_limits)
+        statement = insert.values(key=_stored_key(key), count=amount, expires_at=now + expiry)
+        expired = rate_limits.c.expires_at <= now
+        upsert = statement.on_conflict_do_update(
+            index_elements=[rate_limits.c.key],
+            set_={
+                "count": case((expired, statement.excluded["count"]), else_=rate_limits.c["count"] + amount),
+                "expires_at": case((expired, statement.excluded.expires_at), else_=rate_limits.c.expires_at),
+            },
+        ).returning(rate_limits.c["count"])
+        with self.engine.begin() as conn:
+            count = int(conn.execute(upsert).scalar_one())
+        self._hits += 1
+        if self._hits % _SWEEP_EVERY == 0:
+            self.reset_expired()
+        return count
+
+    def _row(self, key: str) -> tuple[int, float] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(rate_limits.c["count"], rate_limits.c.expires_at)
+                               .where(rate_limits.c.key == _stored_key(key))).first()
+        if row is None or row.expires_at <= time.time():
+            return None
+        return int(row[0]), float(row[1])
+
+    def get(self, key: str) -> int:
+        row = self._row(key)
+        return row[0] if row else 0
+
+    def get_expiry(self, key: str) -> float:
+        row = self._row(key)
+        return row[1] if row else time.time()
+
+    def check(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    def reset(self) -> int | None:
+        with self.engine.begin() as conn:
+            return conn.execute(delete(rate_limits)).rowcount
+
+    def reset_expired(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(rate_limits).where(rate_limits.c.expires_at <= time.time()))
+
+    def clear(self, key: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(rate_limits).where(rate_limits.c.key == _stored_key(key)))
+
+
+class RateLimiter:
+    """Fixed-window counters per key: `hit` is True while the key stays within `limit` hits in
+    its current `window_s`-second window (and counts the hit), False once it is over."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._strategy = FixedWindowRateLimiter(storage)
+
+    @classmethod
+    def from_settings(cls, settings: LimitSettings, database_url: str) -> RateLimiter:
+        if settings.redis_url:
+            storage = storage_from_string(settings.redis_url)
+            if not isinstance(storage, Storage):
+                raise ValueError(f"limits.redis_url must name a synchronous storage, not {settings.redis_url!r}")
+            return cls(storage)
+        return cls(SqlStorage(get_engine(database_url)))
+
+    @staticmethod
+    def _item(limit: int, window_s: int) -> RateLimitItemPerSecond:
+        return RateLimitItemPerSecond(max(limit, 0), max(window_s, 1), namespace="linli")
+
+    def hit(self, key: str, *, limit: int, window_s: int) -> bool:
+        return self._strategy.hit(self._item(limit, window_s), key)
+
+    def allowed(self, key: str, *, limit: int, window_s: int) -> bool:
+        """Whether the next hit would be allowed, without counting one."""
+        return self._strategy.test(self._item(limit, window_s), key)
+
+    def retry_after(self, key: str, *, limit: int, window_s: int) -> int:
+        """Whole seconds until the key's current window ends (at least 1)."""
+        reset_at = self._strategy.get_window_stats(self._item(limit, window_s), key).reset_time
+        return max(1, math.ceil(reset_at - time.time()))
+
+    def clear(self, key: str, *, limit: int, window_s: int) -> None:
+        self._strategy.clear(self._item(limit, window_s), key)
+
+
+LOGIN_WINDOW_S = 15 * 60
+
+
+class LoginThrottle:
+    """Counts failed logins per account and per client address; once either reaches its limit,
+    every further attempt (even with the right password) is refused with 429 until the window
+    passes. A successful login clears the account's failures."""
+
+    def __init__(self, limiter: RateLimiter, settings: LimitSettings) -> None:
+        self.limiter = limiter
+        self.account_limit = settings.login_failures_per_15_min
+        self.client_limit = settings.login_failures_per_client_per_15_min
+
+    def _keys(self, username: str, client: str) -> list[tuple[str, int]]:
+        return [(f"login:account:{username.casefold()}", self.account_limit),
+                (f"login:client:{client}", self.client_limit)]
+
+    def check(self, username: str, client: str) -> None:
+        for key, limit in self._keys(username, client):
+            if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S):
+                retry = self.limiter.retry_after(key, limit=limit, window_s=LOGIN_WINDOW_S)
+                raise TooManyRequests(
+                    f"登录失败次数过多，请{math.ceil(retry / 60)}分钟后再试。",
+                    f"Too many failed logins; try again in {math.ceil(retry / 60)} minutes.",
+                    retry_after=retry)
+
+    def failed(self, username: str, client: str) -> None:
+        for key, limit in self._keys(username, client):
+            self.limiter.hit(key, limit=limit, window_s=LOGIN_WINDOW_S)
+            if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S):
+                log.warning("login locked out for %d minutes after %d failures: %s (user %r, client %s)",
+                            LOGIN_WINDOW_S // 60, limit, key.split(":")[1], username, client)
+
+    def succeeded(self, username: str) -> None:
+        key, limit = self._keys(username, "")[0]
+        self.limiter.clear(key, limit=limit, window_s=LOGIN_WINDOW_S)
+
+    def authenticate(self, users: UserStore, username: str, password: str, client: str) -> Actor:
+        """`users.authenticate`, refused with TooManyRequests while the account or client is locked."""
+        self.check(username, client)
+        try:
+            actor = users.authenticate(username, password)
+        except NotAuthenticated:
+            self.failed(username, client)
+            raise
+        self.succeeded(username)
+        return actor
+

@@ -1,0 +1,131 @@
+"""Contract tests for the rate limiter: the database backend (SQLite and PostgreSQL) and the Redis
+backend (`limits`' storage) must count the same way, across processes too."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+
+import pytest
+
+from assistant.core.db import get_engine
+from assistant.core.errors import NotAuthenticated, TooManyRequests
+from assistant.core.settings import LimitSettings
+from assistant.escalation.auth import UserStore
+from assistant.security.limits import LoginThrottle, RateLimiter, SqlStorage
+
+REDIS_URL = "redis://127.0.0.1:6379"
+
+
+def _redis_unavailable() -> str | None:
+    try:
+        import redis  # noqa: PLC0415
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip, with the reason
+        return f"Redis not reachable at {REDIS_URL} ({type(exc).__name__})"
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+def limiter(request, tmp_path) -> RateLimiter:
+    if request.param == "redis":
+        reason = _redis_unavailable()
+        if reason:
+            pytest.skip(reason)
+        return RateLimiter.from_settings(LimitSettings(redis_url=REDIS_URL), "unused")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    return RateLimiter.from_settings(LimitSettings(), url)
+
+
+def _key() -> str:
+    return f"test:{uuid.uuid4().hex}"
+
+
+def test_allows_up_to_the_limit_then_refuses(limiter):
+    key = _key()
+    assert [limiter.hit(key, limit=3, window_s=60) for _ in range(5)] == [True, True, True, False, False]
+    assert not limiter.allowed(key, limit=3, window_s=60)
+    assert 55 <= limiter.retry_after(key, limit=3, window_s=60) <= 60
+    # Another key has its own count.
+    assert limiter.hit(_key(), limit=3, window_s=60)
+
+
+def test_window_passes_and_clear_resets(limiter):
+    key = _key()
+    assert limiter.hit(key, limit=1, window_s=1)
+    assert not limiter.hit(key, limit=1, window_s=1)
+    time.sleep(1.1)
+    assert limiter.hit(key, limit=1, window_s=1), "a new window starts after the old one ends"
+    other = _key()
+    limiter.hit(other, limit=1, window_s=60)
+    assert not limiter.allowed(other, limit=1, window_s=60)
+    limiter.clear(other, limit=1, window_s=60)
+    assert limiter.hit(other, limit=1, window_s=60)
+
+
+def test_long_keys_are_hashed_not_truncated_into_one(limiter):
+    base = "k" * 400
+    assert limiter.hit(base + "a", limit=1, window_s=60)
+    assert limiter.hit(base + "b", limit=1, window_s=60)
+    assert not limiter.hit(base + "a", limit=1, window_s=60)
+
+
+def _hammer(url: str, key: str, hits: int, results) -> None:
+    engine = get_engine(url)
+    engine.dispose(close=False)  # forked: open this process's own connections (SQLAlchemy's advice)
+    limiter = RateLimiter(SqlStorage(engine))
+    results.put(sum(limiter.hit(key, limit=50, window_s=60) for _ in range(hits)))
+
+
+def test_database_counts_are_atomic_across_processes(database_url):
+    RateLimiter.from_settings(LimitSettings(), database_url)  # migrate once, before the processes race
+    key = _key()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    processes = [context.Process(target=_hammer, args=(database_url, key, 30, results)) for _ in range(4)]
+    for p in processes:
+        p.start()
+    allowed = sum(results.get(timeout=120) for _ in processes)
+    for p in processes:
+        p.join(timeout=30)
+    assert allowed == 50, "120 hits from 4 processes against a limit of 50 must allow exactly 50"
+
+
+def test_login_throttle_locks_the_account_even_for_the_right_password(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
+    users = UserStore(url)
+    users.add("wang", "correct-horse-battery", role="worker")
+    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), url),
+                             LimitSettings(login_failures_per_15_min=3))
+    assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.1").username == "wang"
+    for _ in range(3):
+        with pytest.raises(NotAuthenticated):
+            throttle.authenticate(users, "wang", "wrong-password!", "10.0.0.1")
+    with caplog.at_level("WARNING", logger="linli.security"), pytest.raises(TooManyRequests) as refused:
+        throttle.authenticate(users, "WANG", "correct-horse-battery", "10.0.0.2")
+    assert "登录失败次数过多" in refused.value.message("zh")
+    assert 840 <= refused.value.details["retry_after"] <= 900
+    # Another account from the same address is not locked by one account's failures.
+    users.add("zhao", "another-good-passphrase", role="worker")
+    assert throttle.authenticate(users, "zhao", "another-good-passphrase", "10.0.0.1").username == "zhao"
+
+
+def test_login_throttle_locks_a_client_guessing_many_accounts(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
+    users = UserStore(url)
+    users.add("wang", "correct-horse-battery", role="worker")
+    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), url),
+                             LimitSettings(login_failures_per_15_min=5, login_failures_per_client_per_15_min=4))
+    with caplog.at_level("WARNING", logger="linli.security"):
+        for name in ("a1", "a2", "a3", "a4"):
+            with pytest.raises(NotAuthenticated):
+                throttle.authenticate(users, name, "whatever-password", "10.9.9.9")
+    assert any("client" in r.getMessage() and "10.9.9.9" in r.getMessage() for r in caplog.records)
+    with pytest.raises(TooManyRequests):
+        throttle.authenticate(users, "wang", "correct-horse-battery", "10.9.9.9")
+    assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.1.1.1").username == "wang"
