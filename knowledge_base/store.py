@@ -40,6 +40,7 @@ from sqlalchemy import (
 
 from assistant.core.domain import Chunk, Document, DocumentMeta
 from assistant.core.errors import IndexNotBuilt, IngestError, UnknownDocument
+from assistant.core.privacy import private_dir, private_file, restrict_tree
 from knowledge_base.chunking import ChunkingConfig, chunk_document
 from knowledge_base.embedders import Embedder, EmbeddingCache
 from knowledge_base.text import tokenize
@@ -159,7 +160,9 @@ class IndexStore:
         title_repeat: int = 2,
     ) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Index files are mode 600 in a 700 directory, like the database (assistant/core/privacy.py).
+        private_dir(self.directory)
+        private_file(self.directory / self.DB_NAME)
         self.embedder = embedder
         self.cache = cache
         self.chunking = chunking
@@ -335,6 +338,7 @@ class IndexStore:
             (tmp / "STAMP.json").write_text(
                 json.dumps({"generation": generation, "embedder": self.embedder.name, "chunks": len(rows)})
             )
+            restrict_tree(tmp)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)

@@ -4,15 +4,18 @@ Alembic migrations applied on start. SQLite is the embedded default; PostgreSQL 
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import MetaData, event, text
-from sqlalchemy.engine import Engine, create_engine
+from sqlalchemy.engine import Engine, create_engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from assistant.core.privacy import PRIVATE_FILE, private_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -39,6 +42,7 @@ def get_engine(url: str) -> Engine:
     with _lock:
         if url not in _engines:
             if url.startswith("sqlite"):
+                _private_sqlite_files(url)
                 engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
                 @event.listens_for(engine, "connect")
@@ -58,6 +62,20 @@ def get_engine(url: str) -> Engine:
             migrate(engine)
             _migrated.add(url)
         return engine
+
+
+def _private_sqlite_files(url: str) -> None:
+    """The database file mode 600 before SQLite opens it (its -wal and -shm files are created with
+    the database file's mode); files left by an older release are narrowed too."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists():
+            os.chmod(sidecar, PRIVATE_FILE)
 
 
 def migrate(engine: Engine) -> None:
@@ -86,7 +104,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
         return
     lock_path = Path(database).with_suffix(Path(database).suffix + ".migrate-lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
+    with open(os.open(lock_path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE), "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from assistant.core.clock import utcnow
 from assistant.core.events import EventBus
+from assistant.core.privacy import mask_data
 from assistant.escalation.events import TicketClaimed, TicketOpened, TicketResolved
 from assistant.escalation.states import CLAIMED, HELD, PENDING, RESOLVED, next_status
 
@@ -50,8 +51,11 @@ class Ticket:
     rating: int | None = None
 
     def public(self) -> dict[str, Any]:
+        """What the API shows: ID and phone numbers masked (the handling worker may `reveal` them)."""
         data = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
         data.pop("idempotency_key", None)
+        for name in ("form_data", "summary", "contact"):
+            data[name] = mask_data(data[name])
         return data
 
 

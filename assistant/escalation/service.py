@@ -20,7 +20,8 @@ from assistant.core.db import get_engine, is_sqlite
 from assistant.core.errors import ClaimConflict, Forbidden, LinliError, UnknownTicket
 from assistant.core.events import EventBus
 from assistant.core.privacy import mask_pii
-from assistant.core.settings import EscalationSettings
+from assistant.core.settings import EscalationSettings, get_settings
+from assistant.core.vault import Vault
 from assistant.escalation.base import KINDS, PRIORITIES, Ticket, new_ticket_id
 from assistant.escalation.events import TicketClaimed, TicketOpened, TicketResolved, WorkerReplied
 from assistant.escalation.states import CLAIMABLE, HELD, OPEN, RESOLVED, WAITING, next_status
@@ -59,9 +60,11 @@ def due_at(priority: str, created: datetime, settings: EscalationSettings) -> da
     return due
 
 
-def _ticket(row: Row) -> Ticket:
+def _ticket(row: Row, vault: Vault) -> Ticket:
+    """A stored ticket with its form data's encrypted values opened: the service's callers hold
+    full values; what leaves for people is masked (`Ticket.public`, the console) but for `reveal`."""
     data = dict(row._mapping)
-    data["form_data"] = dict(data.get("form_data") or {})
+    data["form_data"] = vault.decrypt_fields(data.get("form_data") or {})
     return Ticket(**data)
 
 
@@ -70,8 +73,11 @@ class SqlEscalationService:
     (TicketOpened, TicketClaimed, WorkerReplied, TicketResolved); delivering a worker's words and
     asking for a rating are listeners' work (assistant/services.py subscribes them)."""
 
-    def __init__(self, url: str, settings: EscalationSettings | None = None, events: EventBus | None = None) -> None:
+    def __init__(self, url: str, settings: EscalationSettings | None = None, events: EventBus | None = None,
+                 vault: Vault | None = None) -> None:
         self.engine = get_engine(url)
+        # At rest: ID and phone numbers encrypted in form_data, masked in summaries and events.
+        self.vault = vault or Vault.from_settings(get_settings().privacy)
         self.settings = settings or EscalationSettings()
         # A queue nobody listens to (tests, scripts) still works: its events go nowhere. Not
         # `self.events`: that is the audit log of a ticket.
@@ -91,7 +97,8 @@ class SqlEscalationService:
         values: dict[str, Any] = dict(
             ticket_id=new_ticket_id(now), kind=kind, priority=priority, status="pending",
             centre=centre or self.settings.centre, session_id=session_id, channel=channel, user_id=user_id,
-            contact=contact or form_data.get("phone"), summary=summary[:1000], form_data=form_data,
+            contact=mask_pii(str(contact or form_data.get("phone") or ""))[:64] or None,
+            summary=mask_pii(summary[:1000]), form_data=self.vault.encrypt_fields(form_data),
             idempotency_key=idempotency_key, created_at=now, updated_at=now,
             due_at=due_at(priority, now, self.settings), breached=False,
         )
@@ -107,14 +114,14 @@ class SqlEscalationService:
                     return existing
             raise
         log.info("ticket %s opened: %s/%s %s", values["ticket_id"], kind, priority, mask_pii(summary[:80]))
-        ticket = Ticket(**values)
+        ticket = Ticket(**{**values, "form_data": form_data})
         self.event_bus.publish(TicketOpened(ticket))
         return ticket
 
     def get(self, ticket_id: str) -> Ticket | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
-        return _ticket(row) if row else None
+        return _ticket(row, self.vault) if row else None
 
     def held_ticket(self, session_id: str) -> Ticket | None:
         with self.engine.connect() as conn:
@@ -122,7 +129,7 @@ class SqlEscalationService:
                 select(tickets).where(tickets.c.session_id == session_id, tickets.c.status.in_(HELD))
                 .order_by(tickets.c.created_at.desc())
             ).first()
-        return _ticket(row) if row else None
+        return _ticket(row, self.vault) if row else None
 
     def record_resident_message(self, ticket_id: str, text: str) -> None:
         with self.engine.begin() as conn:
@@ -157,7 +164,7 @@ class SqlEscalationService:
             query = query.where(tickets.c.priority == priority)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(tickets.c.created_at.desc()).limit(limit)).all()
-        found = [_ticket(r) for r in rows]
+        found = [_ticket(r, self.vault) for r in rows]
         # Open work first, most urgent and soonest due at the top.
         return sorted(found, key=lambda t: (t.status not in OPEN, PRIORITY_ORDER.get(t.priority, 9), t.due_at))
 
@@ -248,7 +255,7 @@ class SqlEscalationService:
             raise LinliError("请填写处理结果。", "Please describe the outcome.")
         ticket = self._held_by(ticket_id, actor)
         with self.engine.begin() as conn:
-            to_status = self._move(conn, ticket_id, "resolve", ticket.status, outcome=outcome[:2000],
+            to_status = self._move(conn, ticket_id, "resolve", ticket.status, outcome=mask_pii(outcome[:2000]),
                                    resolved_at=utcnow())
             self._event(conn, ticket_id, actor, "resolve", ticket.status, to_status, outcome[:2000])
         resolved = self._current(ticket_id)
@@ -275,6 +282,22 @@ class SqlEscalationService:
         with self.engine.begin() as conn:
             self._event(conn, ticket_id, actor, "note", ticket.status, ticket.status, text[:4000])
         return ticket
+
+    def reveal(self, ticket_id: str, actor: Actor) -> dict[str, Any]:
+        """The full form data (and contact number) of a ticket, for the worker handling it: the
+        ticket is claimed by `actor` (it is held, not just resolved) and in their centre. Everyone
+        else reads masked values. Each reveal is an event in the ticket's audit trail."""
+        ticket = self.view(ticket_id, actor)
+        if ticket.status not in HELD or ticket.assignee != actor.username or ticket.centre != actor.centre:
+            raise Forbidden("只有认领这张工单的本中心工作人员可以查看完整个人信息。",
+                            "Only the worker of this centre who claimed the ticket may see the full personal data.")
+        with self.engine.begin() as conn:
+            self._event(conn, ticket_id, actor, "reveal", ticket.status, ticket.status, "查看了完整个人信息",
+                        {"fields": sorted(ticket.form_data)})
+        log.info("ticket %s: %s saw the full personal data", ticket_id, actor.username)
+        phone = ticket.form_data.get("phone")
+        return {"ticket_id": ticket_id, "form_data": ticket.form_data,
+                "contact": phone if isinstance(phone, str) else ticket.contact}
 
     def sweep_breaches(self, now: datetime | None = None) -> builtins.list[str]:
         """Flag tickets nobody claimed in time and escalate them to a supervisor."""
@@ -339,12 +362,12 @@ class SqlEscalationService:
                to_status: str | None, text: str | None = None, data: dict[str, Any] | None = None) -> None:
         conn.execute(insert(ticket_events).values(
             ticket_id=ticket_id, actor=actor.username, action=action, from_status=from_status, to_status=to_status,
-            text=text, data=data, created_at=utcnow()))
+            text=mask_pii(text) if text else text, data=data, created_at=utcnow()))
 
     def _by_key(self, key: str) -> Ticket | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(tickets).where(tickets.c.idempotency_key == key)).first()
-        return _ticket(row) if row else None
+        return _ticket(row, self.vault) if row else None
 
     def _current(self, ticket_id: str) -> Ticket:
         """A ticket this service just changed (so it exists)."""
@@ -352,7 +375,7 @@ class SqlEscalationService:
             return self._get_in(conn, ticket_id)
 
     def _get_in(self, conn: Connection, ticket_id: str) -> Ticket:
-        return _ticket(conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).one())
+        return _ticket(conn.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).one(), self.vault)
 
 
 __all__ = ["RESIDENT", "RESOLVED", "SYSTEM", "Actor", "SqlEscalationService", "due_at"]

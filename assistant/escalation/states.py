@@ -43,7 +43,8 @@ STATUS_LABELS_ZH = {PENDING: "待认领", CLAIMED: "处理中", WAITING: "等待
                     TRANSFERRED: "已转派", REOPENED: "重新打开"}
 ACTION_LABELS_ZH = {"create": "创建", "claim": "认领", "ask_resident": "询问居民", "resident_replied": "居民回复",
                     "resident_message": "居民留言", "transfer": "转派", "resolve": "办结", "close": "关闭",
-                    "reopen": "重新打开", "reply": "回复", "note": "备注", "sla_breach": "超时升级", "rate": "居民评分"}
+                    "reopen": "重新打开", "reply": "回复", "note": "备注", "sla_breach": "超时升级", "rate": "居民评分",
+                    "reveal": "查看个人信息"}
 
 
 def next_status(action: str, status: str) -> str:

@@ -26,6 +26,8 @@ from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, is_sqlite
 from assistant.core.errors import LinliError
 from assistant.core.privacy import mask_pii
+from assistant.core.settings import get_settings
+from assistant.core.vault import SENSITIVE_FIELD_TYPES, Vault
 from connectors.forms.errors import InvalidFormFile, load_messages
 from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
 from connectors.services.procedures import Procedure, get_procedure
@@ -126,8 +128,11 @@ class ApplicationService:
     def __init__(self, url: str, connector: ServiceConnector, *, benefit_tables: BenefitTables,
                  notify: Notify | None = None, escalate: Escalate | None = None, max_attempts: int = 5,
                  lease_s: float = 60.0, retry_base_s: float = 5.0,
-                 procedures: Callable[[str], Procedure] | None = None) -> None:
+                 procedures: Callable[[str], Procedure] | None = None, vault: Vault | None = None) -> None:
         self.engine = get_engine(url)
+        # ID and phone numbers in `applications.data` are stored encrypted; `get` opens them (the
+        # connector submits full values).
+        self.vault = vault or Vault.from_settings(get_settings().privacy)
         self.connector = connector
         self.benefit_tables = benefit_tables
         self.notify = notify
@@ -174,7 +179,8 @@ class ApplicationService:
             with self.engine.begin() as conn:
                 conn.execute(insert(applications).values(
                     application_id=application_id, procedure=procedure_id, session_id=session_id, channel=channel,
-                    user_id=user_id, data=cleaned, idempotency_key=idempotency_key, status="queued", attempts=0,
+                    user_id=user_id, data=self.vault.encrypt_fields(cleaned, self._sensitive(procedure_id)),
+                    idempotency_key=idempotency_key, status="queued", attempts=0,
                     next_attempt_at=now, created_at=now, updated_at=now))
                 self._event(conn, application_id, "queued", "居民已确认")
         except IntegrityError:
@@ -252,7 +258,7 @@ class ApplicationService:
             conn.execute(update(applications).where(applications.c.application_id == application.application_id,
                                                     applications.c.lease_owner == worker)
                          .values(attempts=attempts, next_attempt_at=utcnow() + delay, lease_owner=None,
-                                 lease_until=None, last_error=error[:500], updated_at=utcnow()))
+                                 lease_until=None, last_error=mask_pii(error[:500]), updated_at=utcnow()))
         return self.get(application.application_id)
 
     def _hand_to_worker(self, application: Application, worker: str, reason: str,
@@ -262,7 +268,7 @@ class ApplicationService:
             conn.execute(update(applications).where(applications.c.application_id == application.application_id,
                                                     applications.c.lease_owner == worker)
                          .values(status="needs_worker", ticket_id=ticket_id, lease_owner=None, lease_until=None,
-                                 attempts=attempts or application.attempts + 1, last_error=reason[:500],
+                                 attempts=attempts or application.attempts + 1, last_error=mask_pii(reason[:500]),
                                  updated_at=utcnow()))
             self._event(conn, application.application_id, "needs_worker", reason[:500])
         self._tell(application, _notice("handed_to_worker", title=self._title(application),
@@ -321,6 +327,7 @@ class ApplicationService:
             raise UnknownApplication(f"找不到编号为 {reference} 的申请。", f"No application {reference}.",
                                      reference=reference)
         fields = {k: getattr(row, k) for k in Application.__dataclass_fields__}
+        fields["data"] = self.vault.decrypt_fields(fields["data"] or {})
         return Application(**fields)
 
     def history(self, application_id: str) -> list[dict[str, Any]]:
@@ -368,8 +375,16 @@ class ApplicationService:
                                .where(applications.c.idempotency_key == key)).first()
         return self.get(row.application_id) if row else None
 
+    def _sensitive(self, procedure_id: str) -> set[str]:
+        """The procedure's fields whose values are personal data by kind (cn_id, cn_mobile)."""
+        try:
+            return {f.name for f in self.get_procedure(procedure_id).fields if f.type in SENSITIVE_FIELD_TYPES}
+        except LinliError:
+            return set()
+
     def _event(self, conn, application_id: str, status: str, detail: str | None) -> None:
-        conn.execute(insert(application_events).values(application_id=application_id, status=status, detail=detail,
+        conn.execute(insert(application_events).values(application_id=application_id, status=status,
+                                                       detail=mask_pii(detail) if detail else detail,
                                                        created_at=utcnow()))
 
 
