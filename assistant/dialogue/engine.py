@@ -15,7 +15,8 @@ from assistant.dialogue.answers import PolicyAnswers
 from assistant.dialogue.flows import DisputeIntake, FormFlow, FormPurpose, ProcedureFiling
 from assistant.dialogue.handlers import Dialogue, build_router
 from assistant.dialogue.patterns import AFFIRMATIVE_RE
-from assistant.dialogue.ports import AnswerSource, IntentModel
+from assistant.dialogue.ports import AnswerSource, IntentModel, RateLimit
+from assistant.dialogue.receipts import MessageReceipts, StillProcessing
 from assistant.dialogue.replies import Replies
 from assistant.dialogue.reply import Reply
 from assistant.dialogue.routing import Turn
@@ -37,15 +38,17 @@ def _session_key(session_id: str | None) -> str:
 class DialogueEngine:
     def __init__(self, knowledge_base: AnswerSource, classifier: IntentModel, store: ConversationStore,
                  escalation: EscalationService, settings: DialogueSettings, *, replies: Replies | None = None,
-                 applications: ApplicationService | None = None, today: Callable[[], date] = date.today) -> None:
+                 applications: ApplicationService | None = None, today: Callable[[], date] = date.today,
+                 handoff_limit: RateLimit | None = None, handoffs_per_hour: int = 3) -> None:
         self.kb = knowledge_base
         self.classifier = classifier
         self.store = store
         self.escalation = escalation
         self.settings = settings
         self.replies = replies or Replies.load()
+        self.receipts = MessageReceipts(store.engine)
         answers = PolicyAnswers(knowledge_base, self.replies, settings.mid_form_question_threshold)
-        handoffs = Handoffs(escalation, self.replies)
+        handoffs = Handoffs(escalation, self.replies, limit=handoff_limit, per_hour=handoffs_per_hour)
         purposes: dict[FlowKind, FormPurpose] = {
             "dispute": DisputeIntake(handoffs, self.replies,
                                      {"zh": settings.dispute_followup_zh, "en": settings.dispute_followup_en}),
@@ -64,11 +67,36 @@ class DialogueEngine:
 
     def handle(self, session_id: str, text: str, channel: str = "web", user_id: str = "anonymous",
                message_id: str | None = None, centre: str | None = None) -> Reply:
-        started = time.perf_counter()
+        """The reply to one message. With a `message_id` the message is processed once: a repeat
+        (a resend, a retry after a timeout) gets the first copy's reply and changes nothing."""
         session_id = _session_key(session_id)
+        if not message_id:
+            return self._handle(session_id, text, channel, user_id, None, centre)
+        key = f"{channel}:{session_id}:{message_id}"[:320]
+        try:
+            first = self.receipts.claim(key, session_id)
+        except StillProcessing:
+            language = self.store.get_or_create(session_id, channel, user_id).language
+            return Reply("clarify", self.replies.say("still_processing", language), session_id=session_id,
+                         trace={"duplicate_of": message_id})
+        if first is not None:
+            return Reply(first["reply_type"], first["text"], first.get("citations", []),
+                         first.get("quick_replies", []), first.get("ticket_id"), session_id,
+                         trace={"duplicate_of": message_id})
+        try:
+            reply = self._handle(session_id, text, channel, user_id, message_id, centre)
+        except BaseException:
+            self.receipts.release(key)
+            raise
+        self.receipts.finish(key, reply.public())
+        return reply
+
+    def _handle(self, session_id: str, text: str, channel: str, user_id: str, message_id: str | None,
+                centre: str | None) -> Reply:
+        started = time.perf_counter()
         conversation = self.store.get_or_create(session_id, channel, user_id)
         conversation.message_key = f"{channel}:{session_id}:{message_id}" if message_id else None
-        conversation.centre = centre
+        conversation.centre = conversation.centre or centre
         raw = text if isinstance(text, str) else ""
         trace: dict[str, Any] = {"intent": None, "confidence": None, "rewritten_query": None, "doc_ids": []}
         state = conversation.state.model_copy(deep=True)

@@ -38,3 +38,10 @@ class IntentModel(Protocol):
     def rule_match(self, text: str) -> tuple[str, str] | None:
         """(intent, rule) when a keyword rule matches, else None."""
         ...
+
+
+class RateLimit(Protocol):
+    """A shared counter (assistant/security/limits.py's RateLimiter): True while `key` is under
+    `limit` hits per `window_s` seconds, counting this one."""
+
+    def hit(self, key: str, *, limit: int, window_s: int) -> bool: ...

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, metadata
+from assistant.core.privacy import mask_pii
+from assistant.core.settings import get_settings
+from assistant.core.vault import UndecryptableValue, Vault
 from assistant.dialogue.state import ConversationState
 
 conversations = Table(
@@ -25,6 +28,10 @@ conversations = Table(
     Column("state", JSON, nullable=False, default=dict),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # Who may speak in it ("page:<session>", "api:<client>:<user>", "wechat:<openid>"), and the
+    # centre whose workers handle it; both fixed when it starts (assistant/residents/).
+    Column("owner", String(200)),
+    Column("centre", String(64)),
 )
 
 turns = Table(
@@ -56,25 +63,30 @@ class Conversation:
     centre: str | None = None
 
 
-def _state(stored: dict[str, Any] | None) -> ConversationState:
+def _state(stored: dict[str, Any] | None, vault: Vault) -> ConversationState:
     """The stored JSON as typed state (migration 0004 converted the free-form dicts of older
-    rows). A state that cannot be read starts afresh rather than failing the resident's message."""
+    rows), its encrypted values opened. A state that cannot be read starts afresh rather than
+    failing the resident's message."""
     try:
-        return ConversationState.model_validate(stored or {})
-    except ValidationError:
+        return ConversationState.model_validate(vault.decrypt_fields(stored or {}))
+    except (ValidationError, UndecryptableValue):
         log.warning("unreadable conversation state dropped: %s", sorted(stored or {}))
         return ConversationState()
 
 
 class ConversationStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, vault: Vault | None = None) -> None:
         self.engine: Engine = get_engine(url)
+        # ID and phone numbers in the state (a form's answers) are stored encrypted, turns masked.
+        self.vault = vault or Vault.from_settings(get_settings().privacy)
 
     def get_or_create(self, session_id: str, channel: str, user_id: str) -> Conversation:
         with self.engine.begin() as conn:
             row = conn.execute(select(conversations).where(conversations.c.session_id == session_id)).first()
             if row is not None:
-                return Conversation(row.session_id, row.channel, row.user_id, row.language, _state(row.state))
+                return Conversation(row.session_id, row.channel, row.user_id, row.language,
+                                    _state(row.state, self.vault),
+                                    centre=row.centre)
             now = utcnow()
             conn.execute(
                 insert(conversations).values(session_id=session_id, channel=channel, user_id=user_id, language="zh",
@@ -87,15 +99,20 @@ class ConversationStore:
             conn.execute(
                 update(conversations)
                 .where(conversations.c.session_id == conversation.session_id)
-                .values(language=conversation.language, state=conversation.state.model_dump(exclude_none=True),
+                .values(language=conversation.language,
+                        state=self.vault.encrypt_fields(conversation.state.model_dump(exclude_none=True)),
+                        # A conversation's centre is fixed by its first message that names one.
+                        centre=func.coalesce(conversations.c.centre, conversation.centre),
                         updated_at=utcnow())
             )
 
     def add_turn(self, session_id: str, role: str, text: str, reply_type: str | None = None,
                  trace: dict[str, Any] | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(turns).values(session_id=session_id, role=role, text=text, reply_type=reply_type,
-                                              trace=trace, created_at=utcnow()))
+            conn.execute(insert(turns).values(session_id=session_id, role=role, text=mask_pii(text),
+                                              reply_type=reply_type,
+                                              trace=self.vault.masked_fields(trace) if trace else trace,
+                                              created_at=utcnow()))
 
     def history(self, session_id: str, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

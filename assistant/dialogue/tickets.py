@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from assistant.dialogue.ports import RateLimit
 from assistant.dialogue.replies import Replies
 from assistant.dialogue.reply import Reply
 from assistant.dialogue.routing import Turn
@@ -13,13 +14,23 @@ from assistant.escalation.base import EscalationService
 
 
 class Handoffs:
-    def __init__(self, escalation: EscalationService, replies: Replies) -> None:
+    def __init__(self, escalation: EscalationService, replies: Replies, *, limit: RateLimit | None = None,
+                 per_hour: int = 3) -> None:
         self.escalation = escalation
         self.replies = replies
+        self.limit = limit
+        self.per_hour = per_hour
 
     def open(self, turn: Turn, state: ConversationState, *, kind: str, reply_key: str, summary: str,
              form_data: dict[str, Any] | None = None, priority: str | None = None) -> Reply:
         conversation = turn.conversation
+        # One conversation may ask for a person a few times an hour; more is a script, not a resident.
+        # An emergency always gets through.
+        if kind != "emergency" and self.limit is not None and not self.limit.hit(
+                f"handoff:{conversation.session_id}", limit=self.per_hour, window_s=3600):
+            return Reply("handoff", self.replies.say("handoff_limit", turn.language,
+                                                     ticket_id=state.handoff_ticket or "—"),
+                         ticket_id=state.handoff_ticket)
         ticket = self.escalation.open_ticket(
             kind=kind, priority=priority or ("high" if kind == "dispute" else "normal"),
             session_id=conversation.session_id, channel=conversation.channel, user_id=conversation.user_id,

@@ -4,17 +4,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.api import create_app
-from assistant.core.settings import Settings, get_settings
-from tests.conftest import SHARED_CACHE
+from assistant.core.settings import ApiSettings, Settings, get_settings
+from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, TEST_API_KEYS
 
 
 @pytest.fixture(scope="module")
 def client(small_index_dir):
     settings = Settings(data_dir=small_index_dir / "var", embedding_cache=SHARED_CACHE,
-                        corpus_dirs=[small_index_dir / "corpus"], law_corpus=None)
+                        corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
+                        api=ApiSettings(keys=TEST_API_KEYS))
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as c:
+    with TestClient(app, headers=RESIDENT_HEADERS) as c:
         yield c
 
 
@@ -67,7 +68,10 @@ def test_messages_keep_the_thread(client):
     body = first.json()
     assert set(body) >= {"session_id", "reply_type", "text", "citations", "quick_replies"}
     assert body["reply_type"] == "answer" and "500元" in body["text"] and "ticket_id" not in body
-    follow = client.post("/api/v1/messages", json={"session_id": "api-thread", "text": "那80岁呢?"}).json()
+    # The conversation belongs to the client's user u1: the same client speaking for another user is refused.
+    assert client.post("/api/v1/messages", json={"session_id": "api-thread", "text": "那80岁呢?"}).status_code == 403
+    follow = client.post("/api/v1/messages", json={"session_id": "api-thread", "user_id": "u1",
+                                                   "text": "那80岁呢?"}).json()
     assert follow["reply_type"] == "refusal" and "80至89" in follow["text"]
     assert follow["citations"][0]["doc_id"] == "allowance"
 

@@ -16,7 +16,7 @@ from selenium.webdriver.common.by import By
 
 from assistant.core.settings import PROJECT_ROOT
 from assistant.escalation.auth import UserStore
-from tests.conftest import SHARED_CACHE, free_port
+from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, free_port
 from tests.integration.test_reliability import _start_server
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "console"
@@ -89,7 +89,8 @@ def test_login_live_queue_claim_reply_resolve(server, browser):
     browser.execute_script("window.__notReloaded = true;")
     time.sleep(1.5)  # let the event stream connect and take its first fingerprint
     reply = httpx.post(f"{server}/api/v1/messages", json={"session_id": "browser-resident", "channel": "web",
-                                                          "text": "我要转人工，想问低保怎么申请"}, timeout=60).json()
+                                                          "text": "我要转人工，想问低保怎么申请"}, timeout=60,
+                       headers=RESIDENT_HEADERS).json()
     ticket_id = reply["ticket_id"]
     _wait(lambda: ticket_id in browser.find_element(By.ID, "queue-rows").text, what="the new ticket row")
     assert browser.execute_script("return window.__notReloaded === true;")
@@ -106,7 +107,8 @@ def test_login_live_queue_claim_reply_resolve(server, browser):
     browser.find_element(By.ID, "reply-text").send_keys("您好，我是王社工。低保请带户口簿和身份证到社区申请。")
     browser.find_element(By.ID, "reply-button").click()
     _wait(lambda: "您好，我是王社工" in browser.find_element(By.ID, "history").text, what="the reply in the history")
-    inbox = httpx.get(f"{server}/api/v1/sessions/browser-resident/messages").json()["messages"]
+    inbox = httpx.get(f"{server}/api/v1/sessions/browser-resident/messages",
+                      headers=RESIDENT_HEADERS).json()["messages"]
     assert inbox and inbox[0]["text"].startswith("您好，我是王社工")
     browser.save_screenshot(str(ARTIFACTS / "04-replied.png"))
 

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.api import create_app
-from assistant.core.settings import EscalationSettings, Settings, get_settings
+from assistant.core.settings import ApiSettings, EscalationSettings, Settings, get_settings
 from assistant.escalation.auth import UserStore
-from tests.conftest import SHARED_CACHE
+from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, TEST_API_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,8 @@ def settings(small_index_dir, tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("desk")
     settings = Settings(data_dir=root / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
-                        escalation=EscalationSettings(centre="centre-a"))
+                        escalation=EscalationSettings(centre="centre-a", centres=["centre-b"]),
+                        api=ApiSettings(keys=TEST_API_KEYS))
     users = UserStore(settings.resolved_database_url)
     users.add("wang", "wang-password", role="worker", centre="centre-a", display_name="王社工")
     users.add("zhao", "zhao-password", role="worker", centre="centre-b", display_name="赵社工")
@@ -30,7 +31,7 @@ def settings(small_index_dir, tmp_path_factory) -> Settings:
 def client(settings):
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as c:
+    with TestClient(app, headers=RESIDENT_HEADERS) as c:
         yield c
 
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from assistant.api import create_app
-from assistant.core.settings import ConnectorSettings, DialogueSettings, Settings, get_settings
+from assistant.core.settings import ApiSettings, ConnectorSettings, DialogueSettings, Settings, get_settings
 from assistant.dialogue.engine import DialogueEngine
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.service import SqlEscalationService
@@ -27,7 +27,7 @@ from connectors.services.applications import ApplicationService
 from connectors.services.http import HttpServiceConnector
 from connectors.services.memory import InMemoryServiceConnector
 from connectors.services.tables import applications as applications_table
-from tests.conftest import SHARED_CACHE, set_fault
+from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, TEST_API_KEYS, set_fault
 
 pytestmark = pytest.mark.slow
 
@@ -250,12 +250,12 @@ def test_cli_procedures_apply_and_status(sandbox, shipped_kb, shipped_settings, 
 def test_http_api_procedures_applications_status(sandbox, small_index_dir, tmp_path):
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
-                        connectors=ConnectorSettings(backend_url=sandbox))
+                        connectors=ConnectorSettings(backend_url=sandbox), api=ApiSettings(keys=TEST_API_KEYS))
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as client:
+    with TestClient(app, headers=RESIDENT_HEADERS) as client:
         assert len(client.get("/api/v1/procedures").json()["procedures"]) >= 6
-        body = {"procedure": "legal_aid", "idempotency_key": "api-1", "data": {
+        body = {"procedure": "legal_aid", "idempotency_key": "api-1", "session_id": "api-filing", "data": {
             "applicant_name": "陈明", "applicant_id": ADULT, "mobile": "13512345678", "address": "昆仑路8号",
             "case_type": "unpaid_wages", "description": "工地老板拖欠三个月工资"}}
         filed = client.post("/api/v1/applications", json=body)

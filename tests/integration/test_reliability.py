@@ -15,10 +15,12 @@ import httpx
 
 from assistant.escalation.auth import UserStore
 from assistant.escalation.service import SYSTEM, SqlEscalationService
-from tests.conftest import SHARED_CACHE, free_port
+from tests.conftest import ENV_API_KEYS, SHARED_CACHE, free_port
 
 
 def _start_server(env: dict[str, str], port: int) -> subprocess.Popen:
+    # Resident endpoints need a credential: the tests speak as the integration client `tests`.
+    env = {"LINLI_API__KEYS": ENV_API_KEYS, **env}
     process = subprocess.Popen(
         [sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from assistant.api import create_app
-from assistant.core.settings import PROJECT_ROOT, Settings, SpeechSettings, get_settings
+from assistant.core.settings import PROJECT_ROOT, ApiSettings, Settings, SpeechSettings, get_settings
 from assistant.services import Services
 from assistant.speech import transcriber as transcriber_module
 from assistant.speech.audio import BadAudio, SilentAudio, decode
@@ -33,7 +33,7 @@ from assistant.speech.service import (
 )
 from assistant.speech.transcriber import FasterWhisperTranscriber, assemble_whisper_base
 from eval.asr import error_rate, scoring_tokens
-from tests.conftest import SHARED_CACHE, espeak_english
+from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, TEST_API_KEYS, espeak_english
 from tests.integration.conftest import linli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
@@ -200,11 +200,11 @@ def test_cli_transcribe_and_say_with_audio(small_index_dir):
 def test_voice_endpoint(small_index_dir, tmp_path):
     settings = Settings(data_dir=tmp_path / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
-                        speech=SpeechSettings(model_dir=MODEL_DIR))
+                        speech=SpeechSettings(model_dir=MODEL_DIR), api=ApiSettings(keys=TEST_API_KEYS))
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
     clip = (SPEECH_DIR / "BAC009S0764W0121.wav").read_bytes()
-    with TestClient(app) as client:
+    with TestClient(app, headers=RESIDENT_HEADERS) as client:
         ok = client.post("/api/v1/voice", data={"session_id": "voice-api"},
                          files={"audio": ("q.wav", clip, "audio/wav")})
         assert ok.status_code == 200 and "交易" in ok.json()["transcript"]

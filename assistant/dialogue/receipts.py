@@ -1,0 +1,71 @@
+"""Message receipts: a resident's message that carries a channel message id is processed once.
+A retry (the same id again, from a flaky phone network or a channel that resends) gets the reply
+the first one got, and nothing else happens: no second turn, ticket or form step."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, String, Table, delete, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from assistant.core.clock import utcnow
+from assistant.core.db import metadata
+
+message_receipts = Table(
+    "message_receipts",
+    metadata,
+    Column("message_key", String(320), primary_key=True),
+    Column("session_id", String(128), nullable=False, index=True),
+    Column("reply", JSON),
+    Column("created_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+)
+
+
+class StillProcessing(Exception):
+    """The first copy of this message is still being answered."""
+
+
+class MessageReceipts:
+    def __init__(self, engine: Engine, *, wait_s: float = 20.0, poll_s: float = 0.1) -> None:
+        self.engine = engine
+        self.wait_s = wait_s
+        self.poll_s = poll_s
+
+    def claim(self, key: str, session_id: str) -> dict[str, Any] | None:
+        """None when this caller is the first with `key` and must process the message; otherwise
+        the first copy's stored reply, waiting for it while the first copy is still being answered.
+        The primary key decides who is first, across threads and server processes."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(message_receipts).values(message_key=key, session_id=session_id,
+                                                             created_at=utcnow()))
+            return None
+        except IntegrityError:
+            pass
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(message_receipts.c.reply, message_receipts.c.finished_at)
+                                   .where(message_receipts.c.message_key == key)).first()
+            if row is None:  # the first copy failed and let go: this one processes it
+                return self.claim(key, session_id)
+            if row.finished_at is not None:
+                return dict(row.reply or {})
+            if time.monotonic() > deadline:
+                raise StillProcessing(key)
+            time.sleep(self.poll_s)
+
+    def finish(self, key: str, reply: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(message_receipts).where(message_receipts.c.message_key == key)
+                         .values(reply=reply, finished_at=utcnow()))
+
+    def release(self, key: str) -> None:
+        """Processing failed: a retry of the same message may try again."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(message_receipts).where(message_receipts.c.message_key == key,
+                                                        message_receipts.c.finished_at.is_(None)))
