@@ -1,0 +1,404 @@
+"""The WeChat Official Account channel, inbound: verify a callback, parse it, accept it once, and
+acknowledge at once; a processor answers later and queues the answer as pushes.
+
+    POST /wechat/callback ─► size · signature · ±5 min · defusedxml (4xx, nothing stored)
+        ─► safe mode: decrypt (msg_signature) ─► wechatpy.parse_message
+        ─► INSERT … ON CONFLICT (dedup_key) DO NOTHING   (MsgId; events FromUserName:CreateTime)
+        ─► subscribe / image / unsubscribe: a passive reply now (the same one for a retry)
+           text / voice / location / menu click: a queued job, answered `success`
+    processor (server thread, `linli worker`) ─► lease a job (one at a time per resident)
+        ─► dialogue.handle("wechat:"+openid, …, message_id=dedup_key) (voice: media → speech)
+        ─► the reply split to WeChat's length ─► pushes queued in the job's transaction
+        ─► PushOutbox sends them (connectors/channels/wechat.py)
+
+Protocol and crypto are wechatpy's; the XML is checked with defusedxml before wechatpy sees it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import defusedxml.ElementTree as SafeXml  # type: ignore[import-untyped]
+from defusedxml import DefusedXmlException
+from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.engine import Row
+from wechatpy import parse_message  # type: ignore[import-untyped]
+from wechatpy.crypto import WeChatCrypto  # type: ignore[import-untyped]
+from wechatpy.exceptions import InvalidSignatureException, WeChatException  # type: ignore[import-untyped]
+from wechatpy.replies import TextReply  # type: ignore[import-untyped]
+from wechatpy.utils import check_signature  # type: ignore[import-untyped]
+
+from assistant.core.clock import utcnow
+from assistant.core.db import get_engine, is_sqlite
+from assistant.core.errors import LinliError
+from assistant.core.privacy import mask_pii
+from assistant.core.settings import Settings
+from assistant.core.wording import LANGUAGES, Wording, read_wording
+from assistant.dialogue.reply import Reply
+from assistant.escalation.service import SYSTEM
+from assistant.speech.service import reply_to_voice
+from assistant.wechat.tables import wechat_inbound
+from connectors.channels.wechat import (
+    OUTSIDE_WINDOW,
+    Push,
+    PushOutbox,
+    WechatUnreachable,
+    insert_once,
+    split_text,
+)
+from knowledge_base.text import detect_language
+
+if TYPE_CHECKING:
+    from assistant.escalation.service import SqlEscalationService
+    from assistant.services import Services
+
+log = logging.getLogger("linli.wechat")
+WORDING_PATH = Path(__file__).resolve().parent / "wording.yaml"
+QUEUED_TYPES = ("text", "voice", "location", "click")
+# Attempts at a job whose processing raised before the resident is told it failed.
+MAX_ATTEMPTS = 3
+
+
+def load_wording(path: Path = WORDING_PATH) -> tuple[Wording, dict[str, dict[str, str]]]:
+    """The sentences, and the menu (EventKey -> the question it asks), both checked."""
+    data = dict(read_wording(path))
+    menu = data.pop("menu", {})
+    wording = Wording({str(k): {lang: v[lang] for lang in LANGUAGES} for k, v in data.items()}, path.name)
+    wording.require("welcome", "only_text_and_voice", "heard", "sources", "citation_line", "quick_replies",
+                    "location_received", "failed", "undelivered_window", "undelivered")
+    return wording, {str(k): dict(v) for k, v in menu.items()}
+
+
+WORDING, MENU = load_wording()
+
+
+class WechatForbidden(LinliError):
+    code = "wechat_forbidden"
+    http_status = 403
+
+
+class WechatBadRequest(LinliError):
+    code = "wechat_bad_request"
+    http_status = 400
+
+
+class WechatTooLarge(LinliError):
+    code = "wechat_too_large"
+    http_status = 413
+
+
+class WechatDisabled(LinliError):
+    code = "wechat_disabled"
+    http_status = 404
+
+
+@dataclass(frozen=True)
+class Ack:
+    """What the callback answers: `success`, or a passive reply (XML, encrypted in safe mode)."""
+
+    body: str
+    media_type: str = "text/plain"
+    duplicate: bool = False
+
+
+def _safe_xml(data: bytes | str) -> None:
+    """Malformed XML, a DOCTYPE or entities: refused (400) before wechatpy parses anything."""
+    try:
+        root = SafeXml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, SafeXml.ParseError, ValueError) as exc:
+        raise WechatBadRequest("消息格式不正确。", "Malformed or unsafe XML.") from exc
+    if root.tag != "xml":
+        raise WechatBadRequest("消息格式不正确。", "Not a WeChat message.")
+
+
+class _Keyed:
+    """The dialogue engine with the inbound message's key on every step it runs, so a voice
+    message processed twice (a lost lease) is still one dialogue step."""
+
+    def __init__(self, services: Services, message_id: str) -> None:
+        self.services = services
+        self.message_id = message_id
+
+    def handle(self, session_id: str, text: str, channel: str = "wechat", user_id: str = "anonymous") -> Reply:
+        return self.services.dialogue.handle(session_id, text, channel=channel, user_id=user_id,
+                                             message_id=self.message_id)
+
+    def ask_back(self, session_id: str, heard: str, question: str, meant: str | None, channel: str = "wechat",
+                 user_id: str = "anonymous") -> Reply:
+        return self.services.dialogue.ask_back(session_id, heard, question, meant, channel=channel, user_id=user_id)
+
+
+def format_reply(reply: Reply, language: str, heard: str | None = None) -> list[str]:
+    """A dialogue reply as WeChat text messages: what was heard, the answer, its citations as
+    short numbered lines, the quick replies as one line; split to WeChat's length."""
+    lines = [WORDING.say("heard", language, text=heard)] if heard is not None else []
+    lines.append(reply.text)
+    if reply.citations:
+        lines += ["", WORDING.say("sources", language)]
+        lines += [WORDING.say("citation_line", language, number=n, title=c.get("title") or c.get("doc_id", ""))
+                  for n, c in enumerate(reply.citations, 1)]
+    if reply.quick_replies:
+        lines += ["", WORDING.say("quick_replies", language, options=" / ".join(reply.quick_replies))]
+    return split_text("\n".join(lines))
+
+
+class UndeliveredNote:
+    """The push outbox's `on_failed`: a worker's reply that WeChat refused becomes a system note on
+    the ticket, so the console says the resident never got it."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def __call__(self, push: Push, errcode: int | None) -> None:
+        if not push.ticket_id:
+            return
+        if errcode == OUTSIDE_WINDOW:
+            note = WORDING.say("undelivered_window", "zh")
+        else:
+            note = WORDING.say("undelivered", "zh", error=push.last_error or str(errcode))
+        escalation: SqlEscalationService = self.services.escalation
+        escalation.add_note(push.ticket_id, SYSTEM, note)
+
+
+class WechatService:
+    def __init__(self, settings: Settings, services: Services, outbox: PushOutbox, lease_s: float = 300.0) -> None:
+        self.settings = settings.wechat
+        if not self.settings.enabled or self.settings.token is None:
+            raise WechatDisabled("微信渠道未开启。", "The WeChat channel is off (LINLI_WECHAT__TOKEN is not set).")
+        self.token = self.settings.token.get_secret_value()
+        self.services = services
+        self.outbox = outbox
+        self.engine = get_engine(settings.resolved_database_url)
+        aes_key = self.settings.encoding_aes_key
+        self.crypto = WeChatCrypto(self.token, aes_key.get_secret_value(), self.settings.app_id) if aes_key else None
+        self.lease = timedelta(seconds=lease_s)
+        self._wake = threading.Event()
+
+    # ---- the callback (fast: no model, no WeChat call) --------------------------------------
+
+    def verify(self, signature: str, timestamp: str, nonce: str, echostr: str) -> str:
+        """Server verification: the signature over token/timestamp/nonce, then echo `echostr`."""
+        self._check_signature(signature, timestamp, nonce)
+        return echostr
+
+    def receive(self, body: bytes, *, signature: str, timestamp: str, nonce: str, encrypt_type: str | None = None,
+                msg_signature: str | None = None) -> Ack:
+        if len(body) > self.settings.max_body_bytes:
+            raise WechatTooLarge("消息太大。", "The message is too large.")
+        self._check_signature(signature, timestamp, nonce)
+        _safe_xml(body)
+        safe_mode = (encrypt_type or "raw").lower() == "aes"
+        xml: bytes | str = body
+        if safe_mode:
+            if self.crypto is None:
+                raise WechatBadRequest("没有配置消息加密密钥。", "Safe mode needs LINLI_WECHAT__ENCODING_AES_KEY.")
+            try:
+                xml = self.crypto.decrypt_message(body, msg_signature or "", timestamp, nonce)
+            except InvalidSignatureException as exc:
+                raise WechatForbidden("签名不正确。", "Bad msg_signature.") from exc
+            except (WeChatException, KeyError, ValueError, TypeError) as exc:
+                raise WechatBadRequest("消息无法解密。", "The message cannot be decrypted.") from exc
+            _safe_xml(xml)
+        try:
+            message = parse_message(xml)
+        except Exception as exc:  # wechatpy raises whatever xmltodict or a field raised
+            raise WechatBadRequest("消息格式不正确。", "Not a WeChat message.") from exc
+        if message is None or not message.source:
+            raise WechatBadRequest("消息格式不正确。", "Not a WeChat message.")
+        reply_text, duplicate = self._accept(message)
+        if reply_text is None:
+            return Ack("success", duplicate=duplicate)
+        reply = TextReply(source=message.target, target=message.source, content=reply_text,
+                          time=int(time.time())).render()
+        if safe_mode and self.crypto is not None:
+            reply = self.crypto.encrypt_message(reply, nonce, timestamp)
+        return Ack(reply, "application/xml", duplicate)
+
+    def _check_signature(self, signature: str, timestamp: str, nonce: str) -> None:
+        try:
+            check_signature(self.token, signature or "", timestamp or "", nonce or "")
+        except InvalidSignatureException as exc:
+            raise WechatForbidden("签名不正确。", "Bad signature.") from exc
+        try:
+            skew = abs(time.time() - int(timestamp))
+        except ValueError as exc:
+            raise WechatForbidden("时间戳不正确。", "Bad timestamp.") from exc
+        if skew > self.settings.timestamp_window_s:
+            raise WechatForbidden("消息已过期。", "The timestamp is outside the allowed window.")
+
+    def _accept(self, message: Any) -> tuple[str | None, bool]:
+        """Store the message once; (the passive reply or None, whether it was a duplicate)."""
+        kind, payload, instant = self._classify(message)
+        key = f"msg:{message.id}" if message.id else f"event:{message.source}:{message.time}"
+        now = utcnow()
+        with self.engine.begin() as conn:
+            new = insert_once(conn, wechat_inbound, "dedup_key", dict(
+                dedup_key=key, openid=message.source, msg_type=kind, payload=payload,
+                status="queued" if kind in QUEUED_TYPES else "instant", attempts=0, next_attempt_at=now,
+                created_at=now, updated_at=now))
+        if new and kind in QUEUED_TYPES:
+            self._wake.set()
+        if not new:
+            log.info("wechat duplicate %s from %s: acknowledged, not processed again", key,
+                     mask_pii(message.source[:8]))
+        return instant, not new
+
+    @staticmethod
+    def _classify(message: Any) -> tuple[str, dict[str, Any], str | None]:
+        """(kind, payload for the processor, the passive reply when there is one)."""
+        kind = message.type
+        if kind == "text":
+            return "text", {"content": message.content}, None
+        if kind == "voice":
+            return "voice", {"media_id": message.media_id, "format": message.format}, None
+        if kind == "location":
+            return "location", {"label": message.label, "x": message.location_x, "y": message.location_y}, None
+        if kind == "event":
+            event = message.event
+            if event in ("subscribe", "subscribe_scan"):
+                return "subscribe", {}, WORDING.say("welcome", "zh")
+            if event == "click":
+                return "click", {"key": message.key}, None
+            return event or "event", {}, None  # unsubscribe, view, …: nothing to say
+        return kind, {}, WORDING.say("only_text_and_voice", "zh")  # image, video, link, file …
+
+    # ---- the processor ----------------------------------------------------------------------
+
+    def process_due(self, worker: str, limit: int = 10) -> int:
+        """Answer the due inbound jobs this worker can lease; returns how many were answered."""
+        done = 0
+        for job_id in self._lease(worker, limit):
+            done += self._process(job_id, worker)
+        return done
+
+    def work(self, worker: str) -> int:
+        """One round: answer due messages, then send due pushes."""
+        return self.process_due(worker) + self.outbox.deliver_due(worker)
+
+    def run(self, stop: threading.Event, worker: str) -> None:
+        """Work until `stop` is set, waiting `poll_interval_s` (or for a new message) when idle."""
+        while not stop.is_set():
+            try:
+                busy = self.work(worker)
+            except Exception:  # a failed round is logged and retried, never fatal
+                log.exception("wechat processing round failed")
+                busy = 0
+            if not busy:
+                self._wake.wait(self.settings.poll_interval_s)
+                self._wake.clear()
+
+    def start_thread(self, worker: str) -> WechatThread:
+        thread = WechatThread(self, worker)
+        thread.start()
+        return thread
+
+    def _lease(self, worker: str, limit: int) -> list[int]:
+        now = utcnow()
+        free = and_(wechat_inbound.c.status == "queued", wechat_inbound.c.next_attempt_at <= now,
+                    or_(wechat_inbound.c.lease_until.is_(None), wechat_inbound.c.lease_until < now))
+        # One message at a time per resident, in order: their conversation has one state.
+        earlier = wechat_inbound.alias("earlier")
+        first = ~exists(select(earlier.c.id).where(earlier.c.openid == wechat_inbound.c.openid,
+                                                   earlier.c.id < wechat_inbound.c.id,
+                                                   earlier.c.status == "queued"))
+        leased: list[int] = []
+        with self.engine.begin() as conn:
+            query = select(wechat_inbound.c.id).where(free, first).order_by(wechat_inbound.c.id).limit(limit)
+            if not is_sqlite(self.engine):
+                query = query.with_for_update(skip_locked=True, of=wechat_inbound)
+            ids: Sequence[int] = conn.execute(query).scalars().all()
+            for job_id in ids:
+                result = conn.execute(update(wechat_inbound).where(wechat_inbound.c.id == job_id, free)
+                                      .values(lease_owner=worker, lease_until=now + self.lease))
+                if result.rowcount == 1:
+                    leased.append(job_id)
+        return leased
+
+    def _process(self, job_id: int, worker: str) -> int:
+        with self.engine.connect() as conn:
+            job = conn.execute(select(wechat_inbound).where(wechat_inbound.c.id == job_id)).one()
+        mine = and_(wechat_inbound.c.id == job_id, wechat_inbound.c.lease_owner == worker)
+        ticket_id: str | None = None
+        try:
+            parts, ticket_id = self._answer(job)
+        except WechatUnreachable as exc:  # the voice could not be fetched yet: keep the job
+            return self._later(job, mine, str(exc))
+        except Exception as exc:
+            log.exception("wechat message %s could not be answered", job.dedup_key)
+            if job.attempts + 1 < MAX_ATTEMPTS:
+                return self._later(job, mine, f"{type(exc).__name__}: {exc}")
+            parts = [WORDING.say("failed", "zh")]
+        session_id = f"wechat:{job.openid}"
+        with self.engine.begin() as conn:
+            result = conn.execute(update(wechat_inbound).where(mine).values(
+                status="done", attempts=job.attempts + 1, lease_owner=None, lease_until=None, updated_at=utcnow()))
+            if result.rowcount != 1:
+                return 0  # the lease ran out and another worker took the job: it answers
+            for number, part in enumerate(parts):
+                self.outbox.queue(conn, openid=job.openid, text=part, session_id=session_id, ticket_id=ticket_id,
+                                  push_key=f"in:{job.id}:{number}")
+        return 1
+
+    def _later(self, job: Row, mine: Any, error: str) -> int:
+        delay = min(self.settings.push_retry_base_s * 2 ** job.attempts, self.settings.push_retry_max_s)
+        with self.engine.begin() as conn:
+            conn.execute(update(wechat_inbound).where(mine).values(
+                attempts=job.attempts + 1, next_attempt_at=utcnow() + timedelta(seconds=delay), lease_owner=None,
+                lease_until=None, last_error=error[:500], updated_at=utcnow()))
+        return 0
+
+    def _answer(self, job: Row) -> tuple[list[str], str | None]:
+        """The pushes that answer one inbound job, and the ticket they belong to (if any)."""
+        openid, payload = job.openid, dict(job.payload)
+        session_id = f"wechat:{openid}"
+        centre: str | None = None
+        residents = getattr(self.services, "residents", None)
+        if residents is not None and hasattr(residents, "bind"):  # one owner per conversation: wechat:<openid>
+            centre = residents.bind(session_id, owner=session_id, channel="wechat", user_id=openid)
+        if job.msg_type == "location":
+            label = payload.get("label") or f"{payload.get('x')}, {payload.get('y')}"
+            return [WORDING.say("location_received", "zh", label=label)], None
+        if job.msg_type == "voice":
+            audio = self.outbox.api.download_media(str(payload["media_id"]))
+            try:
+                heard = self.services.speech.hear(audio, content_type="audio/amr")
+            except LinliError as exc:  # unreadable, silent, too long: say why
+                return [exc.message("zh")], None
+            reply = reply_to_voice(_Keyed(self.services, job.dedup_key), heard, session_id, "wechat", openid,
+                                   self.services.knowledge_base.benefit_amounts())
+            language = "en" if heard.language == "en" else "zh"
+            return format_reply(reply, language, heard=heard.text), reply.ticket_id
+        if job.msg_type == "click":
+            question = MENU.get(str(payload.get("key")), {}).get("zh")
+            if question is None:
+                return [WORDING.say("only_text_and_voice", "zh")], None
+            text = question
+        else:
+            text = str(payload.get("content") or "")
+        reply = self.services.dialogue.handle(session_id, text, channel="wechat", user_id=openid,
+                                              message_id=job.dedup_key, centre=centre)
+        return format_reply(reply, detect_language(text) if text.strip() else "zh"), reply.ticket_id
+
+
+class WechatThread(threading.Thread):
+    """The server's own WeChat processor (assistant/api.py's lifespan starts and stops it)."""
+
+    def __init__(self, service: WechatService, worker: str) -> None:
+        super().__init__(name=f"wechat-{worker}", daemon=True)
+        self.service = service
+        self.worker = worker
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        self.service.run(self.stopping, self.worker)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        self.service._wake.set()
+        self.join(timeout)
