@@ -9,7 +9,7 @@ PORT   ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install index run lint check test eval bench system-deps clean
+.PHONY: install index run lint check test eval bench bench-wechat system-deps clean
 
 # pytest exits 5 when it collected no tests: that must fail loudly, never pass.
 define pytest
@@ -30,9 +30,13 @@ index: install
 	$(BIN)/linli kb build --if-missing
 
 # The sandbox stand-in for the government backend and the outbox worker run beside the server
-# and stop with it.
+# and stop with it. The first run makes a data key (var/data.key, mode 600: keep a copy; without
+# it the encrypted ID and phone numbers cannot be read) unless LINLI_PRIVACY__DATA_KEY is set.
 run: index system-deps
+	@mkdir -p var && chmod 700 var
+	@test -n "$$LINLI_PRIVACY__DATA_KEY" || test -s var/data.key || $(BIN)/linli keygen --out var/data.key
 	@trap 'kill 0' EXIT INT TERM; \
+	export LINLI_PRIVACY__DATA_KEY="$${LINLI_PRIVACY__DATA_KEY:-$$(cat var/data.key)}"; \
 	$(BIN)/python -m connectors.sandbox --host 127.0.0.1 --port 8100 & \
 	$(BIN)/linli worker & \
 	$(BIN)/linli serve --host $(HOST) --port $(PORT)
@@ -70,6 +74,10 @@ eval: index
 
 bench: index
 	$(BIN)/python -m bench.dialogue_latency
+
+# The WeChat callback under 200 concurrent connections (SQLite, and PostgreSQL when reachable).
+bench-wechat: install
+	$(BIN)/python -m bench.wechat_callback
 
 clean:
 	rm -rf $(VENV) var

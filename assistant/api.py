@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -22,14 +22,14 @@ from assistant.core.domain import SearchFilters
 from assistant.core.errors import LinliError
 from assistant.core.privacy import install_log_masking
 from assistant.core.settings import get_settings
+from assistant.core.vault import refuse_development_key
 from assistant.dependencies import ServicesDep
 from assistant.escalation.service import SqlEscalationService
-from assistant.pages.routes import pages
+from assistant.pages.routes import PAGES_STATIC, pages
+from assistant.residents.routes import residents_api
 from assistant.security.http import install_security
 from assistant.services import Services
-from assistant.speech.service import reply_to_voice
 from assistant.wechat.routes import wechat
-from connectors.services.applications import InvalidApplication
 from connectors.services.procedures import load_procedures
 from knowledge_base.text import detect_language
 
@@ -72,35 +72,6 @@ class AskResponse(BaseModel):
     citations: list[CitationOut]
 
 
-class MessageRequest(BaseModel):
-    session_id: str = Field(min_length=1, max_length=128, examples=["web-3f2a9c"])
-    channel: str = Field(default="web", max_length=32, examples=["web"])
-    user_id: str = Field(default="anonymous", max_length=128, examples=["resident-42"])
-    text: str = Field(description="居民发来的消息", examples=["我家楼上天天半夜吵，怎么办"])
-    message_id: str | None = Field(default=None, max_length=128,
-                                   description="渠道的消息编号：重发的同一条消息只建一张工单")
-    centre: str | None = Field(default=None, max_length=64, description="居民所在的社区服务中心（默认本部署的中心）")
-
-
-class MessageResponse(BaseModel):
-    session_id: str
-    reply_type: str = Field(examples=["answer"], description="answer|clarify|form|handoff|emergency|smalltalk|refusal")
-    text: str
-    citations: list[dict]
-    quick_replies: list[str]
-    ticket_id: str | None = None
-
-
-class ApplicationRequest(BaseModel):
-    procedure: str = Field(examples=["elderly_allowance"])
-    data: dict = Field(examples=[{"applicant_name": "王秀英", "applicant_id": "650203193401010022",
-                                  "mobile": "13812345678"}])
-    session_id: str = Field(default="api", max_length=128)
-    channel: str = Field(default="web", max_length=32)
-    user_id: str = Field(default="anonymous", max_length=128)
-    idempotency_key: str | None = Field(default=None, max_length=200)
-
-
 class Problem(BaseModel):
     error: str
     message: str
@@ -122,14 +93,21 @@ def create_app() -> FastAPI:
         # The settings a test puts in `app.dependency_overrides[get_settings]` are the ones served.
         settings = app.dependency_overrides.get(get_settings, get_settings)()
         install_log_masking()
+        # Never encrypt residents' data with the key printed in the source, outside development.
+        refuse_development_key(settings.privacy)
         services = Services(settings)
         app.state.services = services
         # Load the models and the index once at start-up, not on the first resident's question.
         if services.knowledge_base.is_built():
             services.knowledge_base.store.load()
         sweeper = asyncio.create_task(_sweep_sla(services.escalation, settings.escalation.sweep_interval_s))
+        # WeChat messages are acknowledged at once and answered by this thread (and `linli worker`).
+        wechat_thread = services.wechat.start_thread(f"server-{os.getpid()}") \
+            if settings.wechat.enabled and settings.wechat.process_in_server else None
         yield
         sweeper.cancel()
+        if wechat_thread is not None:
+            wechat_thread.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -178,56 +156,16 @@ def create_app() -> FastAPI:
             return JSONResponse(status_code=exc.http_status, content=exc.problem(language))  # type: ignore[return-value]
         return answer.public()
 
-    @app.post(
-        "/api/v1/messages",
-        response_model=MessageResponse,
-        response_model_exclude_none=True,
-        tags=["dialogue"],
-        summary="对话消息 / Send a resident's message",
-    )
-    def messages(body: MessageRequest, services: ServicesDep) -> dict:
-        reply = services.dialogue.handle(body.session_id, body.text, channel=body.channel, user_id=body.user_id,
-                                         message_id=body.message_id, centre=body.centre)
-        return reply.public()
-
-    @app.post("/api/v1/voice", tags=["dialogue"], summary="语音消息 / Send a voice message (multipart audio)")
-    def voice(services: ServicesDep, audio: Annotated[UploadFile, File()],
-              session_id: Annotated[str, Form(min_length=1, max_length=128)],
-              channel: Annotated[str, Form(max_length=32)] = "web",
-              user_id: Annotated[str, Form(max_length=128)] = "anonymous") -> dict:
-        data = audio.file.read(services.settings.speech.max_bytes + 1)
-        heard = services.speech.hear(data, content_type=audio.content_type)
-        reply = reply_to_voice(services.dialogue, heard, session_id, channel, user_id,
-                               services.knowledge_base.benefit_amounts())
-        return {**reply.public(), "transcript": heard.text}
-
     @app.get("/api/v1/procedures", tags=["procedures"], summary="可办理的事项 / Procedures Linli can file")
     def list_procedures() -> dict:
         return {"procedures": [p.describe() for p in load_procedures().values()]}
 
-    @app.post("/api/v1/applications", status_code=201, tags=["procedures"],
-              summary="提交申请 / File an application (validated, stored, then submitted exactly once)")
-    def file_application(body: ApplicationRequest, services: ServicesDep) -> dict:
-        service = services.applications
-        try:
-            application = service.confirm(body.procedure, body.data, session_id=body.session_id, channel=body.channel,
-                                          user_id=body.user_id, idempotency_key=body.idempotency_key)
-        except InvalidApplication as exc:
-            return JSONResponse(status_code=422, content={"errors": exc.errors})  # type: ignore[return-value]
-        if application.status == "queued":
-            application = service.deliver_now(application.application_id)
-        return {"reference": application.application_id, "status": application.status}
-
-    @app.get("/api/v1/applications/{reference}", tags=["procedures"], summary="申请进度 / Application status")
-    def application_status(reference: str, services: ServicesDep) -> dict:
-        service = services.applications
-        service.refresh()
-        return service.status(reference)
-
+    app.include_router(residents_api)
     app.include_router(ticket_api)
     app.include_router(console_pages)
     app.include_router(pages)
     app.include_router(wechat)
     install_security(app)
     app.mount("/console-static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
+    app.mount("/pages-static", StaticFiles(directory=PAGES_STATIC), name="pages-static")
     return app

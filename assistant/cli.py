@@ -24,7 +24,9 @@ from rich.table import Table
 
 from assistant.core.domain import SearchFilters
 from assistant.core.errors import IndexNotBuilt, LinliError
-from assistant.core.settings import get_settings
+from assistant.core.privacy import private_file
+from assistant.core.settings import PrivacySettings, get_settings
+from assistant.core.vault import generate_key, refuse_development_key
 from assistant.dialogue.reply import Reply
 from assistant.escalation.service import SYSTEM
 from assistant.escalation.states import OPEN
@@ -261,11 +263,36 @@ def serve(
     import uvicorn  # noqa: PLC0415 - the server stack is needed by this command only
 
     settings = get_settings()
+    _refuse_development_key(settings.privacy)
     # The server builds its own Services in the app's lifespan (assistant/api.py).
     # Open console event streams would otherwise hold a graceful shutdown forever.
     uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host,
                 port=port or settings.api.port,
                 timeout_graceful_shutdown=5)
+
+
+def _refuse_development_key(privacy: PrivacySettings) -> None:
+    """Residents' ID and phone numbers must not be encrypted with a key printed in the source."""
+    try:
+        refuse_development_key(privacy)
+    except LinliError as exc:
+        err.print(exc.message("zh"), markup=False, style="red")
+        err.print(exc.message("en"), markup=False, style="red")
+        raise typer.Exit(code=2) from None
+
+
+@app.command()
+def keygen(
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the key to this file (mode 600)")] = None,
+) -> None:
+    """A new data key for LINLI_PRIVACY__DATA_KEY (encrypts residents' ID and phone numbers)."""
+    key = generate_key()
+    if out_file is None:
+        sys.stdout.write(key + "\n")
+        return
+    private_file(out_file).write_text(key + "\n", encoding="ascii")
+    err.print(f"数据密钥已写入 {out_file}（仅本人可读）。请妥善备份：丢失密钥就无法读出已加密的个人信息。",
+              markup=False)
 
 
 def _progress() -> Progress:
@@ -491,11 +518,20 @@ def worker(
     once: Annotated[bool, typer.Option(help="Deliver what is due, refresh statuses, and exit")] = False,
     name: Annotated[str | None, typer.Option(help="This worker's name in leases")] = None,
 ) -> None:
-    """Deliver the application outbox and follow status changes (several may run at once)."""
+    """Deliver the application outbox, answer WeChat messages and send their pushes, and follow
+    status changes (several may run at once)."""
     services = _services(ctx)
+    _refuse_development_key(services.settings.privacy)
     service = services.applications
     me = name or f"{socket.gethostname()}-{os.getpid()}"
+    # WeChat messages and pushes: every round with --once, else their own thread polling faster.
+    wechat = services.wechat if services.settings.wechat.enabled else None
+    if wechat is not None and not once:
+        wechat.start_thread(me)
     while True:
+        if wechat is not None and once:
+            while wechat.work(me):
+                pass
         delivered = service.deliver_due(me)
         changed = service.refresh()
         if delivered or changed:

@@ -16,13 +16,17 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from assistant.core.events import EventBus
 from assistant.core.settings import Settings
+from assistant.core.vault import Vault
 from assistant.dialogue.listeners import BOT_SENDER, RatingRequest
 from assistant.dialogue.replies import Replies
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.events import TicketResolved, WorkerReplied
 from assistant.escalation.listeners import Channels, ResidentDelivery
 from assistant.escalation.service import SqlEscalationService
+from assistant.residents.sessions import ResidentSessions
+from assistant.wechat.service import UndeliveredNote, WechatService
 from connectors.channels import ChannelRegistry
+from connectors.channels.wechat import PushOutbox, WechatApi, WechatChannel
 from connectors.services.applications import Application, ApplicationService
 from connectors.services.registry import make_connector
 
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from assistant.dialogue.engine import DialogueEngine
     from assistant.escalation.auth import UserStore
     from assistant.knowledge import KnowledgeBase
+    from assistant.security.limits import RateLimiter
     from assistant.speech.service import SpeechCorrector, SpeechService
     from assistant.speech.transcriber import Transcriber
     from intents.classifier import IntentClassifier
@@ -116,16 +121,41 @@ class Services:
         return Replies.load()
 
     @built_once
+    def vault(self) -> Vault:
+        """Encrypts ID and phone numbers at rest (settings.privacy.data_key)."""
+        return Vault.from_settings(self.settings.privacy)
+
+    @built_once
     def conversations(self) -> ConversationStore:
-        return ConversationStore(self.settings.resolved_database_url)
+        return ConversationStore(self.settings.resolved_database_url, vault=self.vault)
 
     @built_once
     def channels(self) -> ChannelRegistry:
-        return ChannelRegistry(self.settings.resolved_database_url)
+        registry = ChannelRegistry(self.settings.resolved_database_url)
+        if self.settings.wechat.enabled:
+            registry.register(WechatChannel(self.wechat_pushes))
+        return registry
+
+    @built_once
+    def wechat_pushes(self) -> PushOutbox:
+        """WeChat's customer-service push outbox (a worker's reply WeChat refused becomes a ticket note)."""
+        url = self.settings.resolved_database_url
+        return PushOutbox(url, WechatApi(self.settings.wechat, url), self.settings.wechat,
+                          on_failed=UndeliveredNote(self))
+
+    @built_once
+    def wechat(self) -> WechatService:
+        """The WeChat channel's callbacks and processor; WechatDisabled (404) without a token."""
+        return WechatService(self.settings, self, self.wechat_pushes)
+
+    @built_once
+    def residents(self) -> ResidentSessions:
+        return ResidentSessions(self.settings.resolved_database_url, self.settings)
 
     @built_once
     def escalation(self) -> SqlEscalationService:
-        return SqlEscalationService(self.settings.resolved_database_url, self.settings.escalation, events=self.events)
+        return SqlEscalationService(self.settings.resolved_database_url, self.settings.escalation, events=self.events,
+                                    vault=self.vault)
 
     @built_once
     def users(self) -> UserStore:
@@ -133,6 +163,13 @@ class Services:
         from assistant.escalation.auth import UserStore  # noqa: PLC0415
 
         return UserStore(self.settings.resolved_database_url, self.settings.escalation.token_ttl_hours)
+
+    @built_once
+    def limits(self) -> RateLimiter:
+        """Rate limits shared across processes: the database, or Redis when `limits.redis_url` is set."""
+        from assistant.security.limits import RateLimiter  # noqa: PLC0415 - `limits` is only needed by the server
+
+        return RateLimiter.from_settings(self.settings.limits, self.settings.resolved_database_url)
 
     @built_once
     def applications(self) -> ApplicationService:
@@ -145,7 +182,7 @@ class Services:
             escalate=ApplicationHandOff(self.escalation),
             # The knowledge base, not its answerer: a rebuilt index gets a new answerer.
             benefit_tables=self.knowledge_base,
-            max_attempts=connectors.max_attempts, retry_base_s=connectors.retry_base_s)
+            max_attempts=connectors.max_attempts, retry_base_s=connectors.retry_base_s, vault=self.vault)
 
     # ---- the index and the models ------------------------------------------------------------
     # Imported where they are built: knowledge_base, intents and the engine pull in sklearn,
@@ -172,7 +209,9 @@ class Services:
         from assistant.dialogue.engine import DialogueEngine  # noqa: PLC0415 - see above
 
         return DialogueEngine(self.knowledge_base, self.classifier, self.conversations, self.escalation,
-                              self.settings.dialogue, replies=self.replies, applications=self.applications)
+                              self.settings.dialogue, replies=self.replies, applications=self.applications,
+                              handoff_limit=self.limits,
+                              handoffs_per_hour=self.settings.limits.handoffs_per_session_per_hour)
 
     # ---- speech ----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,8 @@ from pathlib import Path
 # Before any model library is imported (by the Linli imports below): never reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests (and the servers they start) encrypt with the built-in development key.
+os.environ.setdefault("LINLI_PRIVACY__DEVELOPMENT", "true")
 
 import httpx
 import pytest
@@ -27,6 +30,13 @@ from knowledge_base.loaders import load_file
 
 SHARED_CACHE = PROJECT_ROOT / "var" / "cache" / "embeddings.sqlite"
 TEST_INDEX = PROJECT_ROOT / "var" / "test" / "index"
+
+
+# Resident endpoints need a credential: the in-process API tests act as one integration client.
+TEST_API_KEY = "tests-integration-key-5d1c"
+TEST_API_KEYS = {"tests": TEST_API_KEY}
+RESIDENT_HEADERS = {"X-API-Key": TEST_API_KEY}
+ENV_API_KEYS = json.dumps(TEST_API_KEYS)
 
 
 def write_doc(directory: Path, doc_id: str, body: str, **fields: str) -> Path:

@@ -10,17 +10,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Header, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from assistant.core.clock import utcnow
-from assistant.core.errors import Forbidden, NotAuthenticated
+from assistant.core.errors import Forbidden, NotAuthenticated, TooManyRequests
 from assistant.dependencies import ServicesDep
 from assistant.escalation.auth import UserStore
 from assistant.escalation.base import KINDS, PRIORITIES
 from assistant.escalation.service import Actor, SqlEscalationService
-from assistant.escalation.states import ACTION_LABELS_ZH, OPEN, STATUS_LABELS_ZH, STATUSES
+from assistant.escalation.states import ACTION_LABELS_ZH, HELD, OPEN, STATUS_LABELS_ZH, STATUSES
+from assistant.security.limits import LoginThrottle
 
 COOKIE = "linli_session"
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
@@ -48,6 +49,14 @@ def current_actor(request: Request, users: Annotated[UserStore, Depends(user_sto
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
+
+
+def login_throttle(services: ServicesDep) -> LoginThrottle:
+    return LoginThrottle(services.limits, services.settings.limits)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 DeskDep = Annotated[SqlEscalationService, Depends(escalation_service)]
 
 
@@ -93,9 +102,23 @@ api = APIRouter(prefix="/api/v1", tags=["escalation"])
 
 
 @api.post("/auth/token", summary="工作人员登录 / Log in (returns a bearer token)")
-def login_token(body: TokenRequest, users: Annotated[UserStore, Depends(user_store)]) -> dict:
-    actor = users.authenticate(body.username, body.password)
+def login_token(request: Request, body: TokenRequest, users: Annotated[UserStore, Depends(user_store)],
+                services: ServicesDep) -> dict:
+    actor = login_throttle(services).authenticate(users, body.username, body.password, _client(request))
     return {"token": users.issue_token(actor), "username": actor.username, "role": actor.role, "centre": actor.centre}
+
+
+@api.post("/auth/logout", summary="退出登录 / Log out (revokes the bearer token or console cookie)")
+def logout_token(request: Request, actor: ActorDep, users: Annotated[UserStore, Depends(user_store)],
+                 authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+    bearer = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+    token = bearer or request.cookies.get(COOKIE)
+    if token:
+        users.revoke(token)
+    response = JSONResponse({"status": "logged_out", "username": actor.username})
+    if not bearer:
+        response.delete_cookie(COOKIE)
+    return response
 
 
 @api.get("/tickets", summary="工单队列 / The ticket queue")
@@ -106,11 +129,16 @@ def list_tickets(actor: ActorDep, desk: DeskDep, status: Annotated[list[str] | N
 
 
 @api.post("/tickets", status_code=201, summary="新建工单（其他系统用） / Open a ticket from another system")
-def open_ticket(body: NewTicket, actor: ActorDep, desk: DeskDep,
+def open_ticket(body: NewTicket, actor: ActorDep, desk: DeskDep, services: ServicesDep,
                 idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict:
+    # A ticket on a resident's conversation goes to that conversation's centre, and only a worker
+    # of that centre (or a supervisor) may open one: it shows them the transcript and lets them reply.
+    centre = services.residents.centre_of(body.session_id) or services.residents.centre(body.centre or actor.centre)
+    if not actor.sees_every_centre and centre != actor.centre:
+        raise Forbidden("只能为本中心的居民开工单。", "You can only open tickets for your own centre's residents.")
     ticket = desk.open_ticket(kind=body.kind, priority=body.priority, session_id=body.session_id,
                               channel=body.channel, user_id=body.user_id, summary=body.summary,
-                              form_data=body.form_data, centre=body.centre or actor.centre,
+                              form_data=body.form_data, centre=centre,
                               idempotency_key=f"api:{idempotency_key}" if idempotency_key else None)
     return ticket.public()
 
@@ -124,6 +152,12 @@ def claim_next(actor: ActorDep, desk: DeskDep) -> dict:
 @api.get("/tickets/{ticket_id}", summary="工单详情 / One ticket with its history")
 def get_ticket(ticket_id: str, actor: ActorDep, desk: DeskDep) -> dict:
     return _ticket_json(desk, ticket_id, actor, with_events=True)
+
+
+@api.post("/tickets/{ticket_id}/reveal", summary="显示完整信息 / The full personal data, for the handling worker")
+def reveal(ticket_id: str, actor: ActorDep, desk: DeskDep) -> dict:
+    """Only the worker who claimed the ticket, in its centre; recorded in the ticket's events."""
+    return desk.reveal(ticket_id, actor)
 
 
 @api.post("/tickets/{ticket_id}/claim")
@@ -169,12 +203,6 @@ def reopen(ticket_id: str, body: TextBody, actor: ActorDep, desk: DeskDep) -> di
     return desk.reopen(ticket_id, actor, body.text).public()
 
 
-@api.get("/sessions/{session_id}/messages", tags=["dialogue"],
-         summary="工作人员发给居民的消息 / Messages a worker sent to this session")
-def session_messages(session_id: str, services: ServicesDep, after: int = 0) -> dict:
-    return {"messages": services.channels.outbox.pending(session_id, after)}
-
-
 # ---- console pages -------------------------------------------------------------------------------
 
 console = APIRouter(prefix="/console", include_in_schema=False)
@@ -200,15 +228,16 @@ def login_page(request: Request, error: str | None = None) -> HTMLResponse:
 
 
 @console.post("/login")
-def login_submit(request: Request, users: Annotated[UserStore, Depends(user_store)],
+def login_submit(request: Request, users: Annotated[UserStore, Depends(user_store)], services: ServicesDep,
                  username: Annotated[str, Form(max_length=64)], password: Annotated[str, Form(max_length=256)]):
     try:
-        actor = users.authenticate(username, password)
-    except NotAuthenticated as exc:
+        actor = login_throttle(services).authenticate(users, username, password, _client(request))
+    except (NotAuthenticated, TooManyRequests) as exc:
         return templates.TemplateResponse(request, "login.html", {"error": exc.message("zh"), "username": username},
-                                          status_code=401)
+                                          status_code=exc.http_status)
     response = RedirectResponse("/console", status_code=303)
     response.set_cookie(COOKIE, users.issue_token(actor), httponly=True, samesite="strict",
+                        secure=services.settings.api.https,
                         max_age=int(users.token_ttl.total_seconds()))
     return response
 
@@ -251,10 +280,31 @@ def ticket_page(ticket_id: str, request: Request, users: Annotated[UserStore, De
     actor = _page_actor(request, users)
     if actor is None:
         return RedirectResponse("/console/login", status_code=303)
+    return _ticket_page(request, actor, desk, services, ticket_id, revealed=None)
+
+
+@console.post("/tickets/{ticket_id}/reveal", response_class=HTMLResponse)
+def reveal_page(ticket_id: str, request: Request, users: Annotated[UserStore, Depends(user_store)], desk: DeskDep,
+                services: ServicesDep):
+    """显示完整信息: the page again with the full values, for the worker handling the ticket."""
+    actor = _page_actor(request, users)
+    if actor is None:
+        return RedirectResponse("/console/login", status_code=303)
+    return _ticket_page(request, actor, desk, services, ticket_id, revealed=desk.reveal(ticket_id, actor))
+
+
+def _ticket_page(request: Request, actor: Actor, desk: SqlEscalationService, services: ServicesDep, ticket_id: str,
+                 revealed: dict[str, Any] | None) -> HTMLResponse:
     ticket = desk.view(ticket_id, actor)
     transcript = services.conversations.history(ticket.session_id, limit=200)
+    # Masked for everyone; the full values only after the handling worker asked (an audited reveal).
+    public = ticket.public()
+    can_reveal = ticket.status in HELD and ticket.assignee == actor.username and ticket.centre == actor.centre
     return templates.TemplateResponse(request, "ticket.html", _context(
-        actor, ticket=ticket, events=desk.events(ticket_id), transcript=transcript))
+        actor, ticket=ticket, events=desk.events(ticket_id), transcript=transcript,
+        form_data=revealed["form_data"] if revealed else public["form_data"],
+        contact=revealed["contact"] if revealed else public["contact"],
+        revealed=revealed is not None, can_reveal=can_reveal and public["form_data"] != ticket.form_data))
 
 
 @console.get("/events")

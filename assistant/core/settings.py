@@ -211,6 +211,16 @@ class WechatSettings(BaseModel):
     # A signed callback older or newer than this is refused (replay window).
     timestamp_window_s: int = 300
     max_body_bytes: int = 1024 * 1024
+    # WeChat channel work (assistant/wechat, connectors/channels/wechat.py): one HTTP call's limit;
+    # the shared access token is renewed this long before it expires; a push WeChat could not take
+    # is retried after base·2^n seconds, at most max; the server's own processor thread (off when
+    # `linli worker` processes WeChat alone) looks for work this often.
+    http_timeout_s: float = 5.0
+    token_margin_s: int = 300
+    push_retry_base_s: float = 2.0
+    push_retry_max_s: float = 60.0
+    process_in_server: bool = True
+    poll_interval_s: float = 0.2
 
     @property
     def enabled(self) -> bool:
@@ -222,6 +232,9 @@ class LimitSettings(BaseModel):
 
     redis_url: str | None = None
     login_failures_per_15_min: int = 5
+    # Failed logins from one client address (any account) before it is locked out too: higher than
+    # per account, since a centre's workers may share one office address.
+    login_failures_per_client_per_15_min: int = 20
     messages_per_session_per_minute: int = 30
     handoffs_per_session_per_hour: int = 3
     requests_per_client_per_minute: int = 120
@@ -232,6 +245,8 @@ class PrivacySettings(BaseModel):
     phone numbers; `linli` refuses the built-in development key unless `development` is on."""
 
     data_key: SecretStr | None = None
+    # Key rotation: values written under an older key still open (LINLI_PRIVACY__PREVIOUS_KEYS='["…"]').
+    previous_keys: list[SecretStr] = []
     development: bool = False
 
 
@@ -276,7 +291,8 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Mode 700: the database beside it holds residents' data.
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return f"sqlite:///{self.data_dir / 'linli.sqlite'}"
 
     @property
