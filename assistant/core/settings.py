@@ -238,6 +238,8 @@ class LimitSettings(BaseModel):
     messages_per_session_per_minute: int = 30
     handoffs_per_session_per_hour: int = 3
     requests_per_client_per_minute: int = 120
+    # New resident conversations from one address: a kiosk starts one per visitor; more is a script.
+    sessions_per_client_per_minute: int = 20
 
 
 class PrivacySettings(BaseModel):

@@ -133,7 +133,11 @@ class ClientRateLimit:
         if scope["type"] == "http" and (scope["method"], scope["path"].rstrip("/")) in CREATING_ENDPOINTS:
             services = getattr(scope["app"].state, "services", None)
             if services is not None:
-                limit = services.settings.limits.requests_per_client_per_minute
+                limits = services.settings.limits
+                # Each new conversation may ask for a person a few times: minting them is what a flood
+                # of hand-offs from one address would need, so it has its own, lower limit.
+                limit = (limits.sessions_per_client_per_minute if scope["path"].rstrip("/") == "/api/v1/sessions"
+                         else limits.requests_per_client_per_minute)
                 client = scope["client"][0] if scope.get("client") else "unknown"
                 key = f"client:{scope['path'].rstrip('/')}:{client}"
                 limiter = services.limits

@@ -237,9 +237,11 @@ class WechatService:
         kind, payload, instant = self._classify(message)
         key = f"msg:{message.id}" if message.id else f"event:{message.source}:{message.time}"
         now = utcnow()
+        # A resident may type an ID or phone number: kept encrypted until it is answered.
+        sealed = self.services.vault.encrypt_fields(payload)
         with self.engine.begin() as conn:
             new = insert_once(conn, wechat_inbound, "dedup_key", dict(
-                dedup_key=key, openid=message.source, msg_type=kind, payload=payload,
+                dedup_key=key, openid=message.source, msg_type=kind, payload=sealed,
                 status="queued" if kind in QUEUED_TYPES else "instant", attempts=0, next_attempt_at=now,
                 created_at=now, updated_at=now))
         if new and kind in QUEUED_TYPES:
@@ -355,7 +357,7 @@ class WechatService:
 
     def _answer(self, job: Row) -> tuple[list[str], str | None]:
         """The pushes that answer one inbound job, and the ticket they belong to (if any)."""
-        openid, payload = job.openid, dict(job.payload)
+        openid, payload = job.openid, self.services.vault.decrypt_fields(job.payload)
         session_id = f"wechat:{openid}"
         centre: str | None = None
         residents = getattr(self.services, "residents", None)

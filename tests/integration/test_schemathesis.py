@@ -36,7 +36,8 @@ def linli_server(small_index_dir, tmp_path_factory):
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               LINLI_LIMITS__REQUESTS_PER_CLIENT_PER_MINUTE="100000")
+               LINLI_LIMITS__REQUESTS_PER_CLIENT_PER_MINUTE="100000",
+               LINLI_LIMITS__SESSIONS_PER_CLIENT_PER_MINUTE="100000")
     port = free_port()
     process = _start_server(env, port)
     base = f"http://127.0.0.1:{port}"

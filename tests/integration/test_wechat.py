@@ -297,6 +297,10 @@ def test_dispute_intake_then_a_worker_reply_reaches_wechat(server, standin):
              "一般", "13812345678", "确认"]
     for number, text in enumerate(steps):
         converse(server, standin, openid, text, 20_000_000 + number)
+    # The phone number the resident typed is not kept in the clear in the inbound queue.
+    with get_engine(server.url).connect() as conn:
+        stored = " ".join(str(p) for p in conn.execute(select(wechat_inbound.c.payload)).scalars())
+    assert "13812345678" not in stored and "enc:v1:" in stored
     with httpx.Client(base_url=server.base, timeout=10) as client:
         login = {"username": "wang", "password": "wang-password"}
         worker = {"Authorization": f"Bearer {client.post('/api/v1/auth/token', json=login).json()['token']}"}
