@@ -524,6 +524,7 @@ def worker(
     _refuse_development_key(services.settings.privacy)
     service = services.applications
     me = name or f"{socket.gethostname()}-{os.getpid()}"
+    os.nice(services.settings.connectors.worker_nice)
     # WeChat messages and pushes: every round with --once, else their own thread polling faster.
     wechat = services.wechat if services.settings.wechat.enabled else None
     if wechat is not None and not once:

@@ -5,7 +5,7 @@ stand-in WeChat server (tests/wechat_standin.py). Reports acks/s, p50/p99 ack la
 answered, duplicates pushed and peak RSS of the server and the worker, on SQLite and (when
 reachable) PostgreSQL. A small index is built in a temporary folder.
 
-    python -m bench.wechat_callback [--connections 200] [--messages 300] [--retry-share 0.3]
+    python -m bench.wechat_callback [--connections 200] [--messages 300] [--retry-share 0.3] [--rate 0]
 """
 
 from __future__ import annotations
@@ -73,8 +73,18 @@ def signed(xml: str) -> tuple[dict[str, str], bytes]:
     return {"signature": signature, "timestamp": ts, "nonce": nonce}, xml.encode()
 
 
-async def fire(base: str, connections: int, messages: int, retry_share: float) -> tuple[list[float], int, int]:
-    """Post every message (some two or three times); returns ack latencies, failures, posts."""
+WECHAT_TIMEOUT_S = 5.0  # WeChat waits this long for an acknowledgement, then sends the message again
+WECHAT_RETRIES = 3
+
+
+async def fire(base: str, connections: int, messages: int, retry_share: float,
+               rate: float) -> tuple[list[float], int, int, int]:
+    """Post every message the way WeChat does: a message not acknowledged within 5 s (or refused)
+    is sent again, up to three times; some messages are also resent although acknowledged (the
+    duplicates WeChat produces when an ack is lost on the way). With `rate` > 0 messages arrive at
+    that many per second (open loop, at most `connections` in flight); with 0 every connection
+    posts as fast as it is answered (closed loop). Returns ack latencies, failed attempts, posts,
+    and messages never acknowledged."""
     rng = random.Random(7)
     posts: list[tuple[int, str, str]] = []
     for number in range(messages):
@@ -83,33 +93,42 @@ async def fire(base: str, connections: int, messages: int, retry_share: float) -
         text = rng.choice(QUESTIONS)
         posts += [(msg_id, openid, text)] * (1 + (rng.randint(1, 2) if rng.random() < retry_share else 0))
     rng.shuffle(posts)
-    queue: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue()
-    for post in posts:
-        queue.put_nowait(post)
     latencies: list[float] = []
     failures = 0
+    unacknowledged = 0
+    in_flight = asyncio.Semaphore(connections)
 
-    async def connection(client: httpx.AsyncClient) -> None:
-        nonlocal failures
-        while not queue.empty():
-            msg_id, openid, text = queue.get_nowait()
-            xml = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
-                   f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
-                   f"<Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>")
-            query, body = signed(xml)
-            started = time.perf_counter()
-            try:
-                response = await client.post("/wechat/callback", params=query, content=body)
-                ok = response.status_code == 200 and response.text == "success"
-            except httpx.HTTPError:
-                ok = False
-            latencies.append(time.perf_counter() - started)
-            failures += not ok
+    async def deliver(client: httpx.AsyncClient, msg_id: int, openid: str, text: str) -> None:
+        nonlocal failures, unacknowledged
+        async with in_flight:
+            for _attempt in range(1 + WECHAT_RETRIES):
+                xml = (f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+                       f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]>"
+                       f"</MsgType><Content><![CDATA[{text}]]></Content><MsgId>{msg_id}</MsgId></xml>")
+                query, body = signed(xml)
+                started = time.perf_counter()
+                try:
+                    response = await client.post("/wechat/callback", params=query, content=body,
+                                                 timeout=WECHAT_TIMEOUT_S)
+                    ok = response.status_code == 200 and response.text == "success"
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                if ok:
+                    return
+                failures += 1
+            unacknowledged += 1
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-        await asyncio.gather(*(connection(client) for _ in range(connections)))
-    return latencies, failures, len(posts)
+    async with httpx.AsyncClient(base_url=base, limits=limits) as client:
+        tasks = []
+        start = time.perf_counter()
+        for number, post in enumerate(posts):
+            if rate > 0:
+                await asyncio.sleep(max(0.0, start + number / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(deliver(client, *post)))
+        await asyncio.gather(*tasks)
+    return latencies, failures, len(posts), unacknowledged
 
 
 def run(label: str, database_url: str, args: argparse.Namespace, index_root: Path, work: Path) -> None:
@@ -131,8 +150,8 @@ def run(label: str, database_url: str, args: argparse.Namespace, index_root: Pat
         wait_http(f"http://127.0.0.1:{standin_port}/healthz", standin)
         wait_http(f"http://127.0.0.1:{port}/healthz", server)
         started = time.perf_counter()
-        latencies, failures, posted = asyncio.run(fire(f"http://127.0.0.1:{port}", args.connections, args.messages,
-                                                       args.retry_share))
+        latencies, failures, posted, lost = asyncio.run(fire(f"http://127.0.0.1:{port}", args.connections,
+                                                             args.messages, args.retry_share, args.rate))
         elapsed = time.perf_counter() - started
         deadline = time.monotonic() + args.answer_timeout
         pushes: list[dict] = []
@@ -148,9 +167,12 @@ def run(label: str, database_url: str, args: argparse.Namespace, index_root: Pat
         p50 = statistics.median(latencies) * 1000
         p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
         # Each bench question's answer fits one WeChat message: more pushes than messages are duplicates.
-        print(f"[{label}] {posted} callbacks ({args.messages} messages + {posted - args.messages} retries) over "
-              f"{args.connections} connections in {elapsed:.1f} s: {posted / elapsed:.0f} acks/s, "
-              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1] * 1000:.0f} ms, failed {failures}")
+        pace = f"{args.rate:g} messages/s offered" if args.rate > 0 else "closed loop"
+        slow = sum(latency > WECHAT_TIMEOUT_S for latency in latencies)
+        print(f"[{label}] {posted} posts ({args.messages} messages + {posted - args.messages} resent), {pace}, "
+              f"{args.connections} connections, {elapsed:.1f} s: {len(latencies) / elapsed:.0f} acks/s, "
+              f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1] * 1000:.0f} ms; attempts over 5 s or "
+              f"refused {failures} (slow {slow}), messages never acknowledged {lost}")
         print(f"[{label}] answered {min(len(pushes), args.messages)}/{args.messages} "
               f"(last push {answered_after:.1f} s after the start), duplicates pushed "
               f"{max(0, len(pushes) - args.messages)}; peak RSS server {peak_rss_mb(server.pid):.0f} MB, "
@@ -168,6 +190,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--retry-share", type=float, default=0.3)
     parser.add_argument("--answer-timeout", type=float, default=300)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="messages per second offered (0: every connection posts as fast as it is answered)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)

@@ -121,6 +121,9 @@ class ConnectorSettings(BaseModel):
     max_attempts: int = 5
     retry_base_s: float = 5.0
     worker_interval_s: float = 2.0
+    # `linli worker` runs at this lower CPU priority (nice): answering and filing are background
+    # work, and on a small machine the server's WeChat acknowledgements (due within 5 s) come first.
+    worker_nice: int = Field(10, ge=0, le=19)
 
 
 class SpeechSettings(BaseModel):
