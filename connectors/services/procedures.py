@@ -67,6 +67,8 @@ class MissingBenefitTable(InvalidProcedureFile):
     was removed, or the index was built without it)."""
 
     code = "missing_benefit_table"
+    # Found while a resident files, not at load time: the service cannot check this procedure now.
+    http_status = 503
 
 
 # ---- eligibility ------------------------------------------------------------------------------
