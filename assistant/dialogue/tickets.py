@@ -11,6 +11,7 @@ from assistant.dialogue.reply import Reply
 from assistant.dialogue.routing import Turn
 from assistant.dialogue.state import ConversationState
 from assistant.escalation.base import EscalationService
+from assistant.escalation.states import OPEN
 
 
 class Handoffs:
@@ -24,6 +25,12 @@ class Handoffs:
     def open(self, turn: Turn, state: ConversationState, *, kind: str, reply_key: str, summary: str,
              form_data: dict[str, Any] | None = None, priority: str | None = None) -> Reply:
         conversation = turn.conversation
+        # Asking again while the same kind of request still waits in the queue points to it: a
+        # second ticket would only split the case between two workers.
+        waiting = self.escalation.get(state.handoff_ticket) if state.handoff_ticket and kind != "emergency" else None
+        if waiting is not None and waiting.kind == kind and waiting.status in OPEN:
+            return Reply("handoff", self.replies.say("handoff_waiting", turn.language, ticket_id=waiting.ticket_id),
+                         ticket_id=waiting.ticket_id)
         # One conversation may ask for a person a few times an hour; more is a script, not a resident.
         # An emergency always gets through.
         if kind != "emergency" and self.limit is not None and not self.limit.hit(

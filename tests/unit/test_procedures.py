@@ -384,7 +384,7 @@ def test_a_table_missing_from_the_index_is_a_clear_error_not_a_crash():
     procedure = get_procedure("elderly_allowance")
     with pytest.raises(MissingBenefitTable) as caught:
         procedure.check_eligibility({"applicant_id": make_id("19340101")}, TODAY, InMemoryBenefitTables([]))
-    assert isinstance(caught.value, InvalidProcedureFile) and caught.value.http_status == 500
+    assert isinstance(caught.value, InvalidProcedureFile) and caught.value.http_status == 503
     assert "karamay_elderly_allowance_by_age" in caught.value.message("zh") and "知识库" in caught.value.message("zh")
     assert "indexed document" in caught.value.message("en")
 
