@@ -6,11 +6,13 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import Column, ColumnElement, MetaData, and_, event, select, text, update
 from sqlalchemy.engine import Engine, create_engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -76,6 +78,28 @@ def _private_sqlite_files(url: str) -> None:
         sidecar = path.with_name(path.name + suffix)
         if sidecar.exists():
             os.chmod(sidecar, PRIVATE_FILE)
+
+
+def lease_due(engine: Engine, key: Column[Any], due: ColumnElement[bool], *, worker: str, until: datetime,
+              limit: int, order_by: ColumnElement[Any] | Column[Any],
+              in_line: ColumnElement[bool] | None = None) -> list[Any]:
+    """Claims up to `limit` due rows of `key`'s table for `worker` until `until` and returns their
+    keys: the outboxes' and queues' one leasing step. PostgreSQL skips rows another worker has
+    locked; the UPDATE checks `due` again, which is what makes the claim safe on SQLite too.
+    `in_line` narrows which due rows may be picked (e.g. one message per resident at a time)."""
+    table = key.table
+    leased: list[Any] = []
+    with engine.begin() as conn:
+        query = select(key).where(due if in_line is None else and_(due, in_line)).order_by(order_by).limit(limit)
+        if not is_sqlite(engine):
+            query = query.with_for_update(skip_locked=True, of=table)
+        keys: Sequence[Any] = conn.execute(query).scalars().all()
+        for row_key in keys:
+            result = conn.execute(update(table).where(key == row_key, due)
+                                  .values(lease_owner=worker, lease_until=until))
+            if result.rowcount == 1:
+                leased.append(row_key)
+    return leased
 
 
 def migrate(engine: Engine) -> None:

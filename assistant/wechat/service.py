@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +34,7 @@ from wechatpy.replies import TextReply  # type: ignore[import-untyped]
 from wechatpy.utils import check_signature  # type: ignore[import-untyped]
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, is_sqlite
+from assistant.core.db import get_engine, lease_due
 from assistant.core.errors import LinliError
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import Settings
@@ -309,18 +308,8 @@ class WechatService:
         first = ~exists(select(earlier.c.id).where(earlier.c.openid == wechat_inbound.c.openid,
                                                    earlier.c.id < wechat_inbound.c.id,
                                                    earlier.c.status == "queued"))
-        leased: list[int] = []
-        with self.engine.begin() as conn:
-            query = select(wechat_inbound.c.id).where(free, first).order_by(wechat_inbound.c.id).limit(limit)
-            if not is_sqlite(self.engine):
-                query = query.with_for_update(skip_locked=True, of=wechat_inbound)
-            ids: Sequence[int] = conn.execute(query).scalars().all()
-            for job_id in ids:
-                result = conn.execute(update(wechat_inbound).where(wechat_inbound.c.id == job_id, free)
-                                      .values(lease_owner=worker, lease_until=now + self.lease))
-                if result.rowcount == 1:
-                    leased.append(job_id)
-        return leased
+        return lease_due(self.engine, wechat_inbound.c.id, free, worker=worker, until=now + self.lease, limit=limit,
+                         order_by=wechat_inbound.c.id, in_line=first)
 
     def _process(self, job_id: int, worker: str) -> int:
         with self.engine.connect() as conn:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, is_sqlite, metadata
+from assistant.core.db import get_engine, lease_due, metadata
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import WechatSettings
 
@@ -302,18 +302,8 @@ class PushOutbox:
         now = utcnow()
         due = and_(wechat_pushes.c.status == "queued", wechat_pushes.c.next_attempt_at <= now,
                    or_(wechat_pushes.c.lease_until.is_(None), wechat_pushes.c.lease_until < now))
-        leased: list[int] = []
-        with self.engine.begin() as conn:
-            query = select(wechat_pushes.c.id).where(due).order_by(wechat_pushes.c.id).limit(limit)
-            if not is_sqlite(self.engine):
-                query = query.with_for_update(skip_locked=True)
-            ids: Sequence[int] = conn.execute(query).scalars().all()
-            for push_id in ids:
-                result = conn.execute(update(wechat_pushes).where(wechat_pushes.c.id == push_id, due)
-                                      .values(lease_owner=worker, lease_until=now + self.lease))
-                if result.rowcount == 1:
-                    leased.append(push_id)
-        return leased
+        return lease_due(self.engine, wechat_pushes.c.id, due, worker=worker, until=now + self.lease, limit=limit,
+                         order_by=wechat_pushes.c.id)
 
     def _deliver(self, push_id: int, worker: str) -> int:
         push = self.get(push_id)

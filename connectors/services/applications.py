@@ -23,7 +23,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, is_sqlite
+from assistant.core.db import get_engine, lease_due
 from assistant.core.errors import LinliError
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import get_settings
@@ -212,19 +212,8 @@ class ApplicationService:
                    or_(applications.c.lease_until.is_(None), applications.c.lease_until < now))
         if only:
             due = and_(due, applications.c.application_id == only)
-        leased: list[str] = []
-        with self.engine.begin() as conn:
-            query = select(applications.c.application_id).where(due).order_by(applications.c.created_at).limit(limit)
-            if not is_sqlite(self.engine):
-                query = query.with_for_update(skip_locked=True)
-            due_ids: Sequence[str] = conn.execute(query).scalars().all()
-            for application_id in due_ids:
-                # The conditional update is what makes the lease safe on SQLite too.
-                result = conn.execute(update(applications).where(applications.c.application_id == application_id, due)
-                                      .values(lease_owner=worker, lease_until=now + self.lease))
-                if result.rowcount == 1:
-                    leased.append(application_id)
-        return leased
+        return lease_due(self.engine, applications.c.application_id, due, worker=worker, until=now + self.lease,
+                         limit=limit, order_by=applications.c.created_at)
 
     def _deliver(self, application_id: str, worker: str) -> Application | None:
         application = self.get(application_id)
