@@ -108,48 +108,47 @@ def evaluate_retrieval(kb, questions: list[dict[str, Any]], k: int = 10) -> dict
     return results
 
 
-def evaluate_answers(kb, questions: list[dict[str, Any]]) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    latencies: list[float] = []
-    rows: list[dict[str, Any]] = []
-    tp = fp = fn = 0
-    fact_scores: list[float] = []
-    ungrounded = 0
-    for item in questions:
-        started = time.perf_counter()
-        answer = kb.ask(item["question"])
-        latencies.append(time.perf_counter() - started)
-        should_refuse = not item.get("answerable", True)
-        if answer.refused and should_refuse:
-            tp += 1
-        elif answer.refused:
-            fp += 1
-        elif should_refuse:
-            fn += 1
-        facts = item.get("key_facts") or []
-        if facts:
-            # A refusal may still carry the grounded part ("标准由当地规定[1]"), so facts are
-            # looked for in whatever text the resident receives.
-            fact_scores.append(sum(_fact_found(f, answer.answer) for f in facts) / len(facts))
-        bad: list[str] = []
-        if not answer.refused:
-            sources = [c.text for c in answer.citations] + [c.title for c in answer.citations] + [item["question"]]
-            bad = ungrounded_numerals(answer.answer, sources)
-            ungrounded += len(bad)
-        rows.append({"id": item["id"], "question": item["question"], "refused": answer.refused,
-                     "expected_refusal": should_refuse, "confidence": answer.confidence, "answer": answer.answer,
-                     "citations": [c.doc_id for c in answer.citations], "ungrounded": bad,
-                     "expected_doc_ids": item.get("expected_doc_ids", [])})
-    metrics = {
+def answer_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Answer metrics of scored rows (from `evaluate_answers`), so that a split's metrics come from
+    the same answers as the whole set's."""
+    tp = sum(r["refused"] and r["expected_refusal"] for r in rows)
+    fp = sum(r["refused"] and not r["expected_refusal"] for r in rows)
+    fn = sum(not r["refused"] and r["expected_refusal"] for r in rows)
+    fact_scores = [r["fact_score"] for r in rows if r.get("fact_score") is not None]
+    latencies = [r["latency_ms"] for r in rows]
+    return {
         "fact_accuracy": statistics.fmean(fact_scores) if fact_scores else 0.0,
         "refusal_precision": tp / (tp + fp) if tp + fp else 1.0,
         "refusal_recall": tp / (tp + fn) if tp + fn else 1.0,
         "false_refusals": float(fp),
-        "ungrounded_numerals": float(ungrounded),
-        "latency_p50_ms": percentile(latencies, 0.5) * 1000,
-        "latency_p95_ms": percentile(latencies, 0.95) * 1000,
-        "questions": float(len(questions)),
+        "ungrounded_numerals": float(sum(len(r["ungrounded"]) for r in rows)),
+        "latency_p50_ms": percentile(latencies, 0.5),
+        "latency_p95_ms": percentile(latencies, 0.95),
+        "questions": float(len(rows)),
     }
-    return metrics, rows
+
+
+def evaluate_answers(kb, questions: list[dict[str, Any]]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    for item in questions:
+        started = time.perf_counter()
+        answer = kb.ask(item["question"])
+        latency_ms = (time.perf_counter() - started) * 1000
+        should_refuse = not item.get("answerable", True)
+        facts = item.get("key_facts") or []
+        # A refusal may still carry the grounded part ("标准由当地规定[1]"), so facts are
+        # looked for in whatever text the resident receives.
+        score = sum(_fact_found(f, answer.answer) for f in facts) / len(facts) if facts else None
+        bad: list[str] = []
+        if not answer.refused:
+            sources = [c.text for c in answer.citations] + [c.title for c in answer.citations] + [item["question"]]
+            bad = ungrounded_numerals(answer.answer, sources)
+        rows.append({"id": item["id"], "split": split_of(item["id"]), "question": item["question"],
+                     "refused": answer.refused, "expected_refusal": should_refuse, "confidence": answer.confidence,
+                     "answer": answer.answer, "citations": [c.doc_id for c in answer.citations], "ungrounded": bad,
+                     "expected_doc_ids": item.get("expected_doc_ids", []), "fact_score": score,
+                     "latency_ms": latency_ms})
+    return answer_metrics(rows), rows
 
 
 def print_retrieval_table(console: Console, title: str, results: dict[str, dict[str, float]], n: int) -> None:
@@ -183,14 +182,20 @@ def run_golden(kb, limit: int | None = None, console: Console | None = None,
         print_retrieval_table(console, f"golden {language}", retrieval, n)
         report[f"retrieval_{language}"] = retrieval
     answers, rows = evaluate_answers(kb, questions)
+    by_split = {part: answer_metrics([r for r in rows if r["split"] == part]) for part in ("dev", "test")
+                if any(r["split"] == part for r in rows)}
     table = Table(title=f"golden — answers ({len(questions)} questions, "
-                  f"{sum(not q.get('answerable', True) for q in questions)} unanswerable)")
+                  f"{sum(not q.get('answerable', True) for q in questions)} unanswerable; tune on dev only)")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    for part in by_split:
+        table.add_column(part, justify="right")
+    table.add_column("all", justify="right")
     for key, value in answers.items():
-        table.add_row(key, f"{value:.3f}" if value < 100 or "ms" not in key else f"{value:.0f}")
+        cells = [m[key] for m in by_split.values()] + [value]
+        table.add_row(key, *[f"{v:.0f}" if "ms" in key else f"{v:.3f}" for v in cells])
     console.print(table)
     report["answers"] = answers
+    report["answers_by_split"] = by_split
     report["rows"] = rows
     report["reranker"] = kb.reranker.name if kb.reranker else None
     report["embedder"] = kb.embedder.name
@@ -211,11 +216,28 @@ def _external_documents(path: Path) -> list[Document]:
     return docs
 
 
+def is_shipped_law_corpus(settings: Settings, path: Path) -> bool:
+    """Whether a dataset's corpus is the statute corpus the shipped index already holds (same
+    bytes, so its `_id`s are the index's doc ids: knowledge_base.loaders.iter_law_articles)."""
+    shipped = settings.law_corpus
+    corpus = Path(path) / "corpus.jsonl"
+    return bool(shipped and shipped.is_file() and corpus.is_file()
+                and shipped.stat().st_size == corpus.stat().st_size
+                and shipped.read_bytes() == corpus.read_bytes())
+
+
 def run_external(settings: Settings, path: Path, limit: int | None = None, console: Console | None = None,
-                 split: str = "all") -> dict[str, Any]:
-    """Side-by-side retrieval table on a BEIR-style dataset nobody here wrote."""
+                 split: str = "all", whole_index: bool | None = None, kb=None) -> dict[str, Any]:
+    """Side-by-side retrieval table on a BEIR-style dataset nobody here wrote.
+
+    `whole_index` searches the shipped index (policy documents and statutes together, as a
+    resident searches) instead of an index of the dataset's corpus alone; by default it does
+    so when the dataset's corpus is the shipped law corpus. Splits: "dev", "test", "all" or
+    "each" (all three tables)."""
     console = console or Console()
     path = Path(path)
+    if whole_index is None:
+        whole_index = is_shipped_law_corpus(settings, path)
     queries = {q["_id"]: q["text"] for q in _read_jsonl(path / "queries.jsonl")}
     qrels: dict[str, set[str]] = {}
     for row in _read_jsonl(path / "qrels.jsonl"):
@@ -225,18 +247,35 @@ def run_external(settings: Settings, path: Path, limit: int | None = None, conso
             qrels.setdefault(row["query_id"], set()).update(relevant)
     items = [{"id": qid, "question": queries[qid], "expected_doc_ids": sorted(rel)} for qid, rel in qrels.items()
              if qid in queries]
-    if split != "all":
+    if split not in ("all", "each"):
         items = [i for i in items if split_of(i["id"]) == split]
     if limit:
         items = items[:limit]
-    digest = hashlib.sha256((path / "corpus.jsonl").read_bytes() + INDEX_FORMAT.encode()).hexdigest()[:12]
-    ext_settings = settings.model_copy(update={"index_dir": settings.data_dir / "eval" / f"index-{path.name}-{digest}"})
-    kb = KnowledgeBase(ext_settings)
     started = time.perf_counter()
-    if not kb.is_built():
-        kb.build(_external_documents(path))
+    if kb is None and whole_index:
+        kb = KnowledgeBase(settings)
+        if not kb.is_built():
+            kb.build()
+    elif kb is None:
+        digest = hashlib.sha256((path / "corpus.jsonl").read_bytes() + INDEX_FORMAT.encode()).hexdigest()[:12]
+        kb = KnowledgeBase(settings.model_copy(
+            update={"index_dir": settings.data_dir / "eval" / f"index-{path.name}-{digest}"}))
+        if not kb.is_built():
+            kb.build(_external_documents(path))
     build_seconds = time.perf_counter() - started
-    retrieval = evaluate_retrieval(kb, items)
-    print_retrieval_table(console, f"{path.name}", retrieval, len(items))
-    return {"dataset": str(path), "split": split, "questions": len(items), "retrieval": retrieval,
-            "index_build_seconds": build_seconds}
+    if whole_index:
+        known = set(kb.store.load().metas)
+        missing = {d for i in items for d in i["expected_doc_ids"]} - known
+        if missing:
+            raise ValueError(f"{len(missing)} qrels doc ids are not in the index, e.g. {sorted(missing)[:3]}")
+    scope = "whole index" if whole_index else "dataset corpus only"
+    report: dict[str, Any] = {"dataset": str(path), "split": split, "whole_index": whole_index,
+                              "index_build_seconds": build_seconds}
+    for part in (("dev", "test", "all") if split == "each" else (split,)):
+        subset = items if part == "all" else [i for i in items if split_of(i["id"]) == part]
+        retrieval = evaluate_retrieval(kb, subset)
+        print_retrieval_table(console, f"{path.name} {part} ({scope})", retrieval, len(subset))
+        report[part] = {"questions": len(subset), "retrieval": retrieval}
+    if split != "each":
+        report |= report.pop(split)
+    return report
