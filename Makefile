@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+TEST_STAMP := $(VENV)/.installed-test-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 # Models are loaded from installed packages only; never from a model hub.
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install index run lint check test eval bench bench-wechat system-deps clean
+.PHONY: install install-test index run lint check test eval bench bench-answer bench-wechat system-deps clean
 
 # pytest exits 5 when it collected no tests: that must fail loudly, never pass.
 define pytest
@@ -18,13 +19,20 @@ define pytest
 	exit $$status
 endef
 
+# `make run` installs what serving needs; `make test` adds the test tools and the optional
+# sentence-transformers extra (torch, CPU build), whose embedder and reranker the contract tests cover.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch is pinned (CPU build) in pyproject.toml so nothing pulls a multi-GB CUDA build.
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	@touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,st]'
+	@touch $(TEST_STAMP)
+
 install: $(STAMP)
+
+install-test: $(TEST_STAMP)
 
 index: install
 	$(BIN)/linli kb build --if-missing
@@ -52,7 +60,7 @@ system-deps:
 	  echo "note: could not install ffmpeg/espeak-ng/chromium; the tests that need them will be skipped"
 
 # Lint and types (configured in pyproject.toml): ruff on everything, mypy on the packages.
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
@@ -74,6 +82,10 @@ eval: index
 
 bench: index
 	$(BIN)/python -m bench.dialogue_latency
+
+# p50/p95 of a policy answer from a warm `linli serve` over HTTP, pinned to 2 cores.
+bench-answer: index
+	$(BIN)/python -m bench.answer_latency
 
 # The WeChat callback under 200 concurrent connections (SQLite, and PostgreSQL when reachable).
 bench-wechat: install

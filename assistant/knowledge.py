@@ -15,13 +15,20 @@ from pathlib import Path
 from assistant.core.domain import Answer, Document, Hit, SearchFilters
 from assistant.core.errors import UnknownDocument
 from assistant.core.settings import Settings
-from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer
+from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer, sentence_texts
 from knowledge_base.benefits import BenefitTable, RegionResolver
-from knowledge_base.embedders import Embedder, EmbeddingCache, create_embedder
+from knowledge_base.chunking import chunk_document
+from knowledge_base.embedders import (
+    SHIPPED_VECTORS,
+    Embedder,
+    EmbeddingCache,
+    create_embedder,
+    write_shipped_vectors,
+)
 from knowledge_base.loaders import iter_corpus, iter_law_articles, load_file
 from knowledge_base.rerankers import create_reranker
 from knowledge_base.retrieval import HybridRetriever, Mode
-from knowledge_base.store import IndexStore
+from knowledge_base.store import IndexStore, index_text
 from knowledge_base.text import load_lexicon
 
 KB_DATA = Path(__file__).resolve().parent.parent / "knowledge_base" / "data"
@@ -57,8 +64,12 @@ class KnowledgeBase:
         self._lock = threading.Lock()
         self._open(settings.resolved_index_dir)
 
+    def _store(self, directory: Path) -> IndexStore:
+        return IndexStore(directory, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat,
+                          sentences=sentence_texts)
+
     def _open(self, directory: Path) -> None:
-        self.store = IndexStore(directory, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat)
+        self.store = self._store(directory)
         self.retriever = HybridRetriever(
             self.store, self.embedder, self.lexicon, self.settings.retrieval, self.reranker,
             rerank_top_n=self.settings.reranker.top_n,
@@ -81,11 +92,13 @@ class KnowledgeBase:
         """Full rebuild into a fresh folder, swapped in only when complete."""
         started = time.perf_counter()
         docs = list(documents) if documents is not None else shipped_documents(self.settings)
+        # The shipped corpus's vectors come with the project (checked; a changed text is embedded).
+        self.cache.seed(SHIPPED_VECTORS, self.embedder.name)
         target = self.settings.resolved_index_dir
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-building-", dir=target.parent))
         try:
-            store = IndexStore(staging, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat)
+            store = self._store(staging)
             total_chunks = None
 
             def tick(n: int) -> None:
@@ -108,6 +121,26 @@ class KnowledgeBase:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return BuildReport(len(docs), n_chunks, time.perf_counter() - started)
+
+    def shipped_texts(self, documents: Iterable[Document] | None = None) -> list[str]:
+        """What the index embeds for these documents (default: the shipped corpus): each chunk's
+        index text and its answer sentences."""
+        docs = list(documents) if documents is not None else shipped_documents(self.settings)
+        store = self.store
+        texts: list[str] = []
+        for doc in docs:
+            for chunk in chunk_document(doc, store.chunking):
+                texts.append(index_text(doc.meta, chunk, store.title_repeat))
+                texts.extend(sentence_texts(chunk.text))
+        return list(dict.fromkeys(texts))
+
+    def ship_vectors(self, extra_texts: Iterable[str] = (), directory: Path = SHIPPED_VECTORS) -> tuple[Path, int]:
+        """Write the vectors of the shipped corpus (and `extra_texts`, e.g. intent examples) into
+        `directory` for this embedder, embedding what the cache lacks. Returns (file, rows)."""
+        texts = list(dict.fromkeys([*self.shipped_texts(), *extra_texts]))
+        vectors = self.cache.embed_passages(self.embedder, texts)
+        path = write_shipped_vectors(directory, self.embedder.name, [self.cache.key(t) for t in texts], vectors)
+        return path, len(texts)
 
     def add(self, path: Path) -> list[str]:
         path = Path(path)

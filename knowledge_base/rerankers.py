@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from assistant.core.settings import RerankerSettings
+from knowledge_base.embedders import require_sentence_transformers
 
 
 @runtime_checkable
@@ -22,6 +23,7 @@ class CrossEncoderReranker:
     def __init__(self, settings: RerankerSettings) -> None:
         if not settings.model_path or not Path(settings.model_path).exists():
             raise ValueError(f"reranker.model_path must be an existing local directory, got {settings.model_path!r}")
+        require_sentence_transformers()
         from sentence_transformers import CrossEncoder  # noqa: PLC0415 - imports torch: +4-5 s; optional backend
 
         self._model = CrossEncoder(settings.model_path, device="cpu", local_files_only=True)

@@ -6,11 +6,13 @@ the index stays exactly as it was."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +46,8 @@ from assistant.core.privacy import private_dir, private_file, restrict_tree
 from knowledge_base.chunking import ChunkingConfig, chunk_document
 from knowledge_base.embedders import Embedder, EmbeddingCache
 from knowledge_base.text import tokenize
+
+log = logging.getLogger(__name__)
 
 # Bump when loaders, chunking or index text change in a way that needs a rebuild.
 INDEX_FORMAT = "2"
@@ -158,7 +162,11 @@ class IndexStore:
         *,
         chunking: ChunkingConfig = ChunkingConfig(),
         title_repeat: int = 2,
+        sentences: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
+        """`sentences` splits a chunk's text into what the answerer compares with a question
+        (knowledge_base/answering.py sentence_texts); their vectors are embedded into the cache
+        when documents are added, so answering a question embeds only the question."""
         self.directory = Path(directory)
         # Index files are mode 600 in a 700 directory, like the database (assistant/core/privacy.py).
         private_dir(self.directory)
@@ -167,6 +175,7 @@ class IndexStore:
         self.cache = cache
         self.chunking = chunking
         self.title_repeat = title_repeat
+        self.sentences = sentences
         self.engine = create_engine(f"sqlite:///{self.directory / self.DB_NAME}")
         event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
@@ -188,11 +197,23 @@ class IndexStore:
             prepared.append((doc, chunks, itexts))
             texts.extend(itexts)
         vectors = self.cache.embed_passages(self.embedder, texts, progress)
+        self._embed_sentences(chunk.text for _doc, chunks, _itexts in prepared for chunk in chunks)
         out, offset = [], 0
         for doc, chunks, itexts in prepared:
             out.append((doc, chunks, itexts, vectors[offset : offset + len(chunks)]))
             offset += len(chunks)
         return out
+
+    def _embed_sentences(self, chunk_texts: Iterable[str]) -> int:
+        """Embed (into the cache) the answer sentences of these chunks that it does not hold yet."""
+        if self.sentences is None:
+            return 0
+        split = self.sentences
+        texts = list(dict.fromkeys(t for text in chunk_texts for t in split(text)))
+        started = time.perf_counter()
+        self.cache.embed_passages(self.embedder, texts)
+        log.info("answer sentences: %d (%.1f s to embed those not cached)", len(texts), time.perf_counter() - started)
+        return len(texts)
 
     def upsert(self, docs: Sequence[Document], progress: Callable[[int], None] | None = None) -> int:
         """Add documents or replace every chunk of their previous version, atomically."""

