@@ -3,7 +3,8 @@ filtered by region/category/effective date, optionally reranked by a cross-encod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
@@ -30,6 +31,22 @@ class PreparedQuery:
     normalized: str
     lexical: str
     language: str
+    # Statutes the question names (《劳动合同法》, "按照劳动法…"), by their short names.
+    named_laws: list[str] = field(default_factory=list)
+    # The question asks what the law says ("根据法律规定，…", "依据哪条法律…").
+    asks_for_law: bool = False
+
+
+# "根据法律规定" / "根据相关法律" / "依据哪条法律" / "法律依据" / "《…》" / "第十条": the resident asks
+# what a statute says, so statutes are not demoted below local policy documents. "法律援助" and
+# "法律费用保险" are services, not such a cue.
+_LAW_CUE_RE = re.compile(
+    r"法律规定|法律法规|(相关|有关)(法律|法规)|(根据|依据|按照|依照)(什么|哪些|哪项)?(法律|法规)"
+    r"|(根据|依据|按照|依照).{0,6}?(法|条例|办法)(的)?(规定|第|，|,)"
+    r"|哪(一)?(条|个|部|些)(法|规定|条款|条例)|法律条[款文]|法律文件|法律依据|依据哪|《[^》]+》"
+    r"|第[一二三四五六七八九十百零〇\d]+条"
+)
+_LAW_TITLE_RE = re.compile(r"《([^》]+)》")
 
 
 class HybridRetriever:
@@ -48,10 +65,27 @@ class HybridRetriever:
         self.settings = settings
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
+        self._law_cache: tuple[LoadedIndex, list[str | None], list[str]] | None = None
 
-    def prepare(self, question: str) -> PreparedQuery:
+    def prepare(self, question: str, law_names: list[str] | None = None) -> PreparedQuery:
         normalized, lexical = normalize_query(question, self.lexicon)
-        return PreparedQuery(question, normalized, lexical, detect_language(question))
+        named = named_laws(normalized, law_names or [])
+        return PreparedQuery(question, normalized, lexical, detect_language(question), named,
+                             bool(named) or asks_for_law(normalized))
+
+    def _law_of_chunks(self, index: LoadedIndex) -> tuple[list[str | None], list[str]]:
+        """The statute each chunk belongs to (short name from its title 《…》, None for other
+        documents) and the statutes' names; computed once per loaded index."""
+        if self._law_cache is not None and self._law_cache[0] is index:
+            return self._law_cache[1], self._law_cache[2]
+        laws: list[str | None] = []
+        for chunk in index.chunks:
+            meta = index.metas[chunk.doc_id]
+            found = _LAW_TITLE_RE.match(meta.title) if meta.category == "law" else None
+            laws.append(found.group(1) if found else None)
+        names = sorted({law for law in laws if law})
+        self._law_cache = (index, laws, names)
+        return laws, names
 
     def _allowed(self, index: LoadedIndex, filters: SearchFilters) -> np.ndarray:
         on = filters.as_of or date.today()
@@ -83,8 +117,9 @@ class HybridRetriever:
     ) -> list[Hit]:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
-        query = self.prepare(question)
         index = self.store.load()
+        chunk_laws, law_names = self._law_of_chunks(index)
+        query = self.prepare(question, law_names)
         mask = self._allowed(index, filters or SearchFilters())
         limit = max(self.settings.candidates, k)
 
@@ -132,10 +167,13 @@ class HybridRetriever:
                 fused[pos] = fused.get(pos, 0.0) + self.settings.dense_weight / (rrf_k + r + 1)
             for r, pos in enumerate(focus_rank):
                 fused[pos] = fused.get(pos, 0.0) + self.settings.focus_weight / (rrf_k + r + 1)
+            law_weight = self.settings.law_intent_weight if query.asks_for_law else self.settings.law_weight
             for pos in fused:
                 meta = index.metas[index.chunks[pos].doc_id]
                 if meta.category == "law":
-                    fused[pos] *= self.settings.law_weight
+                    fused[pos] *= law_weight
+                    if chunk_laws[pos] in query.named_laws:
+                        fused[pos] *= self.settings.named_law_boost
                 if meta.language == query.language:
                     fused[pos] *= self.settings.same_language_boost
 
@@ -174,6 +212,21 @@ def focus_sentence(question: str, min_chars: int) -> str | None:
         return None
     asking = [x for x in sentences if x.endswith(("？", "?"))]
     return (asking or sentences)[-1]
+
+
+def asks_for_law(question: str) -> bool:
+    """Whether a question asks what the law says ("根据法律规定，…", "依据哪条法律", "《…》")."""
+    return bool(_LAW_CUE_RE.search(question))
+
+
+def named_laws(question: str, law_names: list[str]) -> list[str]:
+    """The statutes a question names, longest name first; a name inside a longer one found
+    ("劳动合同法" in "劳动合同法实施条例") does not count again."""
+    found: list[str] = []
+    for name in sorted(law_names, key=len, reverse=True):
+        if name in question and not any(name in longer for longer in found):
+            found.append(name)
+    return found
 
 
 def unique_docs(hits: list[Hit]) -> list[str]:
