@@ -329,6 +329,19 @@ def kb_build(
     )
 
 
+@kb_app.command("ship-vectors")
+def kb_ship_vectors(ctx: typer.Context) -> None:
+    """Write knowledge_base/data/vectors/: the vectors of the shipped corpus (passages, answer
+    sentences) and the intent examples, which a fresh machine copies instead of embedding them."""
+    # Intent examples are embedded at start-up too; this command alone needs their texts.
+    from intents.classifier import DATA_FILE, _clean, load_intent_data  # noqa: PLC0415
+
+    kb = _services(ctx).knowledge_base
+    examples = load_intent_data(DATA_FILE)[0]
+    path, rows = kb.ship_vectors(_clean(e.text) for e in examples)
+    err.print(f"已写出 {rows} 个向量：{path}（{path.stat().st_size / 1e6:.1f} MB）")
+
+
 @kb_app.command("add")
 def kb_add(ctx: typer.Context, path: Path) -> None:
     """Add (or replace with a new version) the document(s) at PATH."""
@@ -398,17 +411,24 @@ def kb_show(ctx: typer.Context, doc_id: str, as_json: Annotated[bool, typer.Opti
 @app.command("eval")
 def eval_command(
     ctx: typer.Context,
-    what: Annotated[str, typer.Argument(help="golden (default), intents, dialogue or asr")] = "golden",
+    what: Annotated[str, typer.Argument(help="golden (default), resident, intents, dialogue or asr")] = "golden",
     dataset: Annotated[Path | None, typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
     report: Annotated[Path | None, typer.Option(help="Where to write the JSON report")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N questions")] = None,
+    whole_index: Annotated[bool | None, typer.Option(
+        "--whole-index/--dataset-index",
+        help="--dataset: search the shipped index (policies and statutes together) or an index of the dataset's "
+             "corpus alone; default: the shipped index when the corpus is the shipped law corpus")] = None,
+    split: Annotated[str, typer.Option(help="--dataset: dev, test, all, or each (all three tables); "
+                                            "resident: dev, heldout, or each/all (both)")] = "each",
 ) -> None:
-    """Retrieval and answer quality side by side (golden set, or an external dataset)."""
+    """Retrieval and answer quality side by side (golden set, the residents' set, or an external dataset)."""
     # The evaluations are heavy (see the docstring) and needed by this command only.
     from eval.asr import run_asr  # noqa: PLC0415
     from eval.dialogue import run_dialogue  # noqa: PLC0415
     from eval.harness import run_external, run_golden  # noqa: PLC0415
     from eval.intents import run_intents  # noqa: PLC0415
+    from eval.resident import run_resident  # noqa: PLC0415
 
     services = _services(ctx)
     settings = services.settings
@@ -422,10 +442,19 @@ def eval_command(
         _ensure_built(services.knowledge_base, False)
         result = run_dialogue(services, console=out, limit=limit)
         dataset = Path("dialogue")
+    elif what == "resident":
+        if split not in ("dev", "heldout", "all", "each"):
+            raise typer.BadParameter(f"unknown split {split!r}: use dev, heldout, all or each")
+        _ensure_built(services.knowledge_base, False)
+        result = run_resident(services.knowledge_base, limit=limit, console=out,
+                              split="all" if split == "each" else split)
+        dataset = Path("resident")
     elif what != "golden":
-        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden, intents, dialogue or asr")
+        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden, resident, intents, dialogue or asr")
     elif dataset is not None:
-        result = run_external(settings, dataset, limit=limit, console=out)
+        if split not in ("dev", "test", "all", "each"):
+            raise typer.BadParameter(f"unknown split {split!r}: use dev, test, all or each")
+        result = run_external(settings, dataset, limit=limit, console=out, split=split, whole_index=whole_index)
     else:
         kb = services.knowledge_base
         _ensure_built(kb, False)

@@ -14,7 +14,8 @@ import yaml
 from assistant.core.domain import DocumentMeta
 from knowledge_base.numbers import extract_age
 
-_AMOUNT_QUESTION_RE = re.compile(r"多少|几块|几百|几千|金额|标准|多钱|啥钱|能领|能拿|给多少|how much|amount|rate", re.I)
+_AMOUNT_QUESTION_RE = re.compile(
+    r"多少|几块|几百|几千|金额|标准|多钱|啥钱|能领|能拿|给多少|\d+\s*(?:元|块)|how much|amount|rate|\d+\s*yuan", re.I)
 
 
 @dataclass(frozen=True)
@@ -116,15 +117,22 @@ class RegionResolver:
 
 
 def match_benefit_question(
-    question: str, tables: list[BenefitTable], regions: RegionResolver, language: str
+    question: str, tables: list[BenefitTable], regions: RegionResolver, language: str, *,
+    comparing_ages: bool = False,
 ) -> BenefitQuery | None | str:
-    """A BenefitQuery when the question asks an amount for a stated age against a table;
+    """A BenefitQuery when the question asks an amount for a stated age against a table (or, with
+    `comparing_ages`, whether one age gets the same as another: "我87岁，是不是也跟90岁的一样？");
     ``"other_region"`` when it names a region that has no table; None otherwise."""
     age = extract_age(question)
-    if age is None or not _AMOUNT_QUESTION_RE.search(question):
+    # Another number beside the age ("…都是500") is a figure for that age as surely as 多少 asks one.
+    other_number = any(n != str(age) for n in re.findall(r"\d+(?![\d年月日号])", question))
+    if age is None or not (comparing_ages or other_number or _AMOUNT_QUESTION_RE.search(question)):
         return None
     lowered = question.lower()
     candidates = [t for t in tables if any(k.lower() in lowered for k in t.keywords)]
+    if not candidates and comparing_ages:
+        # Comparing two ages is a question about an age table even when it names none.
+        candidates = list(tables)
     if not candidates:
         return None
     named = regions.mentioned(question) - {"national"}

@@ -13,7 +13,7 @@ _CN_RE = re.compile(f"[{CN_NUMERAL_CLASS}]+")
 # Chinese numerals that are part of ordinary words, not quantities.
 _CN_WORD_EXCEPTIONS = re.compile(
     r"这一|一下|一起|一定|一般|一些|一点|一律|统一|一旦|一致|一样|一直|一切|一并|进一步|之一|唯一|万一|一方|一次性|"
-    r"第一时间|一站式|一窗|一件事|一网|十分|万分|千万|百姓|三方|两项补贴|两病|一刻钟"
+    r"第一时间|一站式|一窗|一件事|一网|十分|万分|千万(?![元块人户])|百姓|三方|两项补贴|两病|一刻钟"
 )
 
 
@@ -58,20 +58,59 @@ def numerals(text: str) -> list[tuple[str, float]]:
     return found
 
 
+# A Chinese numeral as residents type a quantity: a run with a unit character (九十三, 一百, 两千)
+# or a run of digits before a measure word (两个, 三项).
+_CN_QUANTITY_RE = re.compile(
+    f"[{CN_NUMERAL_CLASS}]*[十百千万亿][{CN_NUMERAL_CLASS}]*|"
+    f"[{CN_NUMERAL_CLASS}]+(?=周岁|岁|元|块|个|种|项|家|人|名|户|栋|所|处|条|类|倍|年|月|天)"
+)
+
+
+def with_arabic_numerals(text: str) -> str:
+    """The question with its Chinese numerals as digits (我妈九十三 → 我妈93, 两千块 → 2000块), as the
+    voice path already reads them, so ages, amounts and claimed figures read the same however they
+    were typed. Words that merely contain numeral characters (一样, 统一, 十分, 万一) stay."""
+    masked = _CN_WORD_EXCEPTIONS.sub(lambda m: "□" * len(m.group(0)), text)
+    pieces: list[str] = []
+    last = 0
+    for m in _CN_QUANTITY_RE.finditer(masked):
+        value = cn_to_int(m.group(0))
+        if value is None:
+            continue
+        pieces.append(text[last : m.start()])
+        pieces.append(str(value))
+        last = m.end()
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+# A bare age right after the person it belongs to ("我妈93，…", "老人今年85"): nothing follows it
+# that would make it an amount, a count or a date.
+_PERSON_AGE_RE = re.compile(
+    r"(?:妈|爸|娘|爹|奶奶|爷爷|姥姥|姥爷|外婆|外公|老人|老人家|老伴|母亲|父亲|婆婆|公公|老头|老太太|我|俺|他|她)"
+    r"(?:今年|已经|都|快|刚)?\s*(\d{2,3})(?![\d.]|\s*(?:元|块|个|%|年|月|号|人|户|次|天|万|分))"
+)
+
 _AGE_PATTERNS = [
     re.compile(r"(?:今年|年满|满|已经|快|刚|都)?\s*(\d{2,3}|[一二三四五六七八九十百零两]{2,5})\s*(?:周岁|岁|了)"),
     re.compile(r"(?:今年|年满|已满|满)\s*(\d{2,3}|[一二三四五六七八九十百零两]{2,5})"),
+    re.compile(r"(\d{2,3})\s*(?:大寿|寿辰|高寿)"),
     re.compile(r"(\d{2,3})\s*(?:-|\s)?(?:years?|yrs?)(?:[\s-]*old)?", re.IGNORECASE),
     re.compile(r"\b(?:aged?|turned|turning|is|am|are|was)\s+(\d{2,3})\b(?!\s*(?:yuan|%|percent))", re.IGNORECASE),
 ]
 
 
 def extract_age(text: str) -> int | None:
-    """The age a resident states ("92岁", "今年九十二了", "86 years old"); None when absent."""
+    """The age a resident states ("92岁", "今年九十二了", "我妈九十三，…", "86 years old"); None when
+    absent."""
+    text = with_arabic_numerals(text)
     for pattern in _AGE_PATTERNS:
         for m in pattern.finditer(text):
             token = m.group(1)
             value = int(token) if token.isdigit() else cn_to_int(token)
             if value is not None and 0 < value < 150:
                 return value
+    for m in _PERSON_AGE_RE.finditer(text):
+        if 40 <= int(m.group(1)) <= 120:
+            return int(m.group(1))
     return None

@@ -36,6 +36,11 @@ class RetrievalSettings(BaseModel):
     # Local policy documents answer a resident's question more directly than a statute does;
     # law chunks keep this share of their fused score so local documents rank first on ties.
     law_weight: float = 0.7
+    # …unless the question asks what the law says ("根据法律规定…", 《…》) or names a statute; then law
+    # chunks keep this share, and the named statute's articles are multiplied by named_law_boost
+    # (tuned on the social_law dev half, see knowledge_base/retrieval.py asks_for_law).
+    law_intent_weight: float = 1.0
+    named_law_boost: float = 1.5
     # Prefer documents written in the question's language.
     same_language_boost: float = 1.3
     title_repeat: int = 2
@@ -54,14 +59,11 @@ class ConfidenceSettings(BaseModel):
 
 
 class ComposerSettings(BaseModel):
-    """Sentence scoring of the extractive composer (tuned on the golden dev half only)."""
+    """How many of the ranked sentences join an answer. The ranking itself is a model fitted on
+    the dev halves (knowledge_base/data/sentence_ranker.json, `python -m eval.train_ranker`)."""
 
-    dense_weight: float = 6.0
-    lexical_weight: float = 1.0
-    cue_weight: float = 0.25
-    detail_weight: float = 0.3
-    # Sentences scoring within this distance of the best one join the answer.
-    window: float = 0.5
+    # Sentences scoring within this distance (in log-odds) of the best one join the answer.
+    window: float = 2.0
 
 
 class AnswerSettings(BaseModel):
@@ -74,6 +76,8 @@ class AnswerSettings(BaseModel):
     # A sentence carrying the asked-for figure must cover this (IDF-weighted) share of the
     # question's words to count as answering it.
     detail_subject_overlap: float = 0.5
+    # The same for a sentence counting in the measure word the question asks in (多少户 → 79997户).
+    counted_subject_overlap: float = 0.25
     confidence: ConfidenceSettings = ConfidenceSettings()
     composer: ComposerSettings = ComposerSettings()
 

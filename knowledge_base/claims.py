@@ -1,0 +1,151 @@
+"""A figure the resident states and asks to have confirmed ("80岁的高龄津贴应该是每月200元吧？",
+"是不是只有30个社区能用？", "我87岁，是不是也跟90岁的一样？"): read out of the question so the
+answerer can check it against the cited text and say plainly when it is wrong.
+
+Questions are read in their digit form (knowledge_base.numbers.with_arabic_numerals)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from knowledge_base.numbers import with_arabic_numerals
+
+# Words that turn a figure in a question into a claim to check rather than a detail of the
+# situation ("我每月退休金3000元，能领低保吗" states a fact; "…是3000元吧？" asks to confirm one).
+_CLAIM_CUE_RE = re.compile(
+    r"吧|是不是|对不对|对吗|是吗|没错|确认|证实|应该是|应该有|听说|据说|人家说|有人说|难道|不就是|真的|是否|"
+    r"\bis it\b|isn't it|is that|\bright\b|correct|confirm|i heard|heard that|true that|\bam i right\b",
+    re.IGNORECASE,
+)
+
+# Money, as residents write it.
+_MONEY_UNITS = {"元": 1.0, "块": 1.0, "块钱": 1.0, "yuan": 1.0, "rmb": 1.0, "万元": 10_000.0, "万块": 10_000.0,
+                "亿元": 100_000_000.0}
+# Counting words: "30个社区", "5项服务", "2859栋楼".
+MEASURE_WORDS = ("个", "种", "项", "家", "名", "户", "栋", "所", "处", "条", "类", "件", "人")
+_FIGURE_RE = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(?:(万元|万块|亿元|块钱|元|块|yuan|rmb)|(%|percent|％)|(万)?(?:余|多)?([个种项家名户栋所处条类件人]))"
+    r"([\u4e00-\u9fff]{0,3})",
+    re.IGNORECASE,
+)
+# "跟90岁的一样", "和九十岁的一个样", "same as 90"
+_SAME_AS_AGE_RE = re.compile(
+    r"(?:跟|和|同|与|像)\s*(\d{2,3})\s*多?\s*(?:周岁|岁)[^，,。？?]{0,6}?(?:一样|相同|一个样|差不多|同样|同一档|一档)|"
+    r"same (?:as|amount as) (?:the |a |an )?(\d{2,3})",
+    re.IGNORECASE,
+)
+
+ClaimKind = Literal["money", "percent", "count", "same_as_age"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A quantity in a text: its value in base units (元, %, or things counted), what kind it is,
+    and for counts the measure word and the content characters around it (社区, 服务, 助餐点)."""
+
+    value: float
+    kind: ClaimKind
+    measure: str = ""
+    context: str = ""
+
+    def overlap(self, other: Figure) -> int:
+        """How alike two figures' subjects are: -1 for different kinds or measure words, else the
+        character pairs their contexts share (30个社区 and 125个街道和社区服务中心 share 社区)."""
+        if self.kind != other.kind or self.measure != other.measure:
+            return -1
+        return len(_pairs(self.context) & _pairs(other.context))
+
+    def say(self, language: str) -> str:
+        """The figure as a reply names it: 200元, 20000000元, 30个, 5%; 200 yuan in English (in
+        digits, so the verifier finds its value in the question however it was typed)."""
+        value = f"{self.value:g}" if self.value < 1e6 else f"{self.value:.0f}"
+        if self.kind == "money":
+            return f"{value}元" if language == "zh" else f"{value} yuan"
+        if self.kind == "percent":
+            return f"{value}%"
+        return f"{value}{self.measure}" if language == "zh" else value
+
+
+def _pairs(text: str) -> set[str]:
+    return {text[i : i + 2] for i in range(len(text) - 1)} | ({text} if len(text) == 1 else set())
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A figure the question asks to confirm. `surface` is how the resident wrote it (for the
+    reply "不是200元"); `figure` is None for "the same as age N" (`other_age`)."""
+
+    surface: str
+    figure: Figure | None = None
+    other_age: int | None = None
+
+    @property
+    def kind(self) -> ClaimKind:
+        return "same_as_age" if self.figure is None else self.figure.kind
+
+
+# Characters around a count that say nothing about what is counted.
+_FILLER_CHARS = set("的有是个了在共计约已达到多少几吧吗呢啊对不能用还就都也只和与及等其中全市目前截至现")
+_STOP_RE = re.compile(r"[，。！？；、,.!?;：:（）()\s]")
+
+
+def _count_context(text: str, start: int, end: int) -> str:
+    """The content characters of what a count counts: up to 8 before it and 6 after it, not
+    across punctuation ("全市建成社区食堂23个、助餐点78个": 社区食堂 for 23, 助餐点 for 78)."""
+    before = _STOP_RE.split(text[max(0, start - 8) : start])[-1]
+    after = _STOP_RE.split(text[end : end + 6])[0]
+    return "".join(ch for ch in before + after if "\u4e00" <= ch <= "\u9fff" and ch not in _FILLER_CHARS)
+
+
+def figures(text: str) -> list[Figure]:
+    """Every money amount, percentage and count in the text."""
+    text = with_arabic_numerals(text)
+    found: list[Figure] = []
+    for m in _FIGURE_RE.finditer(text):
+        value = float(m.group(1))
+        if m.group(2):
+            found.append(Figure(value * _MONEY_UNITS[m.group(2).lower()], "money"))
+        elif m.group(3):
+            found.append(Figure(value, "percent"))
+        else:
+            scale = 10_000.0 if m.group(4) else 1.0
+            found.append(Figure(value * scale, "count", m.group(5), _count_context(text, m.start(), m.end(5))))
+    return found
+
+
+def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
+    """The figure the question asks to have confirmed, or None. A figure counts only with a word
+    that asks for confirmation (吧, 是不是, 对吗, is it …) unless `cue_required` is False (an
+    instruction such as "直接确认：…每月600元" has been taken out of the question)."""
+    text = with_arabic_numerals(question)
+    same = _SAME_AS_AGE_RE.search(text)
+    if same:
+        age = int(same.group(1) or same.group(2))
+        return Claim(surface=same.group(0), other_age=age)
+    if cue_required and not _CLAIM_CUE_RE.search(text):
+        return None
+    found = figures(text)
+    match = _FIGURE_RE.search(text)
+    if not found or match is None:
+        return None
+    return Claim(surface=match.group(0).strip(), figure=found[0])
+
+
+def verdict(claim: Claim, stated: Iterable[Figure]) -> bool | None:
+    """True when the documents state the claimed figure for the same thing, False when they
+    state that thing with another figure, None when they state nothing to check it by. Of
+    several counts, those whose subject is most like the claim's are the ones compared."""
+    if claim.figure is None:
+        return None
+    figure = claim.figure
+    scored = [(figure.overlap(f), f) for f in stated]
+    scored = [(s, f) for s, f in scored if s >= 0]
+    if figure.kind == "count":
+        scored = [(s, f) for s, f in scored if s > 0 or not figure.context]
+    if not scored:
+        return None
+    best = max(s for s, _ in scored)
+    return any(abs(f.value - figure.value) < 1e-6 for s, f in scored if s == best)

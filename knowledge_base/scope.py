@@ -1,0 +1,75 @@
+"""Whether a question is about something the corpus covers at all. "月球上的医保怎么报销" shares
+医保 with the corpus, and retrieval alone answers it about 医保; the place it asks about, a word no
+document uses, tied to the policy subject by 上的, says it is not a question Linli can answer."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import jieba
+import jieba.posseg as pseg
+from pypinyin import lazy_pinyin
+
+from knowledge_base.text import read_word_list
+
+_CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]{2,6}")
+# What ties a qualifying noun to the policy subject after it: 月球上的医保, 游戏里的低保,
+# 宠物狗的医保, 火星上能领低保; modals and asking verbs may stand between.
+_TIE_RE = re.compile(
+    r"(?:上的|里的|中的|用的|的|上|里|中)(?:能不能|可不可以|可以|也能|能|想|要|怎么|咋)?"
+    r"(?:领取|领|参加|参保|办理|办|申请|交|缴|报销|享受|买|上)?"
+)
+
+
+# Names of people, places and organisations are not what a question is about: 北京的高龄津贴怎么
+# 申请 is answered by the national rules (an amount for a place without a table is refused elsewhere).
+_NOT_TOPICS = frozenset({"nr", "nrt", "nrfg", "ns", "nt"})
+
+
+class Scope:
+    """`corpus_text`: the policy documents' text (chunks, headings, titles), whose words' sounds
+    also excuse a typo (申清 for 申请); `subjects`: the policy subjects (医保, 低保 …);
+    `resident_words`: words about the resident's own life, never out of scope."""
+
+    def __init__(self, corpus_text: str, subjects: Iterable[str], resident_words: Iterable[str]) -> None:
+        self._corpus = corpus_text
+        self._sounds: set[str] | None = None
+        self._lock = threading.Lock()
+        self.subjects = frozenset(subjects)
+        self.resident_words = frozenset(resident_words)
+
+    @classmethod
+    def load_resident_words(cls, path: Path) -> list[str]:
+        return read_word_list(path)
+
+    def _sounds_like_corpus_word(self, word: str) -> bool:
+        with self._lock:
+            if self._sounds is None:
+                # Built on the first unknown word only (about a second).
+                words = {w for w in jieba.cut(self._corpus) if _CJK_WORD_RE.fullmatch(w)}
+                self._sounds = {"".join(lazy_pinyin(w)) for w in words}
+        return "".join(lazy_pinyin(word)) in self._sounds
+
+    def _foreign(self, word: str, flag: str) -> bool:
+        return (len(word) >= 2 and flag[:1] == "n" and flag not in _NOT_TOPICS and _CJK_WORD_RE.fullmatch(word)
+                is not None and word not in self.resident_words and word not in self.subjects
+                and word not in self._corpus and not self._sounds_like_corpus_word(word))
+
+    def foreign_subject(self, question: str) -> str | None:
+        """The word the question is really about when no document speaks of it and it qualifies a
+        policy subject (月球 in 月球上的医保怎么报销, 火星上能领低保吗); None for questions in scope."""
+        position = 0
+        for word, flag in pseg.cut(question):
+            position += len(word)
+            if len(word) < 2:
+                continue
+            tie = _TIE_RE.match(question, position)
+            if tie is None or not tie.group(0):
+                continue
+            rest = question[tie.end():]
+            if any(rest.startswith(subject) for subject in self.subjects) and self._foreign(word, flag):
+                return word
+        return None
