@@ -43,7 +43,7 @@ _TABLE_LINE_RE = re.compile(r"^\s*\|")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.、)）])\s*")
 _FAQ_PREFIX_RE = re.compile(r"^\s*(?:\*\*)?(?:问|答|Q|A)\s*[：:]\s*(?:\*\*)?", re.IGNORECASE)
 # The measure word of a count question: 户 in 受益的住户有多少户, 栋 in 一共涉及几栋楼.
-_ASKED_MEASURE_RE = re.compile(r"(?:多少|几)\s*([个种类项家名户栋所处条件位座人])")
+_ASKED_MEASURE_RE = re.compile(r"(?:多少|(?<![好十])几)\s*([个种类项家名户栋所处条件位座人])")
 # A sentence that says a detail is not published: context when nothing states the detail, never
 # an answer when another sentence does.
 _NOT_STATED_RE = re.compile(
@@ -83,14 +83,16 @@ DETAILS = (
     DetailKind(
         "count",
         re.compile(
-            r"(多少|几)\s*(个|种|类|项|家|名|户|栋|所|处|条|件|位|座)|多少人|几人|(帮|惠及|覆盖|服务|救助)了?多少|"
+            r"(多少|(?<![好十])几)\s*(个|种|类|项|家|名|户|栋|所|处|条|件|位|座)|多少人|(?<![好十])几人|"
+            r"(帮|惠及|覆盖|服务|救助)了?多少|"
             r"how many|number of",
             re.IGNORECASE,
         ),
         re.compile(r"\d[\d,.]*\s*万?\s*(?:余|多)?\s*(?:个|种|类|项|家|名|户|栋|所|处|条|件|位|座|人)|"
+                   # 十八个, 三项; a lone 一 is an article (一种保险), not a count.
+                   r"(?<![一二两三四五六七八九十百千])(?!一\s*[个种类项家名户栋所处条件位座])"
                    r"[一二两三四五六七八九十百千]+\s*(?:个|种|类|项|家|名|户|栋|所|处|条|件|位|座)|"
-                   r"\b\d[\d,.]*\+?\s*(?:million |thousand )?(?!yuan\b|percent\b|years?\b|months?\b|days?\b|"
-                   r"hours?\b|minutes?\b)[a-z]{3,}",
+                   r"\b\d[\d,.]*\+?\s*(?:million |thousand )?[a-z]{3,}",
                    re.IGNORECASE),
         "count_not_in_corpus",
     ),
@@ -516,6 +518,10 @@ class GroundedAnswerer:
             needed = self.settings.detail_subject_overlap
             if asked and any(f.measure == asked.group(1) for f in figures(cand.text)):
                 needed = self.settings.counted_subject_overlap
+            elif detail.name == "count" and query.language == "en":
+                # No measure word to match in English, and chatty English questions share few
+                # words with the documents: a sentence that counts something, and is on topic at all.
+                needed = self.settings.english_count_subject_overlap
             if weighted_overlap(terms, context, idf) >= needed:
                 return True
         return False

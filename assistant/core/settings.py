@@ -78,6 +78,7 @@ class AnswerSettings(BaseModel):
     detail_subject_overlap: float = 0.5
     # The same for a sentence counting in the measure word the question asks in (多少户 → 79997户).
     counted_subject_overlap: float = 0.25
+    english_count_subject_overlap: float = 0.1
     confidence: ConfidenceSettings = ConfidenceSettings()
     composer: ComposerSettings = ComposerSettings()
 
