@@ -516,7 +516,8 @@ class GroundedAnswerer:
                 continue
             context = " ".join([cand.text, cand.faq_question or "", cand.hit.chunk.section])
             needed = self.settings.detail_subject_overlap
-            if asked and any(f.measure == asked.group(1) for f in figures(cand.text)):
+            # 个 counts anything: "几家食堂" is answered by "23个社区食堂".
+            if asked and any(f.measure in (asked.group(1), "个") for f in figures(cand.text)):
                 needed = self.settings.counted_subject_overlap
             elif detail.name == "count" and query.language == "en":
                 # No measure word to match in English, and chatty English questions share few

@@ -24,6 +24,7 @@ _TIE_RE = re.compile(
 )
 
 
+_CLAUSE_END_RE = re.compile(r"[，,。.？?！!；;：:\s]+")
 # Names of people, places and organisations are not what a question is about: 北京的高龄津贴怎么
 # 申请 is answered by the national rules (an amount for a place without a table is refused elsewhere).
 _NOT_TOPICS = frozenset({"nr", "nrt", "nrfg", "ns", "nt"})
@@ -62,12 +63,19 @@ class Scope:
         """The word the question is really about when no document speaks of it and it qualifies a
         policy subject (月球 in 月球上的医保怎么报销, 火星上能领低保吗); None for questions in scope."""
         position = 0
+        clause_start = True  # nothing but names since the last punctuation
         for word, flag in pseg.cut(question):
+            starts_clause = clause_start
             position += len(word)
+            clause_start = bool(_CLAUSE_END_RE.fullmatch(word)) or (clause_start and flag in _NOT_TOPICS)
             if len(word) < 2:
                 continue
             tie = _TIE_RE.match(question, position)
             if tie is None or not tie.group(0):
+                continue
+            # A bare 的 after a word inside a clause is usually a relative clause about the subject
+            # ("给老人管饭的助餐点"), not a place or thing it belongs to; 上/里/中 always tie.
+            if tie.group(0).startswith("的") and not starts_clause:
                 continue
             rest = question[tie.end():]
             if any(rest.startswith(subject) for subject in self.subjects) and self._foreign(word, flag):
