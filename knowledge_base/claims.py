@@ -38,6 +38,9 @@ _SAME_AS_AGE_RE = re.compile(
     re.IGNORECASE,
 )
 
+_APPROXIMATE_RE = re.compile(r"\d\s*(?:多|来|余|几)|约|大约|大概|差不多|左右|上下|about|around|roughly|over|more than",
+                            re.IGNORECASE)
+
 ClaimKind = Literal["money", "percent", "count", "same_as_age"]
 
 
@@ -130,6 +133,9 @@ def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
     found = figures(text)
     match = _FIGURE_RE.search(text)
     if not found or match is None:
+        return None
+    if _APPROXIMATE_RE.search(text[max(0, match.start() - 3) : match.end()]):
+        # "四十多个", "二十来个", "大约300元" give a range, not a figure to confirm or deny.
         return None
     return Claim(surface=match.group(0).strip(), figure=found[0])
 

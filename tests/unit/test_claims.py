@@ -111,3 +111,9 @@ def test_a_count_is_stated_in_chinese_measure_words_or_english_nouns():
                      "there were 78 meal-assistance stations"):
         assert count.present.search(sentence), sentence
     assert not count.present.search("法律费用保险是克拉玛依市推行的一种保险。")
+
+
+@pytest.mark.parametrize("question", ["两江新区社区商业中心我听说四十多个，对吗", "社区食堂是不是二十来个",
+                                      "是不是大约300元吧"])
+def test_an_approximate_figure_is_no_claim_to_deny(question):
+    assert find_claim(question) is None
