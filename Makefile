@@ -74,6 +74,7 @@ test: lint system-deps
 
 eval: index
 	$(BIN)/linli eval
+	$(BIN)/linli eval resident
 	$(BIN)/linli eval --dataset ../shared/data/retrieval/social_law
 	$(BIN)/linli eval --dataset ../shared/data/retrieval/cmedqq
 	$(BIN)/linli eval intents

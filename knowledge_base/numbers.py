@@ -74,8 +74,10 @@ def with_arabic_numerals(text: str) -> str:
     pieces: list[str] = []
     last = 0
     for m in _CN_QUANTITY_RE.finditer(masked):
+        if m.start() > 0 and masked[m.start() - 1].isdigit():
+            continue  # 1亿元, 3万人: a unit after digits is part of that number, not one of its own
         value = cn_to_int(m.group(0))
-        if value is None:
+        if value is None or (value == 0 and m.group(0) not in ("零", "〇")):
             continue
         pieces.append(text[last : m.start()])
         pieces.append(str(value))

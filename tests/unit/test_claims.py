@@ -20,6 +20,7 @@ SENTENCES = ("截至2025年8月底，全市建成社区食堂23个、助餐点78
         ("两千块的低保", "2000块的低保"),
         ("是不是只有三十个社区", "是不是只有30个社区"),
         ("投了两千万元", "投了20000000元"),
+        ("投了1亿元，帮了3万人", "投了1亿元，帮了3万人"),
         # Words that only contain numeral characters stay words.
         ("统一办理，一样的，十分方便，千万别信", "统一办理，一样的，十分方便，千万别信"),
     ],
@@ -74,6 +75,7 @@ def test_comparing_with_another_age_is_a_claim_about_brackets():
         ("小克是不是只有30个社区能用？", False),  # 125 centres
         ("法律费用保险是不是投了1350万元", True),
         ("法律费用保险是不是投了两千万元", False),
+        ("法律费用保险是不是投了1亿元", False),
         ("是不是有5%的人能领", None),           # no percentage stated: nothing to check it by
     ],
 )
