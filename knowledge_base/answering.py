@@ -17,12 +17,12 @@ import yaml
 from assistant.core.domain import Answer, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
 from knowledge_base.benefits import BenefitQuery, BenefitTable, Bracket, RegionResolver, match_benefit_question
-from knowledge_base.claims import Claim, figures, find_claim, verdict
+from knowledge_base.claims import Claim, figures, find_claim, settle
 from knowledge_base.guards import WORDING_FILE, Wording, check_question, looks_like_injection, without_instructions
 from knowledge_base.numbers import extract_age, numerals, with_arabic_numerals
 from knowledge_base.retrieval import HybridRetriever, PreparedQuery
 from knowledge_base.scope import Scope
-from knowledge_base.text import content_terms, split_sentences
+from knowledge_base.text import content_terms, read_word_list, split_sentences
 
 # Every sentence the answerer words itself, from data/answer_wording.yaml (checked when the
 # answerer is built). The regular expressions below stay here.
@@ -281,7 +281,7 @@ class GroundedAnswerer:
         self.wording = (wording or Wording.load(WORDING_FILE)).require(*ANSWER_SENTENCES)
         self._tables: tuple[int, list[BenefitTable]] | None = None
         self._scope: tuple[int, Scope] | None = None
-        self._resident_words = Scope.load_resident_words(RESIDENT_WORDS_FILE)
+        self._resident_words = read_word_list(RESIDENT_WORDS_FILE)
         self.ranker = ranker or SentenceRanker.load(SENTENCE_RANKER_FILE)
         self._sentence_cache: dict[str, np.ndarray] = {}
 
@@ -492,16 +492,12 @@ class GroundedAnswerer:
         if claim is None or claim.figure is None:
             return None
         stated = [(cand, figure) for cand in candidates for figure in figures(cand.text)]
-        result = verdict(claim, [f for _, f in stated])
-        if result is None:
+        settled = settle(claim, [f for _, f in stated])
+        if settled is None:
             return None
-        overlaps = [(claim.figure.overlap(f), c, f) for c, f in stated]
-        best = max(o for o, _, _ in overlaps)
-        settling = [c for o, c, f in overlaps if o == best and (not result or abs(f.value - claim.figure.value) < 1e-6)]
-        top = max(c.score for c in candidates)
+        result, index = settled
         # The settling sentence leads the answer (ahead of every other by more than the window).
-        for cand in settling[:1]:
-            cand.score = top + self.settings.composer.window + 1.0
+        stated[index][0].score = max(c.score for c in candidates) + self.settings.composer.window + 1.0
         return result
 
     def _detail_answered(self, detail: DetailKind, query: PreparedQuery, chosen: list[Candidate]) -> bool:

@@ -7,7 +7,7 @@ Questions are read in their digit form (knowledge_base.numbers.with_arabic_numer
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,10 +78,9 @@ def _pairs(text: str) -> set[str]:
 
 @dataclass(frozen=True)
 class Claim:
-    """A figure the question asks to confirm. `surface` is how the resident wrote it (for the
-    reply "不是200元"); `figure` is None for "the same as age N" (`other_age`)."""
+    """A figure the question asks to confirm; `figure` is None for "the same as age N"
+    (`other_age`)."""
 
-    surface: str
     figure: Figure | None = None
     other_age: int | None = None
 
@@ -127,7 +126,7 @@ def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
     same = _SAME_AS_AGE_RE.search(text)
     if same:
         age = int(same.group(1) or same.group(2))
-        return Claim(surface=same.group(0), other_age=age)
+        return Claim(other_age=age)
     if cue_required and not _CLAIM_CUE_RE.search(text):
         return None
     found = figures(text)
@@ -137,21 +136,28 @@ def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
     if _APPROXIMATE_RE.search(text[max(0, match.start() - 3) : match.end()]):
         # "四十多个", "二十来个", "大约300元" give a range, not a figure to confirm or deny.
         return None
-    return Claim(surface=match.group(0).strip(), figure=found[0])
+    return Claim(figure=found[0])
 
 
-def verdict(claim: Claim, stated: Iterable[Figure]) -> bool | None:
-    """True when the documents state the claimed figure for the same thing, False when they
-    state that thing with another figure, None when they state nothing to check it by. Of
-    several counts, those whose subject is most like the claim's are the ones compared."""
+def settle(claim: Claim, stated: Sequence[Figure]) -> tuple[bool, int] | None:
+    """(verdict, index in `stated` of the figure that settles it): True when the documents state
+    the claimed figure for the same thing, False when they state that thing with another figure;
+    None when they state nothing to check it by. Of several counts, those whose subject is most
+    like the claim's are the ones compared."""
     if claim.figure is None:
         return None
     figure = claim.figure
-    scored = [(figure.overlap(f), f) for f in stated]
-    scored = [(s, f) for s, f in scored if s >= 0]
-    if figure.kind == "count":
-        scored = [(s, f) for s, f in scored if s > 0 or not figure.context]
+    scored = [(figure.overlap(f), i) for i, f in enumerate(stated)]
+    scored = [(s, i) for s, i in scored if s > 0 or (s == 0 and (figure.kind != "count" or not figure.context))]
     if not scored:
         return None
     best = max(s for s, _ in scored)
-    return any(abs(f.value - figure.value) < 1e-6 for s, f in scored if s == best)
+    closest = [i for s, i in scored if s == best]
+    equal = [i for i in closest if abs(stated[i].value - figure.value) < 1e-6]
+    return (True, equal[0]) if equal else (False, closest[0])
+
+
+def verdict(claim: Claim, stated: Sequence[Figure]) -> bool | None:
+    """The verdict of `settle` alone."""
+    settled = settle(claim, stated)
+    return None if settled is None else settled[0]

@@ -11,7 +11,7 @@ import re
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -185,13 +185,6 @@ class EmbeddingCache:
                 ).fetchall()
                 found.update({sha: np.frombuffer(vec, dtype=np.float32) for sha, vec in rows})
         return found
-
-    def items(self, model: str, keys: Iterable[str]) -> tuple[list[str], np.ndarray]:
-        """(keys, vectors) of those `keys` the cache holds for `model`, in sorted key order."""
-        found = self.lookup(model, sorted(set(keys)))
-        ordered = sorted(found)
-        vectors = np.vstack([found[k] for k in ordered]) if ordered else np.zeros((0, 0), dtype=np.float32)
-        return ordered, vectors
 
     def seed(self, directory: Path, model: str) -> int:
         """Copy a shipped vector file for `model` from `directory` into the cache (existing rows are

@@ -7,13 +7,10 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 
 import jieba
 import jieba.posseg as pseg
 from pypinyin import lazy_pinyin
-
-from knowledge_base.text import read_word_list
 
 _CJK_WORD_RE = re.compile(r"[\u4e00-\u9fff]{2,6}")
 # What ties a qualifying noun to the policy subject after it: 月球上的医保, 游戏里的低保,
@@ -41,10 +38,6 @@ class Scope:
         self._lock = threading.Lock()
         self.subjects = frozenset(subjects)
         self.resident_words = frozenset(resident_words)
-
-    @classmethod
-    def load_resident_words(cls, path: Path) -> list[str]:
-        return read_word_list(path)
 
     def _sounds_like_corpus_word(self, word: str) -> bool:
         with self._lock:
