@@ -21,7 +21,7 @@ from knowledge_base.claims import Claim, figures, find_claim, settle
 from knowledge_base.guards import WORDING_FILE, Wording, check_question, looks_like_injection, without_instructions
 from knowledge_base.numbers import extract_age, numerals, with_arabic_numerals
 from knowledge_base.retrieval import HybridRetriever, PreparedQuery
-from knowledge_base.scope import Scope
+from knowledge_base.scope import Scope, read_places
 from knowledge_base.text import content_terms, read_word_list, split_sentences
 
 # Every sentence the answerer words itself, from data/answer_wording.yaml (checked when the
@@ -32,6 +32,7 @@ ANSWER_SENTENCES = ("refusal", "handoff", "injection", "amount_not_in_corpus", "
                     "claim_unchecked", "claim_same_bracket", "claim_other_bracket", "instruction_ignored",
                     "out_of_scope")
 RESIDENT_WORDS_FILE = Path(__file__).resolve().parent / "data" / "resident_words.txt"
+FOREIGN_PLACES_FILE = Path(__file__).resolve().parent / "data" / "foreign_places.txt"
 SENTENCE_RANKER_FILE = Path(__file__).resolve().parent / "data" / "sentence_ranker.json"
 # What the sentence ranker reads of each candidate sentence (see GroundedAnswerer._score).
 SENTENCE_FEATURES = ("dense", "lexical", "pairs", "heading", "section_cue", "sentence_cue", "detail", "not_stated",
@@ -282,6 +283,7 @@ class GroundedAnswerer:
         self._tables: tuple[int, list[BenefitTable]] | None = None
         self._scope: tuple[int, Scope] | None = None
         self._resident_words = read_word_list(RESIDENT_WORDS_FILE)
+        self._foreign_places = read_places(FOREIGN_PLACES_FILE)
         self.ranker = ranker or SentenceRanker.load(SENTENCE_RANKER_FILE)
         self._sentence_cache: dict[str, np.ndarray] = {}
 
@@ -318,7 +320,7 @@ class GroundedAnswerer:
             return self._refuse(language, 0.0, reason="no_table_for_region")
         if isinstance(benefit, BenefitQuery):
             return self._benefit_answer(benefit, language, claim)
-        foreign = self._current_scope().foreign_subject(query.normalized)
+        foreign = self._current_scope().out_of_scope_word(query.normalized)
         if foreign is not None:
             return Answer(answer=self.wording.say("out_of_scope", language, subject=foreign), refused=True,
                           confidence=0.0, citations=[], language=language, reason="out_of_scope")
@@ -548,7 +550,7 @@ class GroundedAnswerer:
             terms = set(lexicon.terms)
             canonical = {v for v in lexicon.synonyms.values() if any(v in t or t in v for t in terms)}
             subjects = terms | canonical | {w for w, c in lexicon.synonyms.items() if c in terms | canonical}
-            self._scope = (generation, Scope(text, subjects, self._resident_words))
+            self._scope = (generation, Scope(text, subjects, self._resident_words, self._foreign_places))
         return self._scope[1]
 
     def benefit_table(self, table_id: str) -> BenefitTable | None:
