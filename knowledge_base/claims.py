@@ -62,14 +62,24 @@ class Figure:
         return len(_pairs(self.context) & _pairs(other.context))
 
     def say(self, language: str) -> str:
-        """The figure as a reply names it: 200元, 20000000元, 30个, 5%; 200 yuan in English (in
-        digits, so the verifier finds its value in the question however it was typed)."""
+        """The figure as a reply names it: 200元, 2万人, 1亿元, 30个, 5%; 200 yuan in English. Large
+        round figures keep 万 and 亿 in Chinese, as residents write them: 100000000元 is unreadable."""
         value = f"{self.value:g}" if self.value < 1e6 else f"{self.value:.0f}"
+        if language == "zh":
+            value = _with_chinese_magnitude(self.value) or value
         if self.kind == "money":
             return f"{value}元" if language == "zh" else f"{value} yuan"
         if self.kind == "percent":
             return f"{value}%"
         return f"{value}{self.measure}" if language == "zh" else value
+
+
+def _with_chinese_magnitude(value: float) -> str | None:
+    """2万, 1350万, 1亿, 1.5亿 for round figures of ten thousand and more; None otherwise."""
+    for unit, size in (("亿", 1e8), ("万", 1e4)):
+        if value >= size and (value / size * 100) == int(value / size * 100):
+            return f"{value / size:g}{unit}"
+    return None
 
 
 def _pairs(text: str) -> set[str]:

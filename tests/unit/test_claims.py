@@ -119,3 +119,14 @@ def test_a_count_is_stated_in_chinese_measure_words_or_english_nouns():
                                       "是不是大约300元吧"])
 def test_an_approximate_figure_is_no_claim_to_deny(question):
     assert find_claim(question) is None
+
+
+@pytest.mark.parametrize(("figure", "zh", "en"), [
+    (Figure(20_000, "count", "人"), "2万人", "20000"),
+    (Figure(13_500_000, "money"), "1350万元", "13500000 yuan"),
+    (Figure(100_000_000, "money"), "1亿元", "100000000 yuan"),
+    (Figure(12_345, "money"), "12345元", "12345 yuan"),
+    (Figure(600, "money"), "600元", "600 yuan"),
+])
+def test_a_figure_is_said_as_residents_write_it(figure, zh, en):
+    assert figure.say("zh") == zh and figure.say("en") == en
