@@ -43,7 +43,7 @@ index: install
 run: index system-deps
 	@mkdir -p var && chmod 700 var
 	@test -n "$$LINLI_PRIVACY__DATA_KEY" || test -s var/data.key || $(BIN)/linli keygen --out var/data.key
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'trap - EXIT INT TERM; kill 0' EXIT INT TERM; \
 	export LINLI_PRIVACY__DATA_KEY="$${LINLI_PRIVACY__DATA_KEY:-$$(cat var/data.key)}"; \
 	$(BIN)/python -m connectors.sandbox --host 127.0.0.1 --port 8100 & \
 	$(BIN)/linli worker & \
