@@ -391,10 +391,14 @@ def post_correct(text: str, terms: list[str], sounds: CorpusSounds | None = None
     if decoder is not None and check is not None:
         # Every reading of the first transcript and of the recogniser's runners-up, each heard
         # again: a word the beam search ranked second can win on the language model and the audio.
+        # A reading that a runner-up wrote as it is costs nothing to reach from it, however dear
+        # it was to reach from the first transcript: the cheapest way to each reading counts.
         readings: dict[str, Reading] = {}
         for heard in (text, *map(whole_words, check.alternatives)):
             for reading in decoder.readings(heard, check.candidates):
-                readings.setdefault(reading.text, reading)
+                known = readings.get(reading.text)
+                if known is None or reading.change_cost < known.change_cost:
+                    readings[reading.text] = reading
         text = check.choose(list(readings.values()))
     elif decoder is not None:
         text = decoder.correct(text)
