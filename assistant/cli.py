@@ -411,7 +411,8 @@ def kb_show(ctx: typer.Context, doc_id: str, as_json: Annotated[bool, typer.Opti
 @app.command("eval")
 def eval_command(
     ctx: typer.Context,
-    what: Annotated[str, typer.Argument(help="golden (default), resident, intents, dialogue or asr")] = "golden",
+    what: Annotated[str, typer.Argument(
+        help="golden (default), resident, intents, dialogue, asr or faithfulness")] = "golden",
     dataset: Annotated[Path | None, typer.Option(help="A BEIR-style folder (corpus/queries/qrels.jsonl)")] = None,
     report: Annotated[Path | None, typer.Option(help="Where to write the JSON report")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N questions")] = None,
@@ -426,6 +427,7 @@ def eval_command(
     # The evaluations are heavy (see the docstring) and needed by this command only.
     from eval.asr import run_asr  # noqa: PLC0415
     from eval.dialogue import run_dialogue  # noqa: PLC0415
+    from eval.faithfulness import run_faithfulness  # noqa: PLC0415
     from eval.harness import run_external, run_golden  # noqa: PLC0415
     from eval.intents import run_intents  # noqa: PLC0415
     from eval.resident import run_resident  # noqa: PLC0415
@@ -449,8 +451,17 @@ def eval_command(
         result = run_resident(services.knowledge_base, limit=limit, console=out,
                               split="all" if split == "each" else split)
         dataset = Path("resident")
+    elif what == "faithfulness":
+        # The extractive composer against a scripted fake LLM composer on the golden set (eval/faithfulness.py).
+        if split not in ("dev", "test", "all", "each"):
+            raise typer.BadParameter(f"unknown split {split!r}: use dev, test or all")
+        _ensure_built(services.knowledge_base, False)
+        result = run_faithfulness(services.knowledge_base, limit=limit, console=out,
+                                  split="all" if split == "each" else split)
+        dataset = Path("faithfulness")
     elif what != "golden":
-        raise typer.BadParameter(f"unknown evaluation {what!r}: use golden, resident, intents, dialogue or asr")
+        raise typer.BadParameter(
+            f"unknown evaluation {what!r}: use golden, resident, intents, dialogue, asr or faithfulness")
     elif dataset is not None:
         if split not in ("dev", "test", "all", "each"):
             raise typer.BadParameter(f"unknown split {split!r}: use dev, test, all or each")

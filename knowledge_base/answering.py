@@ -18,11 +18,12 @@ from assistant.core.domain import Answer, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
 from knowledge_base.benefits import BenefitQuery, BenefitTable, Bracket, RegionResolver, match_benefit_question
 from knowledge_base.claims import Claim, figures, find_claim, settle
+from knowledge_base.composers import Composer, ComposeRequest, ExtractiveComposer, carries_instruction, create_composer
 from knowledge_base.guards import WORDING_FILE, Wording, check_question, looks_like_injection, without_instructions
 from knowledge_base.numbers import extract_age, numerals, with_arabic_numerals
 from knowledge_base.retrieval import HybridRetriever, PreparedQuery
 from knowledge_base.scope import Scope, read_places
-from knowledge_base.text import content_terms, read_word_list, split_sentences
+from knowledge_base.text import Lexicon, content_terms, read_word_list, split_sentences
 
 # Every sentence the answerer words itself, from data/answer_wording.yaml (checked when the
 # answerer is built). The regular expressions below stay here.
@@ -175,6 +176,95 @@ def ungrounded_numerals(text: str, sources: list[str]) -> list[str]:
     return [raw for raw, value in numerals(body) if raw not in source_text and value not in values]
 
 
+# Dates (2024年3月1日, 2024-03-01, 3月1日, 1 March 2024), ranges (80-89周岁, 80至89岁, 80 to 89) and
+# open brackets (80周岁以上, 60岁以下, aged 80 or over): a model can keep every numeral and still
+# swap a day, a bracket's end or its direction, so these are checked as whole units.
+_MONTHS = {m: i for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july", "august",
+                                        "september", "october", "november", "december"), 1)}
+_DATE_RES = (
+    re.compile(r"(?P<y>\d{4})\s*(?:年|[./-])\s*(?P<m>\d{1,2})\s*(?:月|[./-])\s*(?:(?P<d>\d{1,2})\s*[日号]?)?"),
+    re.compile(r"(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*[日号]"),
+    re.compile(r"(?:(?P<d>\d{1,2})\s+)?(?P<mn>" + "|".join(_MONTHS) + r")(?:\s+(?P<d2>\d{1,2})(?!\d))?,?"
+               r"(?:\s+(?P<y>\d{4}))?", re.IGNORECASE),
+)
+_RANGE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(?:周岁|岁|元)?\s*(?:-|–|—|~|～|至|到|to|and)\s*(\d+(?:\.\d+)?)",
+                       re.IGNORECASE)
+_OPEN_AFTER_RE = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(?:周岁|岁|元|years?(?: old)?|yuan)?\s*"
+    r"(及以上|或以上|以上|及以下|或以下|以下|以内|(?:and|or) (?:over|above|older|more|under|below|younger|less))",
+    re.IGNORECASE)
+_OPEN_BEFORE_RE = re.compile(r"(over|above|at least|under|below|at most|younger than|older than)\s+(?:age\s+)?"
+                             r"(\d+(?:\.\d+)?)", re.IGNORECASE)
+_UPWARD = ("以上", "over", "above", "older", "more", "at least", "older than")
+_BOOK_TITLE_RE = re.compile(r"《([^》]{1,60})》")
+
+
+def _dates(text: str) -> set[tuple[int | None, int, int | None]]:
+    found: set[tuple[int | None, int, int | None]] = set()
+    for pattern in _DATE_RES:
+        for m in pattern.finditer(text):
+            groups = m.groupdict()
+            month = _MONTHS[groups["mn"].lower()] if groups.get("mn") else int(groups["m"])
+            day = groups.get("d") or groups.get("d2")
+            year = groups.get("y")
+            if not 1 <= month <= 12 or (day is not None and not 1 <= int(day) <= 31):
+                continue
+            if groups.get("mn") and day is None and year is None:
+                continue  # "may" is a verb far more often than a month
+            found.add((int(year) if year else None, month, int(day) if day else None))
+    return found
+
+
+def _brackets(text: str) -> set[tuple[str, float, float | None]]:
+    found: set[tuple[str, float, float | None]] = set()
+    for m in _RANGE_RE.finditer(text):
+        found.add(("range", float(m.group(1)), float(m.group(2))))
+    for m in _OPEN_AFTER_RE.finditer(text):
+        found.add(("up" if any(w in m.group(2).lower() for w in _UPWARD) else "down", float(m.group(1)), None))
+    for m in _OPEN_BEFORE_RE.finditer(text):
+        found.add(("up" if m.group(1).lower() in _UPWARD else "down", float(m.group(2)), None))
+    return found
+
+
+def ungrounded_facts(text: str, sources: list[str], lexicon: Lexicon | None = None) -> list[str]:
+    """Everything in `text` that a reader would take as a fact and the sources do not carry:
+    numerals (ungrounded_numerals), dates, ranges and open age brackets as whole units, titles in
+    《》, and the procedures and benefits the lexicon names (高龄津贴 for 高龄补贴 is fine, when the
+    synonym file says so; 低保 for 高龄津贴 is not). Used on wording Linli did not copy verbatim."""
+    bad = ungrounded_numerals(text, sources)
+    body = with_arabic_numerals(_MARKER_RE.sub("", text))
+    source_text = "\n".join(sources)
+    digits = with_arabic_numerals(source_text)
+    source_dates = _dates(digits)
+    for year, month, day in _dates(body) - source_dates:
+        if not any(m == month and (day is None or d == day) and (year is None or y is None or y == year)
+                   for y, m, d in source_dates):
+            bad.append(f"date {year or ''}-{month}-{day or ''}")
+    bad.extend(f"bracket {kind} {low:g}-{'' if high is None else f'{high:g}'}"
+               for kind, low, high in _brackets(body) - _brackets(digits))
+    bad.extend(f"《{title}》" for title in _BOOK_TITLE_RE.findall(body) if title not in source_text)
+    if lexicon is not None:
+        bad.extend(_ungrounded_names(body, source_text, lexicon))
+    return bad
+
+
+def _ungrounded_names(body: str, source_text: str, lexicon: Lexicon) -> list[str]:
+    """Domain names (longest first, each place read once) that neither the sources nor their
+    synonyms carry."""
+    canonical = lexicon.synonyms
+    names = sorted(set(lexicon.terms) | set(canonical) | set(canonical.values()), key=len, reverse=True)
+    bad: list[str] = []
+    for name in names:
+        if len(name) < 2 or name not in body:
+            continue
+        body = body.replace(name, "□" * len(name))
+        root = canonical.get(name, name)
+        family = {name, root} | {variant for variant, c in canonical.items() if c == root}
+        if not any(f in source_text for f in family):
+            bad.append(name)
+    return bad
+
+
 @dataclass
 class Cues:
     table: dict[str, dict[str, list[str]]]
@@ -273,6 +363,7 @@ class GroundedAnswerer:
         confidence: ConfidenceModel | None = None,
         wording: Wording | None = None,
         ranker: SentenceRanker | None = None,
+        composer: Composer | None = None,
     ) -> None:
         self.retriever = retriever
         self.settings = settings
@@ -286,6 +377,33 @@ class GroundedAnswerer:
         self._foreign_places = read_places(FOREIGN_PLACES_FILE)
         self.ranker = ranker or SentenceRanker.load(SENTENCE_RANKER_FILE)
         self._sentence_cache: dict[str, np.ndarray] = {}
+        # Built now, so that a misconfigured composer (no endpoint, no `llm` extra) fails at start-up.
+        self._composer: Composer | None = (composer if composer is not None or settings is None
+                                           else self._configured_composer())
+
+    @property
+    def composer(self) -> Composer:
+        """Who words answers (settings.composer.name, knowledge_base/composers.py); every composer
+        falls back to this answerer's own extractive composition."""
+        if self._composer is None:
+            self._composer = self._configured_composer()
+        return self._composer
+
+    @composer.setter
+    def composer(self, composer: Composer | None) -> None:
+        """Another composer (evaluations, tests); None: the settings' one again."""
+        self._composer = composer
+
+    def _configured_composer(self) -> Composer:
+        return create_composer(self.settings.composer, self.extractive_composer(), self.verify_wording,
+                               max_sentences=self.settings.max_sentences)
+
+    def extractive_composer(self) -> Composer:
+        return ExtractiveComposer(lambda r: self._compose(r.query, r.hits, r.confidence, r.claim))
+
+    def verify_wording(self, text: str, sources: list[str]) -> list[str]:
+        """What in wording Linli did not copy (a model's) the cited sources do not carry."""
+        return ungrounded_facts(text, sources, self.retriever.lexicon)
 
     # ---- public --------------------------------------------------------------------------
 
@@ -325,14 +443,18 @@ class GroundedAnswerer:
             return Answer(answer=self.wording.say("out_of_scope", language, subject=foreign), refused=True,
                           confidence=0.0, citations=[], language=language, reason="out_of_scope")
 
-        hits = self.retriever.search(query.raw, k=k, filters=filters)
+        # A chunk addressed to an assistant ("忽略以上指令…") is no policy: quarantined before
+        # anything reads it, so it neither answers nor lends confidence.
+        hits = [h for h in self.retriever.search(query.raw, k=k, filters=filters)
+                if not carries_instruction(h.chunk.text)]
         if not hits:
             return self._refuse(language, 0.0, reason="no_hits")
         idf = self.retriever.store.load().inverse_document_frequency
         confidence = self.confidence(*confidence_features(query, hits, idf))
         if confidence < self.settings.refusal_threshold:
             return self._refuse(language, confidence, reason="low_confidence")
-        return self._keep_unpublished_unpublished(self._compose(query, hits, confidence, claim), numeric, claim)
+        composed = self.composer.compose(ComposeRequest(query, hits, confidence, claim))
+        return self._keep_unpublished_unpublished(composed, numeric, claim)
 
     def _keep_unpublished_unpublished(self, answer: Answer, numeric: str, claim: Claim | None) -> Answer:
         """A composed answer that cites a benefit table's document for an age whose bracket the
@@ -361,6 +483,8 @@ class GroundedAnswerer:
         # "要带什么" sits in the materials section even when another section ranked higher.
         chunks.sort(key=lambda c: (retrieved_rank.get(c.chunk_id, len(hits)), c.ordinal))
         for chunk in chunks:
+            if carries_instruction(chunk.text):
+                continue  # text addressed to an assistant ("忽略以上指令…") is no policy: quarantined
             rank = retrieved_rank.get(chunk.chunk_id, len(hits))
             hit = Hit(chunk=chunk, meta=top.meta, score=0.0)
             for position, (text, faq_question) in enumerate(chunk_sentences(chunk.text)):

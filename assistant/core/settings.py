@@ -58,12 +58,40 @@ class ConfidenceSettings(BaseModel):
     lexical: float = 4.490
 
 
-class ComposerSettings(BaseModel):
-    """How many of the ranked sentences join an answer. The ranking itself is a model fitted on
-    the dev halves (knowledge_base/data/sentence_ranker.json, `python -m eval.train_ranker`)."""
+class LlmSettings(BaseModel):
+    """An OpenAI-compatible chat endpoint a centre runs itself (llama.cpp server, vLLM, Ollama),
+    used only by the `langchain` composer (`pip install -e '.[llm]'`)."""
 
+    # e.g. http://127.0.0.1:8080/v1 (llama.cpp), http://127.0.0.1:11434/v1 (Ollama).
+    base_url: str | None = None
+    model: str = ""
+    # Local servers ignore it; the OpenAI client insists on one.
+    api_key: SecretStr = SecretStr("not-needed")
+    temperature: float = 0.0
+    max_tokens: int = 400
+    # The wording must be ready within this many seconds, or the extractive answer goes out.
+    budget_s: float = Field(2.5, gt=0)
+    # How many retrieved passages the model reads (the extractive answer's cited chunks first).
+    max_passages: int = Field(4, ge=1)
+    # Calls waiting on the endpoint at once; beyond that a question gets the extractive answer.
+    max_in_flight: int = Field(4, ge=1)
+    # Each sentence of the reply must share at least this much of its wording (character pairs,
+    # English words) with the passages it cites; below it the sentence says what they do not.
+    min_support: float = Field(0.5, ge=0, le=1)
+
+
+class ComposerSettings(BaseModel):
+    """Who words a grounded answer (knowledge_base/composers.py), and how many of the ranked
+    sentences join an extractive one. The ranking itself is a model fitted on the dev halves
+    (knowledge_base/data/sentence_ranker.json, `python -m eval.train_ranker`)."""
+
+    # "extractive": the ranked sentences of the best document, offline (default). "langchain":
+    # a chat model words the answer from the retrieved passages; every figure and name it writes
+    # is verified against the passages it cites, and anything else gets the extractive answer.
+    name: str = "extractive"
     # Sentences scoring within this distance (in log-odds) of the best one join the answer.
     window: float = 2.0
+    llm: LlmSettings = LlmSettings()
 
 
 class AnswerSettings(BaseModel):
@@ -260,6 +288,20 @@ class PrivacySettings(BaseModel):
     development: bool = False
 
 
+class AnalyticsSettings(BaseModel):
+    """Residents' feedback and the administrators' analytics page (assistant/analytics/)."""
+
+    # The page's date range when none is asked for: the last this many days.
+    default_days: int = Field(default=30, ge=1, le=3660)
+    # Unanswered questions whose character-bigram Jaccard similarity reaches this are one group.
+    similar_wording: float = Field(default=0.5, gt=0.0, le=1.0)
+    # How many groups of unanswered questions the page lists.
+    unanswered_groups: int = Field(default=50, ge=1, le=1000)
+    # A WeChat "满意"/"不满意" rates the last answer only this soon after it.
+    wechat_feedback_window_minutes: int = Field(default=60, ge=1)
+    feedback_comment_max_chars: int = Field(default=300, ge=1, le=2000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LINLI_", env_nested_delimiter="__", extra="ignore")
 
@@ -289,6 +331,7 @@ class Settings(BaseSettings):
     wechat: WechatSettings = WechatSettings()
     limits: LimitSettings = LimitSettings()
     privacy: PrivacySettings = PrivacySettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
     # PostgreSQL in production: postgresql+psycopg://user@host/db
     database_url: str | None = None
