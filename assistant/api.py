@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from assistant.admin.routes import ADMIN_STATIC
+from assistant.admin.routes import admin as admin_pages
 from assistant.console.routes import api as ticket_api
 from assistant.console.routes import console as console_pages
 from assistant.core.domain import SearchFilters
@@ -163,9 +165,11 @@ def create_app() -> FastAPI:
     app.include_router(residents_api)
     app.include_router(ticket_api)
     app.include_router(console_pages)
+    app.include_router(admin_pages)
     app.include_router(pages)
     app.include_router(wechat)
     install_security(app)
     app.mount("/console-static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
     app.mount("/pages-static", StaticFiles(directory=PAGES_STATIC), name="pages-static")
+    app.mount("/admin-static", StaticFiles(directory=ADMIN_STATIC), name="admin-static")
     return app

@@ -14,6 +14,8 @@ import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
+from assistant.analytics.feedback import FeedbackService
+from assistant.analytics.queries import AnalyticsService
 from assistant.core.events import EventBus
 from assistant.core.settings import Settings
 from assistant.core.vault import Vault
@@ -156,6 +158,17 @@ class Services:
     def escalation(self) -> SqlEscalationService:
         return SqlEscalationService(self.settings.resolved_database_url, self.settings.escalation, events=self.events,
                                     vault=self.vault)
+
+    @built_once
+    def feedback(self) -> FeedbackService:
+        """Residents' 👍 / 👎 on answers (publishes FeedbackGiven)."""
+        return FeedbackService(self.settings.resolved_database_url, self.settings.analytics, events=self.events)
+
+    @built_once
+    def analytics(self) -> AnalyticsService:
+        """The administrators' analytics page's queries."""
+        return AnalyticsService(self.settings.resolved_database_url, self.settings.analytics,
+                                wording=self.feedback.wording)
 
     @built_once
     def users(self) -> UserStore:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 log = logging.getLogger("linli.events")
@@ -34,3 +35,16 @@ class EventBus:
                 log.exception("listener %s failed on %s", getattr(listener, "__qualname__", listener),
                               type(event).__name__)
                 raise
+
+
+@dataclass(frozen=True)
+class FeedbackGiven:
+    """A resident rated one of Linli's answers (assistant/analytics/feedback.py): `rating` is 1
+    (👍) or -1 (👎); `replaced` when it changes an earlier rating of the same turn."""
+
+    turn_id: int
+    session_id: str
+    channel: str
+    rating: int
+    reason: str | None
+    replaced: bool

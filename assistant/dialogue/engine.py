@@ -82,7 +82,7 @@ class DialogueEngine:
         if first is not None:
             return Reply(first["reply_type"], first["text"], first.get("citations", []),
                          first.get("quick_replies", []), first.get("ticket_id"), session_id,
-                         trace={"duplicate_of": message_id})
+                         trace={"duplicate_of": message_id}, turn_id=first.get("turn_id"))
         try:
             reply = self._handle(session_id, text, channel, user_id, message_id, centre)
         except BaseException:
@@ -151,7 +151,8 @@ class DialogueEngine:
     def _remember(self, conversation: Conversation, said: str, reply: Reply) -> Reply:
         """Keep both turns and the conversation's state; every reply goes through here."""
         self.store.add_turn(conversation.session_id, "resident", said[: self.settings.max_message_chars])
-        self.store.add_turn(conversation.session_id, "assistant", reply.text, reply.reply_type, reply.trace)
+        reply.turn_id = self.store.add_turn(conversation.session_id, "assistant", reply.text, reply.reply_type,
+                                            reply.trace)
         self.store.save(conversation)
         return reply
 

@@ -107,12 +107,16 @@ class ConversationStore:
             )
 
     def add_turn(self, session_id: str, role: str, text: str, reply_type: str | None = None,
-                 trace: dict[str, Any] | None = None) -> None:
+                 trace: dict[str, Any] | None = None) -> int:
+        """Keeps one turn; returns its id (a resident rates an answer by it)."""
         with self.engine.begin() as conn:
-            conn.execute(insert(turns).values(session_id=session_id, role=role, text=mask_pii(text),
-                                              reply_type=reply_type,
-                                              trace=self.vault.masked_fields(trace) if trace else trace,
-                                              created_at=utcnow()))
+            result = conn.execute(insert(turns).values(session_id=session_id, role=role, text=mask_pii(text),
+                                                       reply_type=reply_type,
+                                                       trace=self.vault.masked_fields(trace) if trace else trace,
+                                                       created_at=utcnow()))
+        key = result.inserted_primary_key
+        assert key is not None  # an INSERT of one row always has one
+        return int(key[0])
 
     def history(self, session_id: str, limit: int = 50) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

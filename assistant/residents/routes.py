@@ -49,6 +49,17 @@ class MessageResponse(BaseModel):
     citations: list[dict]
     quick_replies: list[str]
     ticket_id: str | None = None
+    turn_id: int | None = Field(default=None, description="这条回答的编号：居民评价（👍/👎）时用")
+
+
+class FeedbackRequest(BaseModel):
+    # Loose here, checked by FeedbackService: a wrong value gets a plain Chinese sentence, not a field list.
+    rating: str = Field(max_length=16, examples=["down"], description="up（有帮助）或 down（没帮助）")
+    reason: str | None = Field(default=None, max_length=64, examples=["not_my_question"],
+                               description="没帮助的原因（GET /api/v1/feedback/wording 列出可选的原因）")
+    comment: str | None = Field(default=None, max_length=20000,
+                                description="补充说明（有字数上限，身份证号和手机号会被遮住）")
+    user_id: str = Field(default="anonymous", min_length=1, max_length=128)
 
 
 class ApplicationRequest(BaseModel):
@@ -146,6 +157,23 @@ def session_messages(session_id: str, services: ServicesDep, after: Annotated[in
     resident = resident_for(services, x_session_token, x_api_key, user_id=user_id)
     services.residents.check_owner(session_id, resident)
     return {"messages": services.channels.outbox.pending(session_id, after)}
+
+
+@residents_api.get("/feedback/wording", tags=["dialogue"],
+                   summary="评价按钮的文字和原因 / The feedback buttons' words and reasons")
+def feedback_wording(services: ServicesDep, lang: Annotated[str, Query(max_length=8)] = "zh") -> dict:
+    return services.feedback.wording.for_page(lang)
+
+
+@residents_api.post("/turns/{turn_id}/feedback", tags=["dialogue"], responses={
+    **NO_CREDENTIAL, 404: {"description": "没有这条回答"}, 422: {"description": "评价、原因或说明不符合要求"}},
+    summary="评价一条回答 / Rate one of Linli's answers (again: replaces)")
+def give_feedback(turn_id: Annotated[int, Path(ge=1, le=2**62)], body: FeedbackRequest, services: ServicesDep,
+                  x_session_token: SessionToken = None, x_api_key: ApiKey = None) -> dict:
+    resident = resident_for(services, x_session_token, x_api_key, user_id=body.user_id)
+    # Only the conversation's own credential may rate its answers.
+    services.residents.check_owner(services.feedback.session_of(turn_id), resident)
+    return services.feedback.rate(turn_id, body.rating, body.reason, body.comment).public()
 
 
 @residents_api.post("/applications", status_code=201, tags=["procedures"], responses=NO_CREDENTIAL,

@@ -33,6 +33,7 @@ from wechatpy.exceptions import InvalidSignatureException, WeChatException  # ty
 from wechatpy.replies import TextReply  # type: ignore[import-untyped]
 from wechatpy.utils import check_signature  # type: ignore[import-untyped]
 
+from assistant.analytics.feedback import FEEDBACK_ACK, KEYWORD_REPLY_TYPES
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, lease_due
 from assistant.core.errors import LinliError
@@ -133,9 +134,9 @@ class _Keyed:
         return self.services.dialogue.ask_back(session_id, heard, question, meant, channel=channel, user_id=user_id)
 
 
-def format_reply(reply: Reply, language: str, heard: str | None = None) -> list[str]:
+def format_reply(reply: Reply, language: str, heard: str | None = None, feedback_hint: str | None = None) -> list[str]:
     """A dialogue reply as WeChat text messages: what was heard, the answer, its citations as
-    short numbered lines, the quick replies as one line; split to WeChat's length."""
+    short numbered lines, the quick replies as one line, how to rate it; split to WeChat's length."""
     lines = [WORDING.say("heard", language, text=heard)] if heard is not None else []
     lines.append(reply.text)
     if reply.citations:
@@ -144,6 +145,8 @@ def format_reply(reply: Reply, language: str, heard: str | None = None) -> list[
                   for n, c in enumerate(reply.citations, 1)]
     if reply.quick_replies:
         lines += ["", WORDING.say("quick_replies", language, options=" / ".join(reply.quick_replies))]
+    if feedback_hint:
+        lines += ["", feedback_hint]
     return split_text("\n".join(lines))
 
 
@@ -372,9 +375,37 @@ class WechatService:
             text = question
         else:
             text = str(payload.get("content") or "")
+            thanks = self._rate_last_answer(session_id, text)
+            if thanks is not None:
+                return [thanks], None
         reply = self.services.dialogue.handle(session_id, text, channel="wechat", user_id=openid,
                                               message_id=job.dedup_key, centre=centre)
-        return format_reply(reply, detect_language(text) if text.strip() else "zh"), reply.ticket_id
+        language = detect_language(text) if text.strip() else "zh"
+        return format_reply(reply, language, feedback_hint=self._feedback_hint(reply, language)), reply.ticket_id
+
+    # ---- feedback: "满意" / "不满意" (feedback.yaml's keywords) rates the answer just sent ------
+
+    def _feedback_hint(self, reply: Reply, language: str) -> str | None:
+        if reply.reply_type not in KEYWORD_REPLY_TYPES or reply.turn_id is None:
+            return None
+        return str(self.services.feedback.wording.say("wechat.hint", language))
+
+    def _rate_last_answer(self, session_id: str, text: str) -> str | None:
+        """The thanks, when `text` is only a feedback keyword and Linli's last message in this
+        conversation is a recent answer; then the keyword rates that answer (again: replaces) and
+        never reaches the dialogue. Otherwise None: the message is an ordinary one."""
+        feedback = self.services.feedback
+        rating = feedback.keyword_rating(text)
+        turn_id = feedback.answer_to_rate(session_id) if rating is not None else None
+        if rating is None or turn_id is None:
+            return None
+        feedback.rate(turn_id, rating)
+        language = detect_language(text)
+        thanks = str(feedback.wording.say(f"wechat.thanks_{rating}", language))
+        conversations = self.services.conversations
+        conversations.add_turn(session_id, "resident", text)
+        conversations.add_turn(session_id, "assistant", thanks, None, {FEEDBACK_ACK: True, "rated_turn": turn_id})
+        return thanks
 
 
 class WechatThread(threading.Thread):

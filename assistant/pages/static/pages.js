@@ -158,6 +158,112 @@
       bubble.appendChild(row);
     }
     log.appendChild(bubble);
+    if (reply.turn_id && RATED_REPLY_TYPES.includes(reply.reply_type)) offerFeedback(bubble, reply.turn_id);
+    scrollDown();
+  }
+
+  // ---- feedback: 👍 / 👎 under each answer, then an optional reason and a few words ---------------
+
+  const RATED_REPLY_TYPES = ["answer", "refusal"];
+  // The buttons' words and the reasons, in the page's language (assistant/analytics/feedback.yaml).
+  const feedbackWords = fetch(`/api/v1/feedback/wording?lang=${encodeURIComponent(config.lang)}`)
+    .then((response) => (response.ok ? response.json() : null)).catch(() => null);
+
+  function feedbackButton(className, label, testid) {
+    const button = element("button", `feedback-button ${className}`, label);
+    button.type = "button";
+    button.dataset.testid = testid;
+    button.setAttribute("aria-pressed", "false");
+    return button;
+  }
+
+  async function offerFeedback(bubble, turnId) {
+    const words = await feedbackWords;
+    if (!words) return;
+    const W = words.text;
+    const mine = generation;
+    const box = element("div", "feedback");
+    box.dataset.testid = "feedback";
+    const row = element("div", "feedback-row");
+    row.setAttribute("role", "group");
+    row.setAttribute("aria-label", W.prompt);
+    row.appendChild(element("span", "feedback-prompt", W.prompt));
+    const up = feedbackButton("up", `👍 ${W.helpful}`, "feedback-up");
+    const down = feedbackButton("down", `👎 ${W.not_helpful}`, "feedback-down");
+    row.appendChild(up);
+    row.appendChild(down);
+    box.appendChild(row);
+    const said = element("p", "feedback-status");
+    said.setAttribute("role", "status");
+    said.hidden = true;
+    let details = null;
+
+    async function rate(rating, reason, comment) {
+      if (mine !== generation) return false;
+      try {
+        await call(`/api/v1/turns/${turnId}/feedback`, {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({rating, reason: reason || null, comment: comment || null}),
+        });
+        said.textContent = W.thanks;
+        said.hidden = false;
+        return true;
+      } catch (error) {
+        said.textContent = error instanceof Problem && error.status === 422 ? friendly(error) : W.failed;
+        said.hidden = false;
+        return false;
+      } finally {
+        touch();
+      }
+    }
+
+    function press(chosen) {
+      up.setAttribute("aria-pressed", String(chosen === up));
+      down.setAttribute("aria-pressed", String(chosen === down));
+    }
+
+    up.addEventListener("click", () => {
+      press(up);
+      if (details) { details.remove(); details = null; }
+      rate("up");
+    });
+    down.addEventListener("click", async () => {
+      press(down);
+      // The 👎 counts at once; a reason and a few words, if given, replace it with more detail.
+      if (!(await rate("down")) || details) return;
+      details = element("div", "feedback-details");
+      details.appendChild(element("span", "label", W.why));
+      const reasons = element("div", "feedback-reasons");
+      let reason = null;
+      words.reasons.forEach((entry) => {
+        const button = feedbackButton("reason", entry.label, "feedback-reason");
+        button.dataset.reason = entry.id;
+        button.addEventListener("click", () => {
+          reason = reason === entry.id ? null : entry.id;
+          reasons.querySelectorAll("button").forEach((b) =>
+            b.setAttribute("aria-pressed", String(b.dataset.reason === reason)));
+        });
+        reasons.appendChild(button);
+      });
+      details.appendChild(reasons);
+      const label = element("label", "feedback-comment-label", W.comment_label);
+      const comment = element("input", "feedback-comment");
+      comment.type = "text";
+      comment.maxLength = 300;
+      comment.dataset.testid = "feedback-comment";
+      label.appendChild(comment);
+      details.appendChild(label);
+      const sendDetails = feedbackButton("send-details", W.send, "feedback-send");
+      sendDetails.addEventListener("click", async () => {
+        if (await rate("down", reason, comment.value.trim()) && details) { details.remove(); details = null; }
+      });
+      details.appendChild(sendDetails);
+      box.insertBefore(details, said);
+      scrollDown();
+    });
+
+    box.appendChild(said);
+    bubble.appendChild(box);
     scrollDown();
   }
 

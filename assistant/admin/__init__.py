@@ -1,0 +1,1 @@
+"""Centre administrators' pages under /admin (analytics; the console's login and look)."""

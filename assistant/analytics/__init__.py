@@ -1,0 +1,1 @@
+"""Residents' feedback on answers, and the queries behind the administrators' analytics page."""
