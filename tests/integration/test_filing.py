@@ -23,7 +23,7 @@ from assistant.core.settings import ApiSettings, ConnectorSettings, DialogueSett
 from assistant.dialogue.engine import DialogueEngine
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.service import SqlEscalationService
-from connectors.services.applications import ApplicationService
+from connectors.services.applications import IN_FLIGHT, ApplicationService
 from connectors.services.http import HttpServiceConnector
 from connectors.services.memory import InMemoryServiceConnector
 from connectors.services.tables import applications as applications_table
@@ -192,7 +192,8 @@ def test_linli_killed_after_confirm_delivers_once_after_restart(sandbox, tmp_pat
     new_apps = after["applications"] - before["applications"]
     print(f"\nkill -9 after confirm: confirmed 1 / delivered {new_apps} / "
           f"duplicates refused by the backend {after['duplicates_refused'] - before['duplicates_refused']}")
-    assert delivered.status == "submitted" and new_apps == 1
+    # Delivered once; the sandbox reviews after 0.3 s, so a slow machine may already read under_review.
+    assert delivered.status in IN_FLIGHT and new_apps == 1
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
