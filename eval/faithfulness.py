@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from eval.fake_llm import ScriptedChatModel, paraphrasing_script
-from eval.harness import load_golden, split_of
+from eval.harness import golden_questions
 from knowledge_base.answering import ungrounded_numerals
 from knowledge_base.composers import Composer, LangChainComposer
 
@@ -51,11 +51,7 @@ def _verified(answer: Any, question: str) -> bool:
 def run_faithfulness(kb, limit: int | None = None, console: Console | None = None, split: str = "dev",
                      alter_every: int = 4) -> dict[str, Any]:
     console = console or Console()
-    questions = load_golden()
-    if split != "all":
-        questions = [q for q in questions if split_of(q["id"]) == split]
-    if limit:
-        questions = questions[:limit]
+    questions = golden_questions(split, limit)
     answerer = kb.answerer
     extractive: Composer = answerer.extractive_composer()
     drafts: list[dict[str, Any]] = []

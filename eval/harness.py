@@ -47,6 +47,12 @@ def with_throwaway_database(settings: Settings, folder: Path) -> Settings:
     return settings.model_copy(update={"database_url": f"sqlite:///{folder / 'eval.sqlite'}"})
 
 
+def golden_questions(split: str = "all", limit: int | None = None) -> list[dict[str, Any]]:
+    """The golden questions of one half ('dev', 'test') or 'all', the first `limit` of them."""
+    questions = [q for q in load_golden() if split == "all" or split_of(q["id"]) == split]
+    return questions[:limit] if limit else questions
+
+
 def split_of(item_id: str) -> str:
     """Deterministic half split: 'dev' (for calibration and tuning) or 'test'."""
     return "dev" if int(hashlib.sha256(item_id.encode()).hexdigest(), 16) % 2 == 0 else "test"
@@ -167,11 +173,7 @@ def print_retrieval_table(console: Console, title: str, results: dict[str, dict[
 def run_golden(kb, limit: int | None = None, console: Console | None = None,
                split: str = "all") -> dict[str, Any]:
     console = console or Console()
-    questions = load_golden()
-    if split != "all":
-        questions = [q for q in questions if split_of(q["id"]) == split]
-    if limit:
-        questions = questions[:limit]
+    questions = golden_questions(split, limit)
     report: dict[str, Any] = {"dataset": "golden", "split": split}
     for language in ("zh", "en"):
         subset = [q for q in questions if q.get("language", "zh") == language]
