@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from assistant.admin.kb_routes import kb_pages
 from assistant.admin.routes import ADMIN_STATIC
 from assistant.admin.routes import admin as admin_pages
 from assistant.console.routes import api as ticket_api
@@ -166,6 +167,7 @@ def create_app() -> FastAPI:
     app.include_router(ticket_api)
     app.include_router(console_pages)
     app.include_router(admin_pages)
+    app.include_router(kb_pages)
     app.include_router(pages)
     app.include_router(wechat)
     install_security(app)

@@ -305,9 +305,9 @@ def kb_build(
     ctx: typer.Context,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing when an index exists")] = False,
 ) -> None:
-    """Full rebuild of the index from the shipped corpus and the statute articles."""
-    # Heavy (see the docstring); the knowledge base below imports them anyway.
-    from assistant.knowledge import shipped_documents  # noqa: PLC0415
+    """Full rebuild of the index from the shipped corpus and the statute articles, keeping the
+    documents added since (`kb add`, the admin pages) and those retired."""
+    # Heavy (see the docstring); the knowledge base below imports it anyway.
     from knowledge_base.chunking import chunk_document  # noqa: PLC0415
 
     kb = _services(ctx).knowledge_base
@@ -315,14 +315,14 @@ def kb_build(
         err.print(f"索引已存在：{kb.settings.resolved_index_dir}（跳过）")
         return
     try:
-        docs = shipped_documents(kb.settings)
+        docs, retired = kb.rebuild_plan()
     except LinliError as exc:
         _fail(exc, False)
         return
     total = sum(len(chunk_document(d)) for d in docs)
     with _progress() as progress:
         task = progress.add_task("建立索引 / embedding chunks", total=total)
-        report = kb.build(docs, progress=lambda n, _t: progress.advance(task, n))
+        report = kb.build(docs, progress=lambda n, _t: progress.advance(task, n), retired=retired)
     err.print(
         f"索引完成：{report.documents} 篇文档，{report.chunks} 个片段，用时 {report.seconds:.1f} 秒"
         f"（{report.chunks_per_second:.1f} 片段/秒） → {kb.settings.resolved_index_dir}"

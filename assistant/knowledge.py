@@ -9,10 +9,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from assistant.core.domain import Answer, Document, Hit, SearchFilters
+from assistant.core.domain import Answer, Document, DocumentMeta, Hit, SearchFilters
 from assistant.core.errors import UnknownDocument
 from assistant.core.settings import Settings
 from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer, sentence_texts
@@ -25,13 +26,16 @@ from knowledge_base.embedders import (
     create_embedder,
     write_shipped_vectors,
 )
-from knowledge_base.loaders import iter_corpus, iter_law_articles, load_file
+from knowledge_base.loaders import build_meta, iter_corpus, iter_law_articles, load_file
 from knowledge_base.rerankers import create_reranker
 from knowledge_base.retrieval import HybridRetriever, Mode
 from knowledge_base.store import IndexStore, index_text
 from knowledge_base.text import load_lexicon
 
 KB_DATA = Path(__file__).resolve().parent.parent / "knowledge_base" / "data"
+# `Document.path` of a document added after the shipped corpus (`linli kb add`, the admin pages,
+# an edited front matter): a full rebuild keeps it, as it keeps retired documents retired.
+ADDED = "added:"
 
 
 @dataclass
@@ -87,11 +91,26 @@ class KnowledgeBase:
     def is_built(self) -> bool:
         return self.store.generation() > 0
 
+    def rebuild_plan(self) -> tuple[list[Document], list[Document]]:
+        """What a full rebuild indexes and what it keeps retired: the shipped corpus, with the
+        documents added since (a newer version wins over a shipped one), less the retired ones."""
+        docs = {d.meta.doc_id: d for d in shipped_documents(self.settings)}
+        added, retired = self.store.documents_where_path_starts(ADDED) if self.is_built() else ([], [])
+        docs.update((d.meta.doc_id, d) for d in added)
+        for doc in retired:
+            docs.pop(doc.meta.doc_id, None)
+        return list(docs.values()), retired
+
     def build(self, documents: Iterable[Document] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> BuildReport:
-        """Full rebuild into a fresh folder, swapped in only when complete."""
+              progress: Callable[[int, int], None] | None = None,
+              retired: Iterable[Document] = ()) -> BuildReport:
+        """Full rebuild into a fresh folder, swapped in only when complete. Without `documents`:
+        `rebuild_plan()` (what `linli kb build` does)."""
         started = time.perf_counter()
-        docs = list(documents) if documents is not None else shipped_documents(self.settings)
+        if documents is None:
+            docs, retired = self.rebuild_plan()
+        else:
+            docs = list(documents)
         # The shipped corpus's vectors come with the project (checked; a changed text is embedded).
         self.cache.seed(SHIPPED_VECTORS, self.embedder.name)
         target = self.settings.resolved_index_dir
@@ -106,6 +125,7 @@ class KnowledgeBase:
                     progress(n, total_chunks or 0)
 
             n_chunks = store.upsert(docs, progress=tick)
+            store.keep_retired(list(retired))
             store.engine.dispose()
             with self._lock:
                 self.store.engine.dispose()
@@ -145,11 +165,34 @@ class KnowledgeBase:
     def add(self, path: Path) -> list[str]:
         path = Path(path)
         docs = list(iter_corpus([path])) if path.is_dir() else [load_file(path)]
-        self.store.upsert(docs)
+        self.add_documents(docs)
         return [d.meta.doc_id for d in docs]
+
+    def add_documents(self, docs: Iterable[Document], progress: Callable[[int], None] | None = None) -> int:
+        """Add documents, or replace each one's previous version, in one transaction; a full
+        rebuild keeps them. Returns the number of chunks indexed."""
+        marked = [d if (d.path or "").startswith(ADDED) else replace(d, path=f"{ADDED}{Path(d.path or '').name}")
+                  for d in docs]
+        return self.store.upsert(marked, progress)
 
     def remove(self, doc_id: str) -> None:
         self.store.remove(doc_id)
+
+    def retire(self, doc_ids: Iterable[str]) -> None:
+        """Take documents out of search and answers; `restore` brings them back as they were."""
+        self.store.retire(list(doc_ids))
+
+    def restore(self, doc_id: str, progress: Callable[[int], None] | None = None) -> Document:
+        doc = self.store.retired_document(doc_id)
+        self.add_documents([doc], progress)
+        return doc
+
+    def edited_document(self, doc_id: str, changes: dict[str, Any]) -> Document:
+        """A live document with some front-matter fields changed, checked as a file's front matter
+        is (IngestError when a field is wrong); `add_documents` indexes it as a new version."""
+        meta, body, _chunks = self.store.get_document(doc_id)
+        fields = {**_front_matter(meta), **changes, "id": doc_id}
+        return Document(meta=build_meta(fields, Path(f"{doc_id}.md")), body=body, path=f"{ADDED}{doc_id}")
 
     # ---- queries -------------------------------------------------------------------------
     # The answerer is replaced when the index is rebuilt, so callers hold the knowledge base and
@@ -175,3 +218,12 @@ class KnowledgeBase:
             return self.store.get_document(doc_id)[0].title
         except UnknownDocument:
             return doc_id
+
+
+def _front_matter(meta: DocumentMeta) -> dict[str, Any]:
+    """A document's metadata as the front-matter fields a file would carry."""
+    return {
+        "id": meta.doc_id, "title": meta.title, "category": meta.category, "region": meta.region,
+        "source": meta.source, "effective_from": meta.effective_from, "effective_to": meta.effective_to,
+        "version": meta.version, "language": meta.language, "benefit_tables": list(meta.benefit_tables),
+    }

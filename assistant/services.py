@@ -35,6 +35,7 @@ from connectors.services.registry import make_connector
 if TYPE_CHECKING:
     from assistant.dialogue.engine import DialogueEngine
     from assistant.escalation.auth import UserStore
+    from assistant.kb_admin.service import KnowledgeAdmin
     from assistant.knowledge import KnowledgeBase
     from assistant.security.limits import RateLimiter
     from assistant.speech.service import SpeechCorrector, SpeechService
@@ -169,6 +170,14 @@ class Services:
         """The administrators' analytics page's queries."""
         return AnalyticsService(self.settings.resolved_database_url, self.settings.analytics,
                                 wording=self.feedback.wording)
+
+    @built_once
+    def kb_admin(self) -> KnowledgeAdmin:
+        """Administrators' changes to the knowledge base, indexed in the background."""
+        from assistant.kb_admin.service import KnowledgeAdmin  # noqa: PLC0415 - loads the knowledge base's modules
+
+        return KnowledgeAdmin(self.settings.resolved_database_url, self.settings.kb_admin,
+                              lambda: self.knowledge_base, self.settings.data_dir / "kb-uploads")
 
     @built_once
     def users(self) -> UserStore:

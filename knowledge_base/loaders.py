@@ -158,10 +158,12 @@ def _pdf_text(path: Path) -> str:
 
 def _docx_text(path: Path) -> str:
     import docx  # noqa: PLC0415 - +45 ms at import, see _pdf_text
+    from docx.opc.exceptions import PackageNotFoundError  # noqa: PLC0415 - as above
+    from lxml.etree import XMLSyntaxError  # type: ignore[import-untyped]  # noqa: PLC0415 - as above
 
     try:
         document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, PackageNotFoundError, XMLSyntaxError, KeyError, ValueError, OSError) as exc:
         raise IngestError(
             f"Word 文件 {path.name} 已损坏或无法读取", f"{path.name}: the DOCX is corrupt or unreadable"
         ) from exc
@@ -199,7 +201,9 @@ def _html_text(path: Path) -> str:
     return "\n\n".join(lines)
 
 
-def load_file(path: Path) -> Document:
+def load_file(path: Path, defaults: dict[str, Any] | None = None) -> Document:
+    """A file as a Document. `defaults` (the admin upload form's region, category, dates …) fill
+    the metadata fields the file itself does not set; what the file says wins."""
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"找不到文件：{path}", f"file not found: {path}")
@@ -211,6 +215,7 @@ def load_file(path: Path) -> Document:
         )
     if path.stat().st_size > MAX_FILE_BYTES:
         raise IngestError(f"文件 {path.name} 太大（超过 20MB）", f"{path.name} is larger than 20 MB")
+    given = {k: v for k, v in (defaults or {}).items() if v not in (None, "")}
     if suffix in (".md", ".markdown", ".txt"):
         fields, body = _split_front_matter(_read_text(path), path)
     else:
@@ -218,10 +223,10 @@ def load_file(path: Path) -> Document:
         fields = _sidecar_meta(path)
     if not body.strip():
         raise IngestError(f"文件 {path.name} 里没有可读的文字", f"{path.name} contains no readable text")
-    if suffix not in (".md", ".markdown"):
-        # Markdown documents must carry complete front matter; other formats may rely on
-        # defaults (file name, first heading, detected language) overridden by a sidecar.
-        fields = {**_default_meta(path, body), **fields}
+    # Markdown documents must carry complete front matter (or the upload form completes it);
+    # other formats may rely on defaults (file name, first heading, detected language).
+    fallback = {} if suffix in (".md", ".markdown") else _default_meta(path, body)
+    fields = {**fallback, **given, **fields}
     return Document(meta=build_meta(fields, path), body=body.strip() + "\n", path=str(path))
 
 

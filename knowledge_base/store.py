@@ -1,7 +1,13 @@
 """The persistent index: SQLite (via SQLAlchemy) holds documents, chunks and their vectors and is
 the source of truth; FAISS and BM25 are derived artifacts rebuilt from it in a new generation
 folder and switched in with an atomic rename. A failed ingest rolls the transaction back, so
-the index stays exactly as it was."""
+the index stays exactly as it was.
+
+Several server processes may share one index folder: every query reads the generation number
+first (a new one is loaded, no restart), and writers take the folder's file lock, so two
+administrators' uploads in two processes are applied one after the other. A retired document
+keeps its text and metadata (`retired_documents`) but has no chunks, so nothing cites it until
+it is restored."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from pathlib import Path
 import bm25s
 import faiss
 import numpy as np
+from filelock import FileLock
 from sqlalchemy import (
     JSON,
     Column,
@@ -88,6 +95,15 @@ chunks_table = Table(
     Column("vector", LargeBinary, nullable=False),
 )
 
+# A retired document: its row as it was in `documents` (chunks are dropped; restoring re-chunks
+# the body, whose vectors the embedding cache still holds).
+retired_table = Table(
+    "retired_documents",
+    metadata,
+    *(Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in documents_table.columns),
+    Column("retired_at", DateTime, nullable=False),
+)
+
 state_table = Table(
     "index_state",
     metadata,
@@ -116,6 +132,20 @@ def _meta_from_row(row) -> DocumentMeta:
         language=row.language,
         benefit_tables=tuple(row.benefit_tables or ()),
     )
+
+
+def _document_row(doc: Document, now: datetime) -> dict:
+    m = doc.meta
+    return dict(
+        doc_id=m.doc_id, title=m.title, category=m.category, region=m.region, source=m.source,
+        effective_from=m.effective_from, effective_to=m.effective_to, version=m.version,
+        language=m.language, benefit_tables=list(m.benefit_tables), body=doc.body, path=doc.path,
+        added_at=now,
+    )
+
+
+def _document_from_row(row) -> Document:
+    return Document(meta=_meta_from_row(row), body=row.body, path=row.path)
 
 
 def _chunk_from_row(row) -> Chunk:
@@ -179,6 +209,8 @@ class IndexStore:
         self.engine = create_engine(f"sqlite:///{self.directory / self.DB_NAME}")
         event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
+        # One writer at a time across threads and processes (re-entrant within a thread).
+        self._write_lock = FileLock(str(self.directory / ".write.lock"))
         self._loaded: LoadedIndex | None = None
         self._lock = threading.RLock()
 
@@ -224,22 +256,16 @@ class IndexStore:
         prepared = self._prepare(docs, progress)  # embedding happens before any write
         now = datetime.now(UTC).replace(tzinfo=None)
         n_chunks = 0
-        with self.engine.begin() as conn:
+        with self._write_lock, self.engine.begin() as conn:
             for i in range(0, len(ids), 500):
                 part = ids[i : i + 500]
                 conn.execute(delete(chunks_table).where(chunks_table.c.doc_id.in_(part)))
                 conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(part)))
+                # A new version of a retired document is live again.
+                conn.execute(delete(retired_table).where(retired_table.c.doc_id.in_(part)))
             doc_rows, chunk_rows = [], []
             for doc, chunks, itexts, vectors in prepared:
-                m = doc.meta
-                doc_rows.append(
-                    dict(
-                        doc_id=m.doc_id, title=m.title, category=m.category, region=m.region, source=m.source,
-                        effective_from=m.effective_from, effective_to=m.effective_to, version=m.version,
-                        language=m.language, benefit_tables=list(m.benefit_tables), body=doc.body, path=doc.path,
-                        added_at=now,
-                    )
-                )
+                doc_rows.append(_document_row(doc, now))
                 for chunk, itext, vec in zip(chunks, itexts, vectors, strict=True):
                     chunk_rows.append(
                         dict(
@@ -254,20 +280,72 @@ class IndexStore:
                 conn.execute(insert(chunks_table), chunk_rows)
             n_chunks = len(chunk_rows)
             self._bump_generation(conn)
-        self.rebuild_artifacts()
+            # Still under the lock: the next writer's generation is built after this one's.
+            self.rebuild_artifacts()
         return n_chunks
 
     def remove(self, doc_id: str) -> None:
-        with self.engine.begin() as conn:
-            found = conn.execute(select(documents_table.c.doc_id).where(documents_table.c.doc_id == doc_id)).first()
-            if not found:
-                raise UnknownDocument(
-                    f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id
-                )
-            conn.execute(delete(chunks_table).where(chunks_table.c.doc_id == doc_id))
-            conn.execute(delete(documents_table).where(documents_table.c.doc_id == doc_id))
-            self._bump_generation(conn)
-        self.rebuild_artifacts()
+        """Delete a document (live or retired) and every chunk of it."""
+        with self._write_lock:
+            with self.engine.begin() as conn:
+                live = conn.execute(delete(documents_table).where(documents_table.c.doc_id == doc_id)).rowcount
+                retired = conn.execute(delete(retired_table).where(retired_table.c.doc_id == doc_id)).rowcount
+                if not (live or retired):
+                    raise _unknown(doc_id)
+                conn.execute(delete(chunks_table).where(chunks_table.c.doc_id == doc_id))
+                self._bump_generation(conn)
+            self.rebuild_artifacts()
+
+    def retire(self, doc_ids: Sequence[str]) -> None:
+        """Take documents out of search and answers, keeping them to restore: all or none."""
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with self._write_lock:
+            with self.engine.begin() as conn:
+                rows = conn.execute(select(documents_table).where(documents_table.c.doc_id.in_(doc_ids))).all()
+                missing = sorted(set(doc_ids) - {r.doc_id for r in rows})
+                if missing:
+                    raise _unknown(missing[0])
+                conn.execute(insert(retired_table), [{**r._asdict(), "retired_at": now} for r in rows])
+                conn.execute(delete(chunks_table).where(chunks_table.c.doc_id.in_(doc_ids)))
+                conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(doc_ids)))
+                self._bump_generation(conn)
+            self.rebuild_artifacts()
+
+    def retired_document(self, doc_id: str) -> Document:
+        """A retired document as it was when retired (upsert it to restore it)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(retired_table).where(retired_table.c.doc_id == doc_id)).first()
+        if row is None:
+            raise UnknownDocument(f"没有已停用的文档 {doc_id}", f"no retired document {doc_id}", doc_id=doc_id)
+        return _document_from_row(row)
+
+    def retired_rows(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(retired_table).order_by(retired_table.c.doc_id)).all()
+        return [{**_listing(r), "chunks": 0, "retired_at": r.retired_at.isoformat(timespec="seconds")} for r in rows]
+
+    def documents_where_path_starts(self, prefix: str) -> tuple[list[Document], list[Document]]:
+        """(live, retired) documents whose `path` starts with `prefix`: what a full rebuild carries over."""
+        with self.engine.connect() as conn:
+            live = conn.execute(select(documents_table).where(documents_table.c.path.startswith(prefix))).all()
+            retired = conn.execute(select(retired_table)).all()
+        return [_document_from_row(r) for r in live], [_document_from_row(r) for r in retired]
+
+    def keep_retired(self, docs: Sequence[Document]) -> None:
+        """Record documents as retired in this (new) index without indexing them: a rebuild keeps
+        what administrators retired."""
+        if not docs:
+            return
+        now = datetime.now(UTC).replace(tzinfo=None)
+        ids = [d.meta.doc_id for d in docs]
+        with self._write_lock:
+            with self.engine.begin() as conn:
+                conn.execute(delete(chunks_table).where(chunks_table.c.doc_id.in_(ids)))
+                conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(ids)))
+                conn.execute(delete(retired_table).where(retired_table.c.doc_id.in_(ids)))
+                conn.execute(insert(retired_table), [{**_document_row(d, now), "retired_at": now} for d in docs])
+                self._bump_generation(conn)
+            self.rebuild_artifacts()
 
     def _bump_generation(self, conn) -> None:
         current = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
@@ -296,24 +374,13 @@ class IndexStore:
                 conn.execute(select(chunks_table.c.doc_id, func.count()).group_by(chunks_table.c.doc_id)).all()
             )
             rows = conn.execute(select(documents_table).order_by(documents_table.c.doc_id)).all()
-        return [
-            {
-                "doc_id": r.doc_id, "title": r.title, "category": r.category, "region": r.region,
-                "language": r.language, "version": r.version,
-                "effective_from": r.effective_from.isoformat() if r.effective_from else None,
-                "effective_to": r.effective_to.isoformat() if r.effective_to else None,
-                "chunks": counts.get(r.doc_id, 0),
-            }
-            for r in rows
-        ]
+        return [{**_listing(r), "chunks": counts.get(r.doc_id, 0)} for r in rows]
 
     def get_document(self, doc_id: str) -> tuple[DocumentMeta, str, list[Chunk]]:
         with self.engine.connect() as conn:
             row = conn.execute(select(documents_table).where(documents_table.c.doc_id == doc_id)).first()
             if row is None:
-                raise UnknownDocument(
-                    f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id
-                )
+                raise _unknown(doc_id)
             chunk_rows = conn.execute(
                 select(chunks_table).where(chunks_table.c.doc_id == doc_id).order_by(chunks_table.c.ordinal)
             ).all()
@@ -329,15 +396,21 @@ class IndexStore:
     def _artifact_dir(self, generation: int) -> Path:
         return self.directory / f"gen-{generation:06d}"
 
-    def rebuild_artifacts(self) -> Path:
+    def rebuild_artifacts(self, *, force: bool = False) -> Path:
+        with self._write_lock:
+            return self._rebuild_artifacts(force)
+
+    def _rebuild_artifacts(self, force: bool) -> Path:
         generation = self.generation()
+        target = self._artifact_dir(generation)
+        if not force and self._stamp_matches(target):
+            return target  # another process built this generation while we waited for the lock
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(chunks_table.c.row_id, chunks_table.c.index_text, chunks_table.c.vector).order_by(
                     chunks_table.c.row_id
                 )
             ).all()
-        target = self._artifact_dir(generation)
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.directory))
         try:
             row_ids = np.array([r.row_id for r in rows], dtype=np.int64)
@@ -366,10 +439,19 @@ class IndexStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for old in self.directory.glob("gen-*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
+        # The generation before stays a while: another process may be loading it right now.
+        for old in sorted(self.directory.glob("gen-*"))[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
         return target
+
+    def _stamp_matches(self, directory: Path) -> bool:
+        with self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(chunks_table)).scalar()
+        try:
+            stamp = json.loads((directory / "STAMP.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return stamp.get("chunks") == count and stamp.get("embedder") == self.embedder.name
 
     def load(self) -> LoadedIndex:
         """Load (or reuse) the in-memory index for the current generation."""
@@ -391,7 +473,7 @@ class IndexStore:
             if len(row_ids) != len(chunk_rows) or any(
                 int(a) != b.row_id for a, b in zip(row_ids, chunk_rows, strict=False)
             ):
-                directory = self.rebuild_artifacts()
+                directory = self.rebuild_artifacts(force=True)
             faiss_index = faiss.read_index(str(directory / "vectors.faiss"))
             bm25 = bm25s.BM25.load(str(directory / "bm25"))
             self._loaded = LoadedIndex(
@@ -406,6 +488,20 @@ class IndexStore:
 
     def position_of_row(self, row_id: int) -> int:
         return self._row_positions[row_id]
+
+
+def _unknown(doc_id: str) -> UnknownDocument:
+    return UnknownDocument(f"知识库里没有编号为 {doc_id} 的文档", f"no document with id {doc_id}", doc_id=doc_id)
+
+
+def _listing(row) -> dict:
+    return {
+        "doc_id": row.doc_id, "title": row.title, "category": row.category, "region": row.region,
+        "language": row.language, "version": row.version,
+        "effective_from": row.effective_from.isoformat() if row.effective_from else None,
+        "effective_to": row.effective_to.isoformat() if row.effective_to else None,
+        "added_at": row.added_at.isoformat(timespec="seconds") if row.added_at else None,
+    }
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -111,8 +111,8 @@ def analytics_page(request: Request, users: Users, services: ServicesDep, start:
               "labels": {"reply_types": REPLY_TYPE_LABELS_ZH, "channels": CHANNEL_LABELS_ZH}}
     query = f"start={period.start.isoformat()}&end={period.end.isoformat()}" + (f"&centre={centre}" if centre else "")
     return templates.TemplateResponse(request, "analytics.html", _context(
-        actor, period=period, centre=centre, centres=centres, report=report, summary=summary(report), charts=charts,
-        query=query, error=error), status_code=422 if error else 200)
+        actor, nav="analytics", period=period, centre=centre, centres=centres, report=report, summary=summary(report),
+        charts=charts, query=query, error=error), status_code=422 if error else 200)
 
 
 @admin.get("/analytics/{table}.csv")

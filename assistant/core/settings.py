@@ -302,6 +302,17 @@ class AnalyticsSettings(BaseModel):
     feedback_comment_max_chars: int = Field(default=300, ge=1, le=2000)
 
 
+class KbAdminSettings(BaseModel):
+    """The knowledge-base pages under /admin/kb (assistant/kb_admin/)."""
+
+    # One upload request: at most this many files, and this many bytes in all (each file at most
+    # 20 MB, knowledge_base/loaders.py).
+    max_files: int = Field(default=20, ge=1, le=200)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # A job that has not moved for this long belongs to a process that stopped: shown interrupted.
+    stale_after_s: int = Field(default=900, ge=30)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LINLI_", env_nested_delimiter="__", extra="ignore")
 
@@ -332,6 +343,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     privacy: PrivacySettings = PrivacySettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    kb_admin: KbAdminSettings = KbAdminSettings()
     # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
     # PostgreSQL in production: postgresql+psycopg://user@host/db
     database_url: str | None = None

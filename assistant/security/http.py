@@ -154,6 +154,8 @@ def body_limit(settings: Settings, path: str) -> int:
         return settings.speech.max_bytes + MULTIPART_OVERHEAD
     if path.startswith("/wechat"):
         return settings.wechat.max_body_bytes
+    if path.rstrip("/") == "/admin/kb/upload":
+        return settings.kb_admin.max_upload_bytes + MULTIPART_OVERHEAD
     return settings.api.max_body_bytes
 
 
