@@ -19,12 +19,13 @@ from pydantic import BaseModel, Field
 from assistant.admin.kb_routes import kb_pages
 from assistant.admin.routes import ADMIN_STATIC
 from assistant.admin.routes import admin as admin_pages
+from assistant.analytics.queries import AnalyticsService
 from assistant.console.routes import api as ticket_api
 from assistant.console.routes import console as console_pages
 from assistant.core.domain import SearchFilters
 from assistant.core.errors import LinliError
 from assistant.core.privacy import install_log_masking
-from assistant.core.settings import get_settings
+from assistant.core.settings import AnalyticsSettings, get_settings
 from assistant.core.vault import refuse_development_key
 from assistant.dependencies import ServicesDep
 from assistant.escalation.service import SqlEscalationService
@@ -90,6 +91,17 @@ async def _sweep_sla(escalation: SqlEscalationService, interval_s: float) -> Non
         await asyncio.sleep(interval_s)
 
 
+async def _count_finished_days(analytics: AnalyticsService, settings: AnalyticsSettings) -> None:
+    """Count the finished days' replies for the analytics page ahead of its first view (seconds on
+    a million turns, in a thread; several processes doing it at once leave it to the first)."""
+    while settings.precount_days:
+        try:
+            await asyncio.to_thread(analytics.count_finished_days, settings.precount_days)
+        except Exception:  # logged and retried at the next interval; the page counts what it needs
+            log.exception("counting finished days for analytics failed")
+        await asyncio.sleep(settings.precount_interval_s)
+
+
 def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,11 +116,13 @@ def create_app() -> FastAPI:
         if services.knowledge_base.is_built():
             services.knowledge_base.store.load()
         sweeper = asyncio.create_task(_sweep_sla(services.escalation, settings.escalation.sweep_interval_s))
+        counter = asyncio.create_task(_count_finished_days(services.analytics, settings.analytics))
         # WeChat messages are acknowledged at once and answered by this thread (and `linli worker`).
         wechat_thread = services.wechat.start_thread(f"server-{os.getpid()}") \
             if settings.wechat.enabled and settings.wechat.process_in_server else None
         yield
         sweeper.cancel()
+        counter.cancel()
         if wechat_thread is not None:
             wechat_thread.stop()
 

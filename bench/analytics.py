@@ -9,9 +9,10 @@ PostgreSQL: LINLI_BENCH_POSTGRES_URL (default: the tests' postgresql+psycopg://r
 the bench creates its own database there and drops it at the end. Rows go in with COPY on
 PostgreSQL and one executemany per table on SQLite (synchronous off while loading).
 
-The replies of finished days are counted once into analytics_daily_replies (migration 0009) by
-the first view that reads them; that first view is timed on its own, the table's rows are the
-later views (the last day, "today", is always counted from the turns)."""
+The replies of finished days are counted once into analytics_daily_replies (migration 0009): by
+the server in the background (`analytics.precount_days`, at start and hourly), else by the first
+view that reads them. The background count and the first view after it are timed on their own;
+the table's rows are the later views (the last day, "today", is always counted from the turns)."""
 
 from __future__ import annotations
 
@@ -227,17 +228,19 @@ def main() -> None:
 
     # "Now" is noon of the last day: its replies are counted from the turns on every read, as today's are.
     noon = datetime.combine(last_day, datetime.min.time()) + timedelta(hours=12)
-    first_views: dict[str, float] = {}
+    first_views: dict[str, tuple[float, float]] = {}
 
     def run(backend: str, url: str, load: Callable[[str, History], None]) -> None:
         loading = time.perf_counter()
         load(url, history)
         console.print(f"{backend}: loaded in {time.perf_counter() - loading:.1f} s")
         service = AnalyticsService(url, AnalyticsSettings(), now=lambda: noon)
-        # The first view of the whole range counts its 89 finished days into analytics_daily_replies.
+        # What the server does in the background after it starts: count the 89 finished days.
+        counting = time.perf_counter()
+        service.count_finished_days(DAYS)
         viewing = time.perf_counter()
         service.report(periods["90 days"])
-        first_views[backend] = time.perf_counter() - viewing
+        first_views[backend] = (viewing - counting, time.perf_counter() - viewing)
         results[backend] = time_queries(service, periods)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,9 +260,9 @@ def main() -> None:
         table.add_row(name, *[f"{results[b][name, label][0] * 1000:,.0f} ({results[b][name, label][1]})"
                               for b in results for label in periods])
     console.print(table)
-    for backend, seconds in first_views.items():
-        console.print(f"{backend}: the first view of the 90 days, counting 89 finished days of replies once: "
-                      f"{seconds * 1000:,.0f} ms")
+    for backend, (counting, viewing) in first_views.items():
+        console.print(f"{backend}: the server's background count of 89 finished days: {counting * 1000:,.0f} ms; "
+                      f"the first view of the 90 days after it: {viewing * 1000:,.0f} ms")
 
 
 if __name__ == "__main__":

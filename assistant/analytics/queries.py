@@ -234,6 +234,16 @@ class AnalyticsService:
             counts += self._count_turns(Period(live_from, period.end), centre)
         return counts
 
+    def count_finished_days(self, days: int) -> int:
+        """Count the finished days among the last `days` that never were (the server does this in
+        the background, so that the first view of a long range does not wait for it). Returns
+        the number of days it looked at."""
+        settled = (self.now() - SETTLING).date() - timedelta(days=1)
+        if days <= 0:
+            return 0
+        self._roll_up(Period.last_days(days, settled))
+        return days
+
     def _count_turns(self, period: Period, centre: str | None) -> list[ReplyCount]:
         day = func.date(turns.c.created_at).label("day")
         # The engine's own replies name their reply_type in the trace; rating requests, application

@@ -300,6 +300,10 @@ class AnalyticsSettings(BaseModel):
     # A WeChat "满意"/"不满意" rates the last answer only this soon after it.
     wechat_feedback_window_minutes: int = Field(default=60, ge=1)
     feedback_comment_max_chars: int = Field(default=300, ge=1, le=2000)
+    # The server counts this many finished days' replies ahead of the first view that needs them
+    # (at start and then hourly, in the background); 0: only when a view asks.
+    precount_days: int = Field(default=400, ge=0, le=3660)
+    precount_interval_s: float = Field(default=3600.0, gt=0)
 
 
 class KbAdminSettings(BaseModel):

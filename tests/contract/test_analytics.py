@@ -209,3 +209,20 @@ def test_days_that_are_over_are_counted_once_and_today_live(history: History, da
     analytics.now = lambda: late
     history.exchange(session, "半夜的问题", "answer", "policy_question", datetime(2021, 6, 10, 23, 59, 58))
     assert per_day() == {"2021-06-09": 1, "2021-06-10": 3}
+
+
+def test_finished_days_are_counted_ahead_of_the_first_view(history: History, database_url: str,
+                                                           centre: str) -> None:
+    now = datetime(2019, 9, 20, 12, 0)
+    analytics = AnalyticsService(database_url, AnalyticsSettings(), now=lambda: now)
+    session = history.conversation("kiosk", now - timedelta(days=3))
+    earlier = history.exchange(session, "三天前的问题", "answer", "policy_question", now - timedelta(days=3))
+    history.exchange(session, "今天的问题", "answer", "policy_question", now)
+    assert analytics.count_finished_days(7) == 7
+    # The view reads what was counted ahead of it: the turns of that day are gone, the count stays.
+    with history.engine.begin() as conn:
+        conn.execute(delete(turns).where(turns.c.id.in_([earlier, earlier - 1])))
+    week = Period(date(2019, 9, 14), date(2019, 9, 20))
+    per_day = {r["day"]: r["questions"] for r in analytics.questions_per_day(week, centre).rows}
+    assert per_day == {"2019-09-17": 1, "2019-09-20": 1}
+    assert analytics.count_finished_days(0) == 0
