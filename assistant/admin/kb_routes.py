@@ -8,6 +8,7 @@ posted without a script gets a redirect, or the page again with the message."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -16,8 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
-from assistant.admin.routes import _context, templates
-from assistant.console.routes import COOKIE, user_store
+from assistant.admin.routes import _context, logged_in, templates
+from assistant.console.routes import user_store
 from assistant.core.errors import Forbidden, LinliError, NotAuthenticated
 from assistant.dependencies import ServicesDep
 from assistant.escalation.auth import UserStore
@@ -39,13 +40,8 @@ Users = Annotated[UserStore, Depends(user_store)]
 
 def _admin(request: Request, users: UserStore) -> Actor | None:
     """The logged-in administrator; None when nobody is logged in; 403 for anyone else."""
-    token = request.cookies.get(COOKIE)
-    authorization = request.headers.get("authorization", "")
-    if authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    try:
-        actor = users.actor_for_token(token)
-    except NotAuthenticated:
+    actor = logged_in(request, users)
+    if actor is None:
         return None
     if actor.role != "admin":
         raise Forbidden("只有管理员可以管理知识库。", "Only administrators can change the knowledge base.")
@@ -180,21 +176,20 @@ async def edit(doc_id: str, request: Request, users: Users, services: ServicesDe
 
 @kb_pages.post("/documents/{doc_id}/retire")
 async def retire(doc_id: str, request: Request, users: Users, services: ServicesDep) -> Response:
-    actor = _required_admin(request, users)
-    try:
-        job = await run_in_threadpool(services.kb_admin.retire, doc_id[:160], actor.username)
-    except LinliError as exc:
-        if _wants_json(request):
-            raise
-        return _document_page(request, actor, services, doc_id, error=exc.message_zh, status_code=exc.http_status)
-    return _started(request, job, _document_url(doc_id))
+    return await _lifecycle(request, users, services, doc_id, services.kb_admin.retire)
 
 
 @kb_pages.post("/documents/{doc_id}/restore")
 async def restore(doc_id: str, request: Request, users: Users, services: ServicesDep) -> Response:
+    return await _lifecycle(request, users, services, doc_id, services.kb_admin.restore)
+
+
+async def _lifecycle(request: Request, users: UserStore, services: ServicesDep, doc_id: str,
+                     action: Callable[[str, str], Job]) -> Response:
+    """Retire or restore: the job started, or the document page again with the reason it was not."""
     actor = _required_admin(request, users)
     try:
-        job = await run_in_threadpool(services.kb_admin.restore, doc_id[:160], actor.username)
+        job = await run_in_threadpool(action, doc_id[:160], actor.username)
     except LinliError as exc:
         if _wants_json(request):
             raise

@@ -45,15 +45,22 @@ class BadPeriod(LinliError):
 admin = APIRouter(prefix="/admin", include_in_schema=False)
 
 
-def _reader(request: Request, users: UserStore) -> Actor | None:
-    """The logged-in admin or supervisor; None when nobody is logged in; 403 for a worker."""
+def logged_in(request: Request, users: UserStore) -> Actor | None:
+    """Whoever the bearer token or the console cookie names; None when nobody is logged in."""
     token = request.cookies.get(COOKIE)
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
         token = authorization[7:].strip()
     try:
-        actor = users.actor_for_token(token)
+        return users.actor_for_token(token)
     except NotAuthenticated:
+        return None
+
+
+def _reader(request: Request, users: UserStore) -> Actor | None:
+    """The logged-in admin or supervisor; None when nobody is logged in; 403 for a worker."""
+    actor = logged_in(request, users)
+    if actor is None:
         return None
     if actor.role not in READERS:
         raise Forbidden("只有管理员和主管可以查看统计。", "Only administrators and supervisors can read analytics.")
