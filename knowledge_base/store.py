@@ -210,7 +210,7 @@ class IndexStore:
         event.listen(self.engine, "connect", _sqlite_pragmas)
         metadata.create_all(self.engine)
         # One writer at a time across threads and processes (re-entrant within a thread).
-        self._write_lock = FileLock(str(self.directory / ".write.lock"))
+        self._write_lock = FileLock(str(self.directory / ".write.lock"), mode=0o600)
         self._loaded: LoadedIndex | None = None
         self._lock = threading.RLock()
 
