@@ -7,6 +7,7 @@ marked): the index, the evaluations and speech pull in sklearn, pypinyin, jieba 
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
@@ -63,6 +64,14 @@ def _services(ctx: typer.Context) -> Services:
     if services is None:
         raise RuntimeError("linli commands run through `app`, whose callback builds the services")
     return services
+
+
+def _cli_actor() -> str:
+    """Who the knowledge base's audit log names for a change made on this command line."""
+    try:
+        return f"命令行 {getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in a bare container
+        return "命令行"
 
 
 def _emit_json(payload: dict) -> None:
@@ -346,7 +355,7 @@ def kb_ship_vectors(ctx: typer.Context) -> None:
 def kb_add(ctx: typer.Context, path: Path) -> None:
     """Add (or replace with a new version) the document(s) at PATH."""
     try:
-        ids = _services(ctx).knowledge_base.add(path)
+        ids = _services(ctx).kb_admin.add_now(path, _cli_actor())
     except LinliError as exc:
         _fail(exc, False)
         return
@@ -357,7 +366,7 @@ def kb_add(ctx: typer.Context, path: Path) -> None:
 def kb_remove(ctx: typer.Context, doc_id: str) -> None:
     """Remove a document and all its chunks."""
     try:
-        _services(ctx).knowledge_base.remove(doc_id)
+        _services(ctx).kb_admin.remove_now(doc_id, _cli_actor())
     except LinliError as exc:
         _fail(exc, False)
         return

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIONS_ZH = {"upload": "上传", "edit": "修改元数据", "retire": "停用", "restore": "恢复"}
+ACTIONS_ZH = {"upload": "上传", "edit": "修改元数据", "retire": "停用", "restore": "恢复", "add": "加入",
+              "remove": "删除"}
 # The front-matter fields the edit form offers (the rest — id, language, benefit tables — come
 # with the file).
 EDITABLE_FIELDS = ("title", "region", "category", "source", "version", "effective_from", "effective_to")
@@ -237,6 +238,26 @@ class KnowledgeAdmin:
 
         return self._submit("restore", actor, [doc_id], f"恢复 {doc.meta.title}", self._chunk_count([doc]), work)
 
+    def add_now(self, path: Path, actor: str) -> list[str]:
+        """`linli kb add`: index the file (or folder) while the caller waits, audited like an upload."""
+        doc_ids = self.knowledge.add(path)
+        self._audit("add", actor, [(m.doc_id, m.title, m.version, str(path))
+                                   for m in (self.knowledge.store.get_document(i)[0] for i in doc_ids)], "")
+        return doc_ids
+
+    def remove_now(self, doc_id: str, actor: str) -> None:
+        """`linli kb remove`: delete the document (live or retired) for good, audited."""
+        try:
+            meta = self.knowledge.store.get_document(doc_id)[0]
+        except UnknownDocument:
+            meta = self.knowledge.store.retired_document(doc_id).meta
+        self.knowledge.remove(doc_id)
+        self._audit("remove", actor, [(doc_id, meta.title, meta.version, "删除，不能恢复")], "")
+
+    def _audit(self, action: str, actor: str, touched: Touched, job_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(kb_audit), _audit_rows(utcnow(), action, actor, touched, job_id))
+
     def _chunk_count(self, docs: Sequence[Document]) -> int:
         return sum(len(chunk_document(d, self.knowledge.store.chunking)) for d in docs)
 
@@ -287,10 +308,7 @@ class KnowledgeAdmin:
         with self.engine.begin() as conn:
             conn.execute(update(kb_jobs).where(kb_jobs.c.job_id == job_id).values(
                 status="done", stage="finished", done=total, updated_at=now, finished_at=now))
-            conn.execute(insert(kb_audit), [
-                {"at": now, "actor": actor[:64], "action": action, "doc_id": doc_id, "title": title,
-                 "version": version, "detail": detail[:2000], "job_id": job_id}
-                for doc_id, title, version, detail in touched])
+            conn.execute(insert(kb_audit), _audit_rows(now, action, actor, touched, job_id))
 
     def _set(self, job_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
@@ -386,6 +404,11 @@ class KnowledgeAdmin:
             rows = conn.execute(select(kb_audit).where(*where).order_by(kb_audit.c.id.desc())
                                 .limit(limit).offset(offset)).all()
         return [_audit_row(r) for r in rows], int(total)
+
+
+def _audit_rows(at: datetime, action: str, actor: str, touched: Touched, job_id: str) -> list[dict[str, Any]]:
+    return [{"at": at, "actor": actor[:64], "action": action, "doc_id": doc_id, "title": title, "version": version,
+             "detail": detail[:2000], "job_id": job_id} for doc_id, title, version, detail in touched]
 
 
 def _audit_row(row: Any) -> dict[str, Any]:

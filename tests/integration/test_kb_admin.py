@@ -269,3 +269,15 @@ def test_zip_bomb_like_docx_is_refused_cleanly(client, admin):
     response = client.post("/admin/kb/upload", files=[("files", ("odd.docx", out.getvalue(), "application/zip"))],
                            headers=admin)
     assert response.status_code == 422 and "odd.docx" in response.json()["message"]
+
+
+def test_command_line_changes_are_in_the_audit_log_too(client, admin, tmp_path):
+    services = client.app.state.services
+    path = tmp_path / "cli-doc.md"
+    path.write_text(MEALS_DOC.replace("kmy-community-meals", "cli-doc").replace("老年助餐服务", "助浴服务"),
+                    encoding="utf-8")
+    assert services.kb_admin.add_now(path, "命令行 tester") == ["cli-doc"]
+    services.kb_admin.remove_now("cli-doc", "命令行 tester")
+    rows, _total = services.kb_admin.audit(doc_id="cli-doc")
+    assert [(r["actor"], r["action_label"]) for r in rows] == [("命令行 tester", "删除"), ("命令行 tester", "加入")]
+    assert "cli-doc" not in client.get("/admin/kb", headers=admin).text
