@@ -30,6 +30,7 @@ from rich.table import Table
 from assistant.services import Services
 from assistant.speech.audio import SAMPLE_RATE, decode
 from assistant.speech.service import Heard, domain_terms, reply_to_voice
+from assistant.speech.transcriber import Transcriber
 from eval.harness import with_throwaway_database
 from knowledge_base.numbers import cn_to_int
 
@@ -111,15 +112,17 @@ def same_reply(typed, spoken) -> bool:
 
 
 def evaluate_asr(services: Services, clips: list[Clip] | None = None, pipelines: tuple[str, ...] = PIPELINES,
-                 end_to_end: bool = True) -> dict[str, Any]:
-    """The clips through each pipeline on `services`' transcriber and corrector; end to end, through
-    a dialogue engine on its index and classifier with a throwaway database."""
+                 end_to_end: bool = True, transcriber: Transcriber | None = None) -> dict[str, Any]:
+    """The clips through each pipeline on `services`' transcriber (or `transcriber`: the tests
+    replay whisper's recorded outputs, eval/asr_recorded.py) and corrector; end to end, through a
+    dialogue engine on its index and classifier with a throwaway database."""
     settings = services.settings
     clips = clips if clips is not None else load_clips()
     terms = domain_terms(settings)
-    shipped = services.transcriber
+    shipped: Any = transcriber if transcriber is not None else services.transcriber
     corrector = services.speech_corrector
-    transcribers = {"raw": shipped.with_hotwords([]), "hotwords": shipped}
+    # The raw pipeline is the same model without hotwords: only made when it is asked for.
+    transcribers = {"raw": shipped.with_hotwords([]) if "raw" in pipelines else None, "hotwords": shipped}
     results: list[ClipResult] = []
     for clip in clips:
         samples = decode(clip.path.read_bytes(), max_bytes=settings.speech.max_bytes,
