@@ -23,6 +23,7 @@
       row.innerHTML = '<span class="what"></span><span class="by"></span>' +
         '<progress max="100" value="0" aria-label="进度"></progress><span class="state" role="status"></span>';
       list.prepend(row);
+      list.closest("section").hidden = false;
     }
     return row;
   }
