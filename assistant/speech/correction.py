@@ -33,8 +33,10 @@ _LONG_AGE = re.compile(r"(\d{3,})\s*(?:周岁|岁)")
 _AMOUNT = re.compile(r"(\d{2,})\s*(元|块)")
 
 
-def _syllables(text: str) -> list[str]:
-    return lazy_pinyin(text, style=Style.NORMAL)
+@lru_cache(maxsize=65536)
+def _syllables(text: str) -> tuple[str, ...]:
+    # Cached: restore_terms reads the same windows once per domain term of their length.
+    return tuple(lazy_pinyin(text, style=Style.NORMAL))
 
 
 def _initial(syllable: str) -> str:
