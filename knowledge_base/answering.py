@@ -454,6 +454,8 @@ class GroundedAnswerer:
         if confidence < self.settings.refusal_threshold:
             return self._refuse(language, confidence, reason="low_confidence")
         composed = self.composer.compose(ComposeRequest(query, hits, confidence, claim))
+        # The note is the answerer's, not the composer's: a model's English wording gets it too.
+        composed = noting_chinese_sources(composed, self.wording)
         return self._keep_unpublished_unpublished(composed, numeric, claim)
 
     def _keep_unpublished_unpublished(self, answer: Answer, numeric: str, claim: Claim | None) -> Answer:
@@ -766,6 +768,19 @@ def _renumber(citations: list[Citation], parts: list[str], used: set[int]) -> tu
     mapping = {old: new for new, old in enumerate(keep, 1)}
     parts = [_MARKER_RE.sub(lambda m: f"[{mapping[int(m.group(0)[1:-1])]}]", p) for p in parts]
     return [citations[i - 1] for i in keep], parts
+
+
+def noting_chinese_sources(answer: Answer, wording: Wording) -> Answer:
+    """An English answer drawn only from Chinese documents says so ("From the Chinese policy
+    documents: …"), whichever composer worded it; once. Refusals and claim verdicts word their own."""
+    if answer.refused or answer.reason is not None or answer.language != "en" or not answer.citations:
+        return answer
+    if not all(c.doc_id and _is_chinese_doc(c.text) for c in answer.citations):
+        return answer
+    prefix = wording.say("from_chinese_documents", "en", answer="").strip()
+    if answer.answer.startswith(prefix):
+        return answer
+    return answer.model_copy(update={"answer": wording.say("from_chinese_documents", "en", answer=answer.answer)})
 
 
 def _is_chinese_doc(text: str) -> bool:
