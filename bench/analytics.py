@@ -84,8 +84,10 @@ def generate(turn_count: int, start: datetime, seed: int = 7) -> History:
                         else f"高龄津贴{rng.randint(1, 5000)}号问题")
             turn_id += 1
             history.turns.append((turn_id, session_id, "resident", question, None, None, at))
+            # As the dialogue engine writes it: the reply names the question it answers.
             trace = {"intent": rng.choice(INTENTS), "confidence": round(rng.random(), 3), "rewritten_query": None,
-                     "doc_ids": ["kmy-elderly-allowance"], "reply_type": outcome, "latency_ms": 120.5}
+                     "doc_ids": ["kmy-elderly-allowance"], "reply_type": outcome, "latency_ms": 120.5,
+                     "question_turn_id": turn_id}
             turn_id += 1
             answered_at = at + timedelta(seconds=1)
             history.turns.append((turn_id, session_id, "assistant", f"（{outcome}）", outcome, json.dumps(trace),

@@ -343,10 +343,15 @@ class AnalyticsService:
     def unanswered(self, period: Period, centre: str | None = None) -> ReportTable:
         """Refused questions and 👎 answers, grouped by similar wording, the largest group first:
         what the corpus is missing. Each group links to its latest conversation."""
-        asked = turns.alias("asked")
-        question = (select(asked.c.text).where(asked.c.session_id == turns.c.session_id, asked.c.id < turns.c.id,
-                                               asked.c.role == "resident")
-                    .order_by(asked.c.id.desc()).limit(1).scalar_subquery())
+        asked, before = turns.alias("asked"), turns.alias("before")
+        # The question a reply names (its trace's question_turn_id, since the engine writes it);
+        # for older replies, the conversation's last resident turn before the reply.
+        named = (select(asked.c.text).where(asked.c.id == turns.c.trace["question_turn_id"].as_integer())
+                 .scalar_subquery())
+        searched = (select(before.c.text).where(before.c.session_id == turns.c.session_id, before.c.id < turns.c.id,
+                                                before.c.role == "resident")
+                    .order_by(before.c.id.desc()).limit(1).scalar_subquery())
+        question = func.coalesce(named, searched)
         # A refusal is always the engine's own reply: the reply_type column and its index suffice.
         refusals = [turns.c.reply_type == "refusal", turns.c.role == "assistant", self._in(period, turns.c.created_at)]
         if centre:

@@ -150,9 +150,11 @@ class DialogueEngine:
 
     def _remember(self, conversation: Conversation, said: str, reply: Reply) -> Reply:
         """Keep both turns and the conversation's state; every reply goes through here."""
-        self.store.add_turn(conversation.session_id, "resident", said[: self.settings.max_message_chars])
+        asked = self.store.add_turn(conversation.session_id, "resident", said[: self.settings.max_message_chars])
+        # The reply names the question it answers: the analytics page reads refused and 👎
+        # questions by it, one row by its key, not a search of the conversation per refusal.
         reply.turn_id = self.store.add_turn(conversation.session_id, "assistant", reply.text, reply.reply_type,
-                                            reply.trace)
+                                            {**reply.trace, "question_turn_id": asked})
         self.store.save(conversation)
         return reply
 

@@ -226,3 +226,22 @@ def test_finished_days_are_counted_ahead_of_the_first_view(history: History, dat
     per_day = {r["day"]: r["questions"] for r in analytics.questions_per_day(week, centre).rows}
     assert per_day == {"2019-09-17": 1, "2019-09-20": 1}
     assert analytics.count_finished_days(0) == 0
+
+
+def test_a_reply_names_the_question_it_answers(history: History, database_url: str, centre: str) -> None:
+    """The engine writes the question's turn id into the reply's trace; the page reads that turn,
+    even where another resident turn came in between (older replies without it: the last one before)."""
+    analytics = AnalyticsService(database_url, AnalyticsSettings())
+    at = datetime(2018, 5, 2, 10, 0)
+    session = history.conversation("chat", at)
+    with history.engine.begin() as conn:
+        asked = conn.execute(insert(turns).values(session_id=session, role="resident", text="养狗要办什么证",
+                                                  created_at=at)).inserted_primary_key[0]  # type: ignore[index]
+        conn.execute(insert(turns).values(session_id=session, role="resident", text="在吗", created_at=at))
+        conn.execute(insert(turns).values(
+            session_id=session, role="assistant", text="（拒答）", reply_type="refusal",
+            trace={"intent": "policy_question", "reply_type": "refusal", "question_turn_id": asked},
+            created_at=at + timedelta(seconds=1)))
+    history.exchange(session, "猫能上户口吗", "refusal", "policy_question", at + timedelta(minutes=1))
+    rows = analytics.unanswered(Period(date(2018, 5, 1), date(2018, 5, 3)), centre).rows
+    assert {r["question"] for r in rows} == {"猫能上户口吗", "养狗要办什么证"}
