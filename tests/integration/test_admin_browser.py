@@ -12,14 +12,12 @@ import os
 import shutil
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from assistant.core.settings import PROJECT_ROOT
 from assistant.escalation.auth import UserStore
 from tests.conftest import SHARED_CACHE, free_port
-from tests.integration.test_console_browser import CHROMEDRIVER, CHROMIUM, _wait
+from tests.integration.browser import needs_chromium, start_chromium, wait_for
 from tests.integration.test_kb_admin import MEALS_DOC, MEALS_QUESTION
 from tests.integration.test_reliability import _start_server
 
@@ -27,10 +25,7 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "admin"
 MEALS_TITLE = "克拉玛依市社区老年助餐服务"
 DISLIKED_QUESTION = "失业登记要带什么材料？"
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="Chromium and chromedriver not installed (apt-get install -y chromium chromium-driver; `make system-deps`)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +48,7 @@ def server(small_index_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--window-size=1366,900", "--lang=zh-CN"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_window_size(1366, 900)
+    driver = start_chromium("--window-size=1366,900", size=(1366, 900))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
@@ -71,11 +60,11 @@ def _shot(browser, name: str) -> None:
 
 def _login(browser, server: str) -> None:
     browser.get(f"{server}/admin/kb")
-    _wait(lambda: browser.find_elements(By.ID, "username"), what="the login form")
+    wait_for(lambda: browser.find_elements(By.ID, "username"), what="the login form")
     browser.find_element(By.ID, "username").send_keys("boss")
     browser.find_element(By.ID, "password").send_keys("boss-password-2024")
     browser.find_element(By.ID, "login-button").click()
-    _wait(lambda: "李管理员" in browser.page_source, what="logged in")
+    wait_for(lambda: "李管理员" in browser.page_source, what="logged in")
 
 
 def _job_row(browser, text: str):
@@ -86,24 +75,24 @@ def _job_row(browser, text: str):
 def _ask_chat(browser, server: str, question: str):
     """A fresh phone-chat visitor asks; the reply element."""
     browser.get(f"{server}/chat")
-    _wait(lambda: browser.execute_script("return document.body.dataset.session;"), what="a chat session")
+    wait_for(lambda: browser.execute_script("return document.body.dataset.session;"), what="a chat session")
     browser.find_element(By.CSS_SELECTOR, "[data-testid=question]").send_keys(question)
     browser.find_element(By.CSS_SELECTOR, "[data-testid=send]").click()
-    return _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=reply]"), timeout=60,
+    return wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "[data-testid=reply]"), timeout=60,
                  what=f"a reply to {question!r}")[-1]
 
 
 def test_upload_answer_retire_feedback_analytics_csv(server, browser, tmp_path):
     _login(browser, server)
     browser.get(f"{server}/admin/kb")
-    _wait(lambda: browser.find_elements(By.ID, "upload-form"), what="the knowledge-base page")
+    wait_for(lambda: browser.find_elements(By.ID, "upload-form"), what="the knowledge-base page")
 
     # A corrupt PDF: the message is on the page and nothing is indexed.
     broken = tmp_path / "损坏的文件.pdf"
     broken.write_bytes(b"%PDF-1.4 not really")
     browser.find_element(By.ID, "upload-files").send_keys(str(broken))
     browser.find_element(By.ID, "upload-submit").click()
-    error = _wait(lambda: browser.find_element(By.ID, "upload-error").is_displayed()
+    error = wait_for(lambda: browser.find_element(By.ID, "upload-error").is_displayed()
                   and browser.find_element(By.ID, "upload-error"), what="the upload error")
     assert "已损坏" in error.text and "没有导入任何文件" in error.text
     _shot(browser, "01-upload-refused.png")
@@ -116,11 +105,11 @@ def test_upload_answer_retire_feedback_analytics_csv(server, browser, tmp_path):
     browser.find_element(By.ID, "upload-files").send_keys(str(good))
     browser.find_element(By.ID, "upload-submit").click()
     try:
-        _wait(lambda: (row := _job_row(browser, "助餐服务.md")) and "已完成" in row.text, timeout=120,
+        wait_for(lambda: (row := _job_row(browser, "助餐服务.md")) and "已完成" in row.text, timeout=120,
               what="the upload job to finish")
     finally:
         _shot(browser, "02-uploaded-and-indexed.png")
-    _wait(lambda: 'data-doc-id="kmy-community-meals"' in browser.find_element(By.ID, "documents")
+    wait_for(lambda: 'data-doc-id="kmy-community-meals"' in browser.find_element(By.ID, "documents")
           .get_attribute("innerHTML"), what="the new document in the list")
     assert browser.execute_script("return window.__notReloaded === true;")
     assert not browser.find_element(By.ID, "upload-error").is_displayed()
@@ -143,7 +132,7 @@ def test_upload_answer_retire_feedback_analytics_csv(server, browser, tmp_path):
     browser.get(f"{server}/admin/kb/documents/kmy-community-meals")
     browser.find_element(By.ID, "retire").click()
     browser.switch_to.alert.accept()
-    _wait(lambda: "已停用" in browser.find_element(By.ID, "doc-status").text, timeout=120, what="retired")
+    wait_for(lambda: "已停用" in browser.find_element(By.ID, "doc-status").text, timeout=120, what="retired")
     assert browser.find_element(By.ID, "restore").is_displayed()
     _shot(browser, "05-document-retired.png")
     reply = _ask_chat(browser, server, MEALS_QUESTION)
@@ -154,10 +143,10 @@ def test_upload_answer_retire_feedback_analytics_csv(server, browser, tmp_path):
     # 👎 with a reason in the chat, then the question is on the analytics page.
     reply = _ask_chat(browser, server, DISLIKED_QUESTION)
     reply.find_element(By.CSS_SELECTOR, "[data-testid=feedback-down]").click()
-    reasons = _wait(lambda: reply.find_elements(By.CSS_SELECTOR, "[data-testid=feedback-reason]"), what="reasons")
+    reasons = wait_for(lambda: reply.find_elements(By.CSS_SELECTOR, "[data-testid=feedback-reason]"), what="reasons")
     reasons[0].click()
     reply.find_element(By.CSS_SELECTOR, "[data-testid=feedback-send]").click()
-    _wait(lambda: reply.find_element(By.CSS_SELECTOR, ".feedback-status").is_displayed(), what="the thanks")
+    wait_for(lambda: reply.find_element(By.CSS_SELECTOR, ".feedback-status").is_displayed(), what="the thanks")
     browser.get(f"{server}/admin/analytics")
     unanswered = browser.find_element(By.ID, "table-unanswered")
     assert DISLIKED_QUESTION in unanswered.text

@@ -4,40 +4,25 @@ reloading, claim it, reply, resolve. Screenshots go to test-artifacts/console/."
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import httpx
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from assistant.core.settings import PROJECT_ROOT
 from assistant.escalation.auth import UserStore
 from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, free_port
+from tests.integration.browser import needs_chromium, start_chromium, wait_for
 from tests.integration.test_reliability import _start_server
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "console"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="Chromium and chromedriver not installed (apt-get install -y chromium chromium-driver; `make system-deps`)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--window-size=1366,768", "--lang=zh-CN"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_window_size(1366, 768)
+    driver = start_chromium("--window-size=1366,768", size=(1366, 768))
     yield driver
     driver.quit()
 
@@ -58,17 +43,6 @@ def server(small_index_dir, tmp_path):
     process.wait(timeout=20)
 
 
-def _wait(predicate, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except WebDriverException:  # the page is reloading after an action
-            value = None
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_login_live_queue_claim_reply_resolve(server, browser):
@@ -78,10 +52,10 @@ def test_login_live_queue_claim_reply_resolve(server, browser):
     browser.find_element(By.ID, "username").send_keys("wang")
     browser.find_element(By.ID, "password").send_keys("wrong-password")
     browser.find_element(By.ID, "login-button").click()
-    _wait(lambda: "用户名或密码不正确" in browser.page_source, what="the wrong-password message")
+    wait_for(lambda: "用户名或密码不正确" in browser.page_source, what="the wrong-password message")
     browser.find_element(By.ID, "password").send_keys("wang-password")
     browser.find_element(By.ID, "login-button").click()
-    _wait(lambda: "工单队列" in browser.page_source, what="the queue page")
+    wait_for(lambda: "工单队列" in browser.page_source, what="the queue page")
     assert "王社工" in browser.page_source
     browser.save_screenshot(str(ARTIFACTS / "01-queue.png"))
 
@@ -92,21 +66,21 @@ def test_login_live_queue_claim_reply_resolve(server, browser):
                                                           "text": "我要转人工，想问低保怎么申请"}, timeout=60,
                        headers=RESIDENT_HEADERS).json()
     ticket_id = reply["ticket_id"]
-    _wait(lambda: ticket_id in browser.find_element(By.ID, "queue-rows").text, what="the new ticket row")
+    wait_for(lambda: ticket_id in browser.find_element(By.ID, "queue-rows").text, what="the new ticket row")
     assert browser.execute_script("return window.__notReloaded === true;")
     assert browser.execute_script("return document.documentElement.scrollWidth;") <= 1366
     browser.save_screenshot(str(ARTIFACTS / "02-new-ticket-arrived.png"))
 
     browser.find_element(By.LINK_TEXT, ticket_id).click()
-    _wait(lambda: browser.find_elements(By.ID, "claim"), what="the claim button")
+    wait_for(lambda: browser.find_elements(By.ID, "claim"), what="the claim button")
     assert "我要转人工" in browser.find_element(By.ID, "transcript").text
     browser.find_element(By.ID, "claim").click()
-    _wait(lambda: "处理中" in browser.find_element(By.ID, "ticket-status").text, what="claimed status")
+    wait_for(lambda: "处理中" in browser.find_element(By.ID, "ticket-status").text, what="claimed status")
     browser.save_screenshot(str(ARTIFACTS / "03-claimed.png"))
 
     browser.find_element(By.ID, "reply-text").send_keys("您好，我是王社工。低保请带户口簿和身份证到社区申请。")
     browser.find_element(By.ID, "reply-button").click()
-    _wait(lambda: "您好，我是王社工" in browser.find_element(By.ID, "history").text, what="the reply in the history")
+    wait_for(lambda: "您好，我是王社工" in browser.find_element(By.ID, "history").text, what="the reply in the history")
     inbox = httpx.get(f"{server}/api/v1/sessions/browser-resident/messages",
                       headers=RESIDENT_HEADERS).json()["messages"]
     assert inbox and inbox[0]["text"].startswith("您好，我是王社工")
@@ -114,7 +88,7 @@ def test_login_live_queue_claim_reply_resolve(server, browser):
 
     browser.find_element(By.ID, "resolve-outcome").send_keys("已告知低保申请材料和地点。")
     browser.find_element(By.ID, "resolve-button").click()
-    _wait(lambda: "已解决" in browser.find_element(By.ID, "ticket-status").text, what="resolved status")
+    wait_for(lambda: "已解决" in browser.find_element(By.ID, "ticket-status").text, what="resolved status")
     browser.save_screenshot(str(ARTIFACTS / "05-resolved.png"))
     assert sorted(p.name for p in ARTIFACTS.glob("0*.png"))[:5] == [
         "01-queue.png", "02-new-ticket-arrived.png", "03-claimed.png", "04-replied.png", "05-resolved.png"]

@@ -17,9 +17,6 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from assistant.api import create_app
@@ -27,21 +24,16 @@ from assistant.core.settings import PROJECT_ROOT, ResidentSettings, Settings, ge
 from assistant.escalation.auth import UserStore
 from assistant.pages.routes import TOPICS, WORDING
 from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, free_port
+from tests.integration.browser import needs_chromium, start_chromium, wait_for
 from tests.integration.test_reliability import _start_server
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "pages"
 # "我奶奶今年九十二岁了，每个月能领多少高龄津贴？" (tests/data/pages/README.md)
 CLIP = PROJECT_ROOT / "tests" / "data" / "pages" / "ask-allowance.wav"
 WHISPER_DIR = PROJECT_ROOT / "var" / "models" / "whisper-base"  # shared with tests/integration/test_speech.py
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 IDLE_S = 6
 WORKER_PASSWORD = "Wang-Worker-2026!"
 
-needs_chromium = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="Chromium and chromedriver not installed (apt-get install -y chromium chromium-driver; `make system-deps`)",
-)
 
 # The smallest computed font size of any visible text, and what it belongs to.
 MIN_FONT_JS = """
@@ -90,29 +82,15 @@ def server(small_index_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--lang=zh-CN", "--hide-scrollbars", "--use-fake-device-for-media-stream",
-                 "--use-fake-ui-for-media-stream", f"--use-file-for-fake-audio-capture={CLIP}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = start_chromium("--hide-scrollbars", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                            f"--use-file-for-fake-audio-capture={CLIP}")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
 
 
 def _wait(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except WebDriverException:
-            value = None
-        if value:
-            return value
-        time.sleep(0.15)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_for(predicate, timeout, what, poll=0.15)
 
 
 def _open(browser, url: str, width: int, height: int) -> str:
