@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from assistant.core.domain import Answer, Document, DocumentMeta, Hit, SearchFilters
+from assistant.core.domain import Answer, Document, Hit, SearchFilters
 from assistant.core.errors import UnknownDocument
 from assistant.core.settings import Settings
 from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer, sentence_texts
@@ -26,7 +26,7 @@ from knowledge_base.embedders import (
     create_embedder,
     write_shipped_vectors,
 )
-from knowledge_base.loaders import build_meta, iter_corpus, iter_law_articles, load_file
+from knowledge_base.loaders import build_meta, front_matter, iter_corpus, iter_law_articles, load_file
 from knowledge_base.rerankers import create_reranker
 from knowledge_base.retrieval import HybridRetriever, Mode
 from knowledge_base.store import IndexStore, index_text
@@ -95,7 +95,7 @@ class KnowledgeBase:
         """What a full rebuild indexes and what it keeps retired: the shipped corpus, with the
         documents added since (a newer version wins over a shipped one), less the retired ones."""
         docs = {d.meta.doc_id: d for d in shipped_documents(self.settings)}
-        added, retired = self.store.documents_where_path_starts(ADDED) if self.is_built() else ([], [])
+        added, retired = self.store.carried_over(ADDED) if self.is_built() else ([], [])
         docs.update((d.meta.doc_id, d) for d in added)
         for doc in retired:
             docs.pop(doc.meta.doc_id, None)
@@ -191,7 +191,7 @@ class KnowledgeBase:
         """A live document with some front-matter fields changed, checked as a file's front matter
         is (IngestError when a field is wrong); `add_documents` indexes it as a new version."""
         meta, body, _chunks = self.store.get_document(doc_id)
-        fields = {**_front_matter(meta), **changes, "id": doc_id}
+        fields = {**front_matter(meta), **changes, "id": doc_id}
         return Document(meta=build_meta(fields, Path(f"{doc_id}.md")), body=body, path=f"{ADDED}{doc_id}")
 
     # ---- queries -------------------------------------------------------------------------
@@ -219,11 +219,3 @@ class KnowledgeBase:
         except UnknownDocument:
             return doc_id
 
-
-def _front_matter(meta: DocumentMeta) -> dict[str, Any]:
-    """A document's metadata as the front-matter fields a file would carry."""
-    return {
-        "id": meta.doc_id, "title": meta.title, "category": meta.category, "region": meta.region,
-        "source": meta.source, "effective_from": meta.effective_from, "effective_to": meta.effective_to,
-        "version": meta.version, "language": meta.language, "benefit_tables": list(meta.benefit_tables),
-    }

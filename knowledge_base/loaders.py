@@ -92,6 +92,15 @@ def build_meta(fields: dict[str, Any], path: Path) -> DocumentMeta:
     )
 
 
+def front_matter(meta: DocumentMeta) -> dict[str, Any]:
+    """A document's metadata as the front-matter fields a file would carry (`build_meta`'s inverse)."""
+    return {
+        "id": meta.doc_id, "title": meta.title, "category": meta.category, "region": meta.region,
+        "source": meta.source, "effective_from": meta.effective_from, "effective_to": meta.effective_to,
+        "version": meta.version, "language": meta.language, "benefit_tables": list(meta.benefit_tables),
+    }
+
+
 def _read_text(path: Path) -> str:
     data = path.read_bytes()
     if b"\x00" in data[:4096]:

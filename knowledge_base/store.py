@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -250,8 +251,8 @@ class IndexStore:
     def upsert(self, docs: Sequence[Document], progress: Callable[[int], None] | None = None) -> int:
         """Add documents or replace every chunk of their previous version, atomically."""
         ids = [d.meta.doc_id for d in docs]
-        if len(set(ids)) != len(ids):
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
+        dupes = duplicate_ids(docs)
+        if dupes:
             raise IngestError(f"文档编号重复：{', '.join(dupes)}", f"duplicate document ids: {', '.join(dupes)}")
         prepared = self._prepare(docs, progress)  # embedding happens before any write
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -324,10 +325,11 @@ class IndexStore:
             rows = conn.execute(select(retired_table).order_by(retired_table.c.doc_id)).all()
         return [{**_listing(r), "chunks": 0, "retired_at": r.retired_at.isoformat(timespec="seconds")} for r in rows]
 
-    def documents_where_path_starts(self, prefix: str) -> tuple[list[Document], list[Document]]:
-        """(live, retired) documents whose `path` starts with `prefix`: what a full rebuild carries over."""
+    def carried_over(self, added_prefix: str) -> tuple[list[Document], list[Document]]:
+        """What a full rebuild keeps: the live documents whose `path` starts with `added_prefix`
+        (added after the shipped corpus), and every retired document."""
         with self.engine.connect() as conn:
-            live = conn.execute(select(documents_table).where(documents_table.c.path.startswith(prefix))).all()
+            live = conn.execute(select(documents_table).where(documents_table.c.path.startswith(added_prefix))).all()
             retired = conn.execute(select(retired_table)).all()
         return [_document_from_row(r) for r in live], [_document_from_row(r) for r in retired]
 
@@ -341,11 +343,14 @@ class IndexStore:
         with self._write_lock:
             with self.engine.begin() as conn:
                 conn.execute(delete(chunks_table).where(chunks_table.c.doc_id.in_(ids)))
-                conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(ids)))
+                searchable = conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(ids))).rowcount
                 conn.execute(delete(retired_table).where(retired_table.c.doc_id.in_(ids)))
                 conn.execute(insert(retired_table), [{**_document_row(d, now), "retired_at": now} for d in docs])
-                self._bump_generation(conn)
-            self.rebuild_artifacts()
+                if searchable:
+                    self._bump_generation(conn)
+            # Retired rows alone change nothing a search reads (a rebuild's case): no new generation.
+            if searchable:
+                self.rebuild_artifacts()
 
     def _bump_generation(self, conn) -> None:
         current = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
@@ -445,12 +450,12 @@ class IndexStore:
         return target
 
     def _stamp_matches(self, directory: Path) -> bool:
-        with self.engine.connect() as conn:
-            count = conn.execute(select(func.count()).select_from(chunks_table)).scalar()
         try:
             stamp = json.loads((directory / "STAMP.json").read_text())
         except (OSError, ValueError):
-            return False
+            return False  # the usual case after a write: this generation has no folder yet
+        with self.engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(chunks_table)).scalar()
         return stamp.get("chunks") == count and stamp.get("embedder") == self.embedder.name
 
     def load(self) -> LoadedIndex:
@@ -488,6 +493,12 @@ class IndexStore:
 
     def position_of_row(self, row_id: int) -> int:
         return self._row_positions[row_id]
+
+
+def duplicate_ids(docs: Iterable[Document]) -> list[str]:
+    """The document ids that occur more than once, sorted."""
+    counts = Counter(d.meta.doc_id for d in docs)
+    return sorted(i for i, n in counts.items() if n > 1)
 
 
 def _unknown(doc_id: str) -> UnknownDocument:

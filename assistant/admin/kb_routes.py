@@ -83,8 +83,7 @@ def _kb_page(request: Request, actor: Actor, services: ServicesDep, q: str | Non
     rows, matched = kb_admin.documents(include_law=law, category=category, query=q)
     return templates.TemplateResponse(request, "kb.html", _kb_context(
         actor, "kb", documents=rows, matched=matched, q=q or "", category=category, law=law,
-        jobs=[j.public() for j in kb_admin.recent_jobs(8)], error=error,
-        upload_fields=UPLOAD_DEFAULT_FIELDS), status_code=status_code)
+        jobs=[j.public() for j in kb_admin.recent_jobs(8)], error=error), status_code=status_code)
 
 
 @kb_pages.post("/upload")
@@ -108,12 +107,6 @@ def _started(request: Request, job: Job, page: str) -> Response:
     if _wants_json(request):
         return JSONResponse({"job": job.public()}, status_code=202)
     return RedirectResponse(f"{page}?job={job.job_id}", status_code=303)
-
-
-@kb_pages.get("/jobs")
-def jobs(request: Request, users: Users, services: ServicesDep) -> dict:
-    _required_admin(request, users)
-    return {"jobs": [j.public() for j in services.kb_admin.recent_jobs(8)]}
 
 
 @kb_pages.get("/jobs/{job_id}")

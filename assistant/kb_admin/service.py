@@ -36,7 +36,8 @@ from assistant.core.settings import KbAdminSettings
 from assistant.kb_admin.tables import kb_audit, kb_jobs
 from knowledge_base.benefits import BenefitTable
 from knowledge_base.chunking import chunk_document
-from knowledge_base.loaders import CATEGORIES, SUPPORTED_SUFFIXES, load_file
+from knowledge_base.loaders import CATEGORIES, SUPPORTED_SUFFIXES, front_matter, load_file
+from knowledge_base.store import duplicate_ids
 
 if TYPE_CHECKING:
     from assistant.knowledge import KnowledgeBase
@@ -115,11 +116,8 @@ class DocumentView:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def form_values(self) -> dict[str, str]:
-        m = self.meta
-        return {"title": m.title, "region": m.region, "category": m.category, "source": m.source,
-                "version": m.version,
-                "effective_from": m.effective_from.isoformat() if m.effective_from else "",
-                "effective_to": m.effective_to.isoformat() if m.effective_to else ""}
+        fields = front_matter(self.meta)
+        return {key: _form_value(fields[key]) for key in EDITABLE_FIELDS}
 
 
 Touched = list[tuple[str, str, str, str]]  # (doc_id, title, version, detail) per document changed
@@ -156,7 +154,7 @@ class KnowledgeAdmin:
         private_dir(self.uploads_dir)
         staging = Path(tempfile.mkdtemp(prefix="upload-", dir=self.uploads_dir))
         try:
-            docs = self._read_uploads(files, staging, fields)
+            docs, chunks = self._read_uploads(files, staging, fields)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         names = dict(zip((d.meta.doc_id for d in docs), (Path(f.name).name for f in files), strict=True))
@@ -168,9 +166,11 @@ class KnowledgeAdmin:
                      + (f"（替换版本 {live[d.meta.doc_id]}）" if d.meta.doc_id in live else "")) for d in docs]
 
         summary = "上传 " + "、".join(names.values())
-        return self._submit("upload", actor, [d.meta.doc_id for d in docs], summary, self._chunk_count(docs), work)
+        return self._submit("upload", actor, [d.meta.doc_id for d in docs], summary, chunks, work)
 
-    def _read_uploads(self, files: Sequence[UploadedFile], staging: Path, fields: dict[str, Any]) -> list[Document]:
+    def _read_uploads(self, files: Sequence[UploadedFile], staging: Path,
+                      fields: dict[str, Any]) -> tuple[list[Document], int]:
+        """The files as documents, all or none, and how many chunks they make."""
         docs: list[Document] = []
         problems_zh: list[str] = []
         problems_en: list[str] = []
@@ -189,18 +189,20 @@ class KnowledgeAdmin:
             except IngestError as exc:
                 problems_zh.append(exc.message_zh)
                 problems_en.append(exc.message_en or exc.message_zh)
-        ids = [d.meta.doc_id for d in docs]
-        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        for dup in duplicate_ids(docs):
             problems_zh.append(f"有多个文件的文档编号都是 {dup}")
             problems_en.append(f"several files have the document id {dup}")
         if problems_zh:
             raise IngestError("没有导入任何文件，请改正后重新上传：" + "；".join(problems_zh),
                               "Nothing was imported; fix and upload again: " + "; ".join(problems_en))
+        chunks = 0
         for doc in docs:
-            if not chunk_document(doc, self.knowledge.store.chunking):
+            made = len(chunk_document(doc, self.knowledge.store.chunking))
+            if not made:
                 raise IngestError(f"没有导入任何文件：{doc.meta.doc_id} 没有可索引的内容",
                                   f"Nothing was imported: {doc.meta.doc_id} has no indexable text")
-        return docs
+            chunks += made
+        return docs, chunks
 
     def edit(self, doc_id: str, changes: dict[str, Any], actor: str) -> Job:
         """Change a live document's front matter (checked now) and re-index it as a new version."""
@@ -461,7 +463,10 @@ def _differences(before: DocumentMeta, after: DocumentMeta) -> list[str]:
     return changed
 
 
+def _form_value(value: object) -> str:
+    """A front-matter value as an edit form's field holds it ("" for none)."""
+    return "" if value is None else value.isoformat() if isinstance(value, date) else str(value)
+
+
 def _shown(value: object) -> str:
-    if value is None or value == "":
-        return "（空）"
-    return value.isoformat() if isinstance(value, date) else str(value)
+    return _form_value(value) or "（空）"
