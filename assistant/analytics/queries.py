@@ -223,8 +223,7 @@ class AnalyticsService:
     def reply_counts(self, period: Period, centre: str | None = None) -> list[ReplyCount]:
         """The replies of the period: days that are over from `analytics_daily_replies` (counted
         now if they never were), the rest from the turns."""
-        settled = (self.now() - SETTLING).date() - timedelta(days=1)  # the last day no reply can still join
-        rolled_until = min(period.end, settled)
+        rolled_until = min(period.end, self._last_settled_day())
         counts: list[ReplyCount] = []
         if period.start <= rolled_until:
             self._roll_up(Period(period.start, rolled_until))
@@ -238,11 +237,14 @@ class AnalyticsService:
         """Count the finished days among the last `days` that never were (the server does this in
         the background, so that the first view of a long range does not wait for it). Returns
         the number of days it looked at."""
-        settled = (self.now() - SETTLING).date() - timedelta(days=1)
         if days <= 0:
             return 0
-        self._roll_up(Period.last_days(days, settled))
+        self._roll_up(Period.last_days(days, self._last_settled_day()))
         return days
+
+    def _last_settled_day(self) -> date:
+        """The last day no reply can still join."""
+        return (self.now() - SETTLING).date() - timedelta(days=1)
 
     def _count_turns(self, period: Period, centre: str | None) -> list[ReplyCount]:
         day = func.date(turns.c.created_at).label("day")
