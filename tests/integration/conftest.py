@@ -3,11 +3,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from assistant.core.settings import Settings
+from assistant.api import create_app
+from assistant.core.settings import Settings, get_settings
+from assistant.escalation.auth import UserStore
 from assistant.knowledge import KnowledgeBase
 from tests.conftest import SHARED_CACHE, write_doc
 
@@ -80,3 +85,25 @@ def run_linli(root: Path, *args: str, timeout: int = 120) -> subprocess.Complete
         [sys.executable, "-m", "assistant.cli", *args], env=linli_env(root), capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+# The staff `app_with_staff` creates: (user name, role); each one's password is "<name>-password-2024".
+STAFF = (("boss", "admin"), ("sup", "supervisor"), ("wang", "worker"))
+
+
+@contextmanager
+def app_with_staff(settings: Settings) -> Iterator[tuple[TestClient, UserStore]]:
+    """The app serving these settings, with an administrator, a supervisor and a worker (STAFF)."""
+    users = UserStore(settings.resolved_database_url)
+    for name, role in STAFF:
+        users.add(name, f"{name}-password-2024", role=role, centre="default")
+    app = create_app()
+    app.dependency_overrides[get_settings] = lambda: settings
+    with TestClient(app) as client:
+        yield client, users
+
+
+def bearer(users: UserStore, username: str) -> dict[str, str]:
+    """The Authorization header of a fresh token for this user."""
+    actor = next(a for a in users.list() if a.username == username)
+    return {"Authorization": f"Bearer {users.issue_token(actor)}"}

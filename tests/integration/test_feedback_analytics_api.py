@@ -10,10 +10,9 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.api import create_app
-from assistant.core.settings import Settings, get_settings
-from assistant.escalation.auth import UserStore
+from assistant.core.settings import Settings
 from tests.conftest import SHARED_CACHE
+from tests.integration.conftest import app_with_staff, bearer
 
 REFUSED = "月球上的医保怎么报销"
 
@@ -23,13 +22,8 @@ def app_and_users(small_index_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("feedback-analytics") / "var"
     settings = Settings(data_dir=data_dir, index_dir=small_index_dir / "var" / "index", embedding_cache=SHARED_CACHE,
                         corpus_dirs=[small_index_dir / "corpus"], law_corpus=None)
-    users = UserStore(settings.resolved_database_url)
-    for name, role in (("boss", "admin"), ("sup", "supervisor"), ("wang", "worker")):
-        users.add(name, f"{name}-password-2024", role=role, centre="default")
-    app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as client:
-        yield client, users
+    with app_with_staff(settings) as client_and_users:
+        yield client_and_users
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +31,6 @@ def client(app_and_users) -> TestClient:
     return app_and_users[0]
 
 
-def _bearer(users: UserStore, username: str) -> dict[str, str]:
-    actor = next(a for a in users.list() if a.username == username)
-    return {"Authorization": f"Bearer {users.issue_token(actor)}"}
 
 
 def _page(client: TestClient) -> dict[str, str]:
@@ -112,7 +103,7 @@ def test_unknown_turns_and_the_residents_own_words(client: TestClient, rated: di
 
 def test_the_analytics_page_shows_the_disliked_question_with_a_link(app_and_users, rated: dict) -> None:
     client, users = app_and_users
-    boss = _bearer(users, "boss")
+    boss = bearer(users, "boss")
     page = client.get("/admin/analytics", headers=boss)
     assert page.status_code == 200
     html = page.text
@@ -121,8 +112,8 @@ def test_the_analytics_page_shows_the_disliked_question_with_a_link(app_and_user
     assert '<script src="/admin-static/chart.umd.min.js"></script>' in html and "cdn" not in html.lower()
     assert client.get("/admin-static/chart.umd.min.js").status_code == 200
     # A supervisor reads it too; a worker may not; nobody logged in goes to the login page.
-    assert client.get("/admin/analytics", headers=_bearer(users, "sup")).status_code == 200
-    assert client.get("/admin/analytics", headers=_bearer(users, "wang")).status_code == 403
+    assert client.get("/admin/analytics", headers=bearer(users, "sup")).status_code == 200
+    assert client.get("/admin/analytics", headers=bearer(users, "wang")).status_code == 403
     anonymous = client.get("/admin/analytics", follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/console/login"
     bad = client.get("/admin/analytics", params={"start": "2026-13-01"}, headers=boss)
@@ -131,12 +122,12 @@ def test_the_analytics_page_shows_the_disliked_question_with_a_link(app_and_user
     conversation = client.get(f"/admin/conversations/{session_id}", headers=boss)
     assert conversation.status_code == 200 and f'id="turn-{turn_id}"' in conversation.text
     assert "👎 没帮助 · 没回答我问的" in conversation.text and "13812345678" not in conversation.text
-    assert client.get(f"/admin/conversations/{session_id}", headers=_bearer(users, "wang")).status_code == 403
+    assert client.get(f"/admin/conversations/{session_id}", headers=bearer(users, "wang")).status_code == 403
 
 
 def test_every_table_exports_as_csv(app_and_users, rated: dict) -> None:
     client, users = app_and_users
-    boss = _bearer(users, "boss")
+    boss = bearer(users, "boss")
     for table in ("questions_per_day", "intents", "outcomes", "unanswered", "feedback", "handoff_ratings",
                   "handoffs"):
         response = client.get(f"/admin/analytics/{table}.csv", headers=boss)
@@ -150,4 +141,4 @@ def test_every_table_exports_as_csv(app_and_users, rated: dict) -> None:
     assert {(r["channel"], r["rating"], r["times"]) for r in feedback_rows} >= {("kiosk", "有帮助", "1"),
                                                                                  ("kiosk", "没帮助", "1")}
     assert client.get("/admin/analytics/nothing.csv", headers=boss).status_code == 422
-    assert client.get("/admin/analytics/unanswered.csv", headers=_bearer(users, "wang")).status_code == 403
+    assert client.get("/admin/analytics/unanswered.csv", headers=bearer(users, "wang")).status_code == 403

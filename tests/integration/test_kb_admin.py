@@ -13,11 +13,11 @@ import zipfile
 import pytest
 from fastapi.testclient import TestClient
 
-from assistant.api import create_app
-from assistant.core.settings import Settings, get_settings
+from assistant.core.settings import Settings
 from assistant.escalation.auth import UserStore
 from assistant.knowledge import KnowledgeBase
 from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE
+from tests.integration.conftest import app_with_staff, bearer
 
 MEALS_DOC = """---
 id: kmy-community-meals
@@ -57,13 +57,8 @@ def settings(kb_root) -> Settings:
 
 @pytest.fixture(scope="module")
 def app_and_users(settings):
-    users = UserStore(settings.resolved_database_url)
-    for name, role in (("boss", "admin"), ("sup", "supervisor"), ("wang", "worker")):
-        users.add(name, f"{name}-password-2024", role=role, centre="default")
-    app = create_app()
-    app.dependency_overrides[get_settings] = lambda: settings
-    with TestClient(app) as client:
-        yield client, users
+    with app_with_staff(settings) as client_and_users:
+        yield client_and_users
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +67,7 @@ def client(app_and_users) -> TestClient:
 
 
 def _bearer(users: UserStore, username: str) -> dict[str, str]:
-    actor = next(a for a in users.list() if a.username == username)
-    return {"Authorization": f"Bearer {users.issue_token(actor)}", "Accept": "application/json"}
+    return {**bearer(users, username), "Accept": "application/json"}
 
 
 @pytest.fixture(scope="module")
