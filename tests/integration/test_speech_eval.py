@@ -8,8 +8,9 @@ so its outputs on them (texts, runners-up, and the scores the acoustic check ask
 recorded in tests/data/whisper_heard.json, and what the floors measure on every run —
 post-correction and the dialogue engine on what whisper heard — runs on that recording (see
 eval/asr_recorded.py: a clip or reading it lacks is heard live). `test_the_recording_is_what_whisper_hears`
-checks it against live whisper on a sample of clips. After a change to the decoding (model, beam,
-runners-up, hotwords, prompt, assistant/speech/transcriber.py) record it again — one live run:
+checks it against live whisper on a sample of clips, within what another CPU's int8 kernels
+change. After a change to the decoding (model, beam, runners-up, hotwords, prompt,
+assistant/speech/transcriber.py) record it again — one live run:
 
     LINLI_RECORD_WHISPER=1 .venv/bin/python -m pytest tests/integration/test_speech_eval.py"""
 
@@ -24,11 +25,15 @@ import pytest
 
 from assistant.core.settings import PROJECT_ROOT, SpeechSettings
 from assistant.services import Services
-from assistant.speech.audio import decode
 from assistant.speech.correction import post_correct
 from assistant.speech.service import domain_terms
-from eval.asr import HELDOUT_SET, SPEECH_SET, error_rate, evaluate_asr, load_clips, scoring_tokens
-from eval.asr_recorded import RecordedTranscriber, RecordingTranscriber, decoding_key, samples_key
+from eval.asr import HELDOUT_SET, SPEECH_SET, evaluate_asr, load_clips
+from eval.asr_recorded import (
+    RecordedTranscriber,
+    RecordingTranscriber,
+    compare_with_live,
+    decoding_key,
+)
 from eval.harness import load_golden
 from eval.intents import load_heldout
 from eval.speech_generate import read_jsonl
@@ -145,29 +150,16 @@ def _sample(clips):
 
 def test_the_recording_is_what_whisper_hears(speech_services):
     """The recording the floors run on, against whisper heard live on a sample of clips: made with
-    this decoding, the same language, the same words (int8 kernels may differ a little between
-    CPUs, hence a small tolerance), and the same fit of each reading the acoustic check scored."""
+    this decoding, the same language, the same words, and the readings the acoustic check scored
+    ranked the same way. Another CPU's int8 kernels move a reading's fit by up to ~2.7 nats and
+    swap near-ties, so the comparison is within KERNEL_TOLERANCE (eval/asr_recorded.py: measured
+    with other kernels, and against really stale recordings, which it rejects)."""
     live = speech_services.transcriber
     recording = json.loads(RECORDING.read_text(encoding="utf-8"))
     assert recording["key"] == decoding_key(live, WHISPER_DIR), f"the recording is stale: {REFRESH}"
     sample = _sample(load_clips())
     assert {c.kind for c in sample} == {"tts", "heldout", "aishell"} and {c.language for c in sample} == {"zh", "en"}
-    errors, scored = [], 0
-    for clip in sample:
-        samples = decode(clip.path.read_bytes())
-        entry = recording["clips"].get(samples_key(samples))
-        assert entry is not None, f"{clip.clip_id} is not in the recording: {REFRESH}"
-        now = live.transcribe(samples)
-        assert now.language == entry["language"], clip.clip_id
-        errors.append(error_rate(scoring_tokens(entry["raw_text"], now.language),
-                                 scoring_tokens(now.raw_text, now.language)))
-        if entry["heard"]:
-            assert now.listen is not None, clip.clip_id
-            texts = list(entry["heard"])
-            for text, fit in zip(texts, now.listen(texts), strict=True):
-                assert fit == pytest.approx(entry["heard"][text], abs=1.0, rel=0.05), (clip.clip_id, text)
-            scored += len(texts)
-    print(f"\nlive vs recorded on {len(sample)} clips: word/character error {[round(e, 3) for e in errors]}, "
-          f"{scored} readings' fit compared")
-    assert scored > 0
-    assert max(errors) <= 0.2 and sum(errors) / len(errors) <= 0.05, errors
+    comparison = compare_with_live(recording, live, sample)
+    print(f"\nlive vs recorded: {comparison.summary()}")
+    assert len(comparison.word_errors) == len(sample) and len(comparison.rank_agreement) >= 4
+    assert not comparison.problems(), f"{comparison.problems()}: {REFRESH}"
