@@ -4,17 +4,18 @@ Settings; tests and evaluations may build their own on a throwaway index."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from assistant.core.domain import Answer, Document, Hit, SearchFilters
-from assistant.core.errors import UnknownDocument
+from assistant.core.errors import IngestError, UnknownDocument
 from assistant.core.settings import Settings
 from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer, sentence_texts
 from knowledge_base.benefits import BenefitTable, RegionResolver
@@ -29,10 +30,14 @@ from knowledge_base.embedders import (
 from knowledge_base.loaders import build_meta, front_matter, iter_corpus, iter_law_articles, load_file
 from knowledge_base.rerankers import create_reranker
 from knowledge_base.retrieval import HybridRetriever, Mode
-from knowledge_base.store import IndexStore, index_text
+from knowledge_base.store import CandidateIndex, IndexReader, IndexStore, index_text
 from knowledge_base.text import load_lexicon
 
 KB_DATA = Path(__file__).resolve().parent.parent / "knowledge_base" / "data"
+# Asked of every new index generation before it is published (`KnowledgeBase.smoke_check`).
+SMOKE_QUESTIONS = ("高龄津贴每月发多少钱？", "How do I apply for legal aid?")
+SMOKE_TITLES = 5
+log = logging.getLogger(__name__)
 # `Document.path` of a document added after the shipped corpus (`linli kb add`, the admin pages,
 # an edited front matter): a full rebuild keeps it, as it keeps retired documents retired.
 ADDED = "added:"
@@ -74,17 +79,48 @@ class KnowledgeBase:
 
     def _open(self, directory: Path) -> None:
         self.store = self._store(directory)
-        self.retriever = HybridRetriever(
-            self.store, self.embedder, self.lexicon, self.settings.retrieval, self.reranker,
+        self.answerer = self._answerer(self.store)
+        self.retriever = self.answerer.retriever
+
+    def _answerer(self, store: IndexReader) -> GroundedAnswerer:
+        retriever = HybridRetriever(
+            store, self.embedder, self.lexicon, self.settings.retrieval, self.reranker,
             rerank_top_n=self.settings.reranker.top_n,
         )
-        self.answerer = GroundedAnswerer(
-            self.retriever,
+        return GroundedAnswerer(
+            retriever,
             self.settings.answer,
             cues=Cues.load(KB_DATA / "answer_cues.yaml"),
             regions=RegionResolver(KB_DATA / "regions.yaml"),
             confidence=ConfidenceModel(**self.settings.answer.confidence.model_dump()),
         )
+
+    def smoke_check(self, docs: Sequence[Document]) -> Callable[[CandidateIndex], None]:
+        """What a new generation must answer, without an error, before residents see it: a question
+        in each language, the new documents' titles, and an amount from each of their benefit
+        tables. Whatever breaks answering (a table the schema let through, a parser's surprise)
+        fails the change, never the residents' questions after it."""
+        questions = list(SMOKE_QUESTIONS) + [d.meta.title for d in docs[:SMOKE_TITLES]]
+        for doc in docs:
+            for table in BenefitTable.from_meta(doc.meta):
+                questions.append(f"{table.subject or table.title}{table.minimum_age}岁每月多少钱？"
+                                 if doc.meta.language == "zh" else
+                                 f"How much is the {table.subject or table.title} at age {table.minimum_age}?")
+
+        def check(candidate: CandidateIndex) -> None:
+            answerer = self._answerer(candidate)
+            for question in questions:
+                try:
+                    answerer.ask(question)
+                except Exception as exc:
+                    log.exception("the new index generation failed its smoke question %r", question)
+                    raise IngestError(
+                        f"更新后的知识库没有通过试答（问“{question[:40]}”时出错：{type(exc).__name__}），"
+                        "这次修改没有生效，居民看到的知识库没有改变。",
+                        f"The updated knowledge base failed a smoke question ({question[:40]!r}: "
+                        f"{type(exc).__name__}); the change was not applied.") from exc
+
+        return check
 
     # ---- upkeep --------------------------------------------------------------------------
 
@@ -124,7 +160,9 @@ class KnowledgeBase:
                 if progress:
                     progress(n, total_chunks or 0)
 
-            n_chunks = store.upsert(docs, progress=tick)
+            # The smoke check answers from the new documents' tables (not every title: a full build).
+            with_tables = [d for d in docs if d.meta.benefit_tables]
+            n_chunks = store.upsert(docs, progress=tick, check=self.smoke_check(with_tables))
             store.keep_retired(list(retired))
             store.engine.dispose()
             with self._lock:
@@ -173,7 +211,7 @@ class KnowledgeBase:
         rebuild keeps them. Returns the number of chunks indexed."""
         marked = [d if (d.path or "").startswith(ADDED) else replace(d, path=f"{ADDED}{Path(d.path or '').name}")
                   for d in docs]
-        return self.store.upsert(marked, progress)
+        return self.store.upsert(marked, progress, check=self.smoke_check(marked))
 
     def remove(self, doc_id: str) -> None:
         self.store.remove(doc_id)

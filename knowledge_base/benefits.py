@@ -3,19 +3,92 @@ data so that "我奶奶92岁能领多少" is answered by lookup, never by a gues
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, model_validator
 
 from assistant.core.domain import DocumentMeta
 from knowledge_base.numbers import extract_age
 
+log = logging.getLogger(__name__)
+
 _AMOUNT_QUESTION_RE = re.compile(
     r"多少|几块|几百|几千|金额|标准|多钱|啥钱|能领|能拿|给多少|\d+\s*(?:元|块)|how much|amount|rate|\d+\s*yuan", re.I)
+
+
+# ---- the schema every benefit table is checked against (shipped documents and uploads alike) --
+
+MAX_AGE = 150
+MAX_AMOUNT = 10_000_000
+
+
+class BracketSpec(BaseModel):
+    """One row: ages `min` to `max` (no `max`: and above) get `amount`; no `amount` means the
+    source does not publish one (said plainly, never guessed)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: StrictInt = Field(ge=0, le=MAX_AGE)
+    max: StrictInt | None = Field(default=None, ge=0, le=MAX_AGE)
+    amount: StrictInt | StrictFloat | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+
+    @model_validator(mode="after")
+    def _max_not_below_min(self) -> BracketSpec:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}")
+        return self
+
+
+class BenefitTableSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[\w\-.]+$")
+    title: str | None = Field(default=None, max_length=200)
+    subject: str | None = Field(default=None, max_length=200)
+    keywords: list[str] = Field(default_factory=list, max_length=50)
+    # Only tables by age are read (`match_benefit_question`); another variable would be ignored.
+    variable: Literal["age"] = "age"
+    unit: str = Field(default="", max_length=50)
+    rows: list[BracketSpec] = Field(min_length=1, max_length=100)
+    missing_note: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _some_amount(self) -> BenefitTableSpec:
+        if not any(row.amount is not None for row in self.rows):
+            raise ValueError("no row has an amount")
+        return self
+
+
+def benefit_table_problems(raw_tables: Any) -> list[str]:
+    """Why the front matter's `benefit_tables` cannot be used, one line per problem (empty: it
+    can). The lines name the table and the field: 'table 1, rows[0].min: Input should be a valid
+    integer'."""
+    if raw_tables in (None, ""):
+        return []
+    if not isinstance(raw_tables, list):
+        return ["benefit_tables must be a list of tables"]
+    problems: list[str] = []
+    ids: set[str] = set()
+    for number, raw in enumerate(raw_tables, 1):
+        try:
+            spec = BenefitTableSpec.model_validate(raw)
+        except ValidationError as exc:
+            problems += [f"table {number}, {_location(e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+            continue
+        if spec.id in ids:
+            problems.append(f"table {number}: the id {spec.id} is used twice")
+        ids.add(spec.id)
+    return problems
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "table"
 
 
 @dataclass(frozen=True)
@@ -43,27 +116,29 @@ class BenefitTable:
 
     @classmethod
     def from_meta(cls, meta: DocumentMeta) -> list[BenefitTable]:
+        """The document's tables, each checked against `BenefitTableSpec`. A table that fails it
+        (indexed before the check existed) is left out and logged: one bad table must not stop
+        every answer."""
         tables = []
         for raw in meta.benefit_tables:
-            if raw.get("variable", "age") != "age":
+            try:
+                spec = BenefitTableSpec.model_validate(raw)
+            except ValidationError as exc:
+                log.warning("benefit table of %s left out: %s", meta.doc_id, exc.errors()[:1])
                 continue
-            brackets = tuple(
-                Bracket(int(r["min"]), int(r["max"]) if r.get("max") is not None else None, float(r["amount"]))
-                for r in raw.get("rows", [])
-                if r.get("amount") is not None
-            )
+            brackets = tuple(Bracket(r.min, r.max, float(r.amount)) for r in spec.rows if r.amount is not None)
             tables.append(
                 cls(
-                    table_id=str(raw["id"]),
+                    table_id=spec.id,
                     doc_id=meta.doc_id,
-                    title=str(raw.get("title") or meta.title),
-                    subject=str(raw.get("subject") or ""),
-                    keywords=tuple(str(k) for k in raw.get("keywords", [])),
-                    unit=str(raw.get("unit", "")),
+                    title=spec.title or meta.title,
+                    subject=spec.subject or "",
+                    keywords=tuple(spec.keywords),
+                    unit=spec.unit,
                     region=meta.region,
                     language=meta.language,
                     brackets=tuple(sorted(brackets, key=lambda b: b.min)),
-                    missing_note=str(raw.get("missing_note") or ""),
+                    missing_note=spec.missing_note or "",
                 )
             )
         return tables

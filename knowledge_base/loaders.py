@@ -15,9 +15,11 @@ from typing import Any
 
 import frontmatter
 import yaml
+from frontmatter.default_handlers import YAMLHandler
 
 from assistant.core.domain import Document, DocumentMeta
 from assistant.core.errors import IngestError
+from knowledge_base.benefits import benefit_table_problems
 from knowledge_base.text import detect_language
 
 REQUIRED_FIELDS = ("id", "title", "category", "region", "source", "effective_from", "version", "language")
@@ -38,6 +40,36 @@ CATEGORIES = frozenset(
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 _ID_RE = re.compile(r"^[A-Za-z0-9\u4e00-\u9fff][\w\u4e00-\u9fff@#.\-]{0,127}$")
 MAX_FILE_BYTES = 20 * 1024 * 1024
+# Front matter is a short header; one far longer is not a document's metadata.
+MAX_FRONT_MATTER_CHARS = 64 * 1024
+# A front-matter text field ("title", "source" …) is a line or two, and must be text, not a list.
+MAX_FIELD_CHARS = 500
+TEXT_FIELDS = ("id", "title", "category", "region", "source", "version", "language")
+
+
+class NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors' aliases (`*name`): a few hundred bytes of nested aliases
+    expand to billions of nodes (a "billion laughs" bomb), and no document's metadata needs one."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not accepted", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+class NoAliasYAMLHandler(YAMLHandler):
+    """python-frontmatter's YAML front matter, read with `NoAliasLoader`."""
+
+    def load(self, fm: str, **kwargs: object) -> Any:
+        if len(fm) > MAX_FRONT_MATTER_CHARS:
+            raise yaml.YAMLError(f"front matter longer than {MAX_FRONT_MATTER_CHARS} characters")
+        return yaml.load(fm, Loader=NoAliasLoader)  # NoAliasLoader is a SafeLoader
+
+
+def safe_yaml(text: str) -> Any:
+    """YAML from a file someone uploaded: safe types, no aliases."""
+    return yaml.load(text, Loader=NoAliasLoader)  # NoAliasLoader is a SafeLoader
 
 
 def _as_date(value: Any, field: str, path: Path) -> date | None:
@@ -63,6 +95,14 @@ def build_meta(fields: dict[str, Any], path: Path) -> DocumentMeta:
             f"文档 {path.name} 的元数据缺少字段：{', '.join(missing)}",
             f"{path.name}: front matter is missing: {', '.join(missing)}",
         )
+    for name in TEXT_FIELDS:
+        value = fields[name]
+        if not isinstance(value, str | int | float | date) or isinstance(value, bool):
+            raise IngestError(f"文档 {path.name} 的 {name} 应该是一段文字",
+                              f"{path.name}: {name} must be text, not {type(value).__name__}")
+        if len(str(value)) > MAX_FIELD_CHARS:
+            raise IngestError(f"文档 {path.name} 的 {name} 太长（最多 {MAX_FIELD_CHARS} 个字）",
+                              f"{path.name}: {name} is longer than {MAX_FIELD_CHARS} characters")
     doc_id = str(fields["id"])
     if not _ID_RE.match(doc_id):
         raise IngestError(f"文档编号不合法：{doc_id!r}", f"invalid document id: {doc_id!r}")
@@ -76,8 +116,10 @@ def build_meta(fields: dict[str, Any], path: Path) -> DocumentMeta:
     if language not in ("zh", "en"):
         raise IngestError(f"文档 {path.name} 的语言只能是 zh 或 en", f"{path.name}: language must be zh or en")
     tables = fields.get("benefit_tables") or ()
-    if not isinstance(tables, list | tuple):
-        raise IngestError(f"文档 {path.name} 的 benefit_tables 格式不对", f"{path.name}: benefit_tables must be a list")
+    problems = benefit_table_problems(list(tables) if isinstance(tables, tuple) else tables)
+    if problems:
+        raise IngestError(f"文档 {path.name} 的待遇标准表（benefit_tables）有误：{'；'.join(problems)}",
+                          f"{path.name}: benefit_tables: {'; '.join(problems)}")
     return DocumentMeta(
         doc_id=doc_id,
         title=str(fields["title"]).strip(),
@@ -113,15 +155,22 @@ def _read_text(path: Path) -> str:
 
 def _split_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
     try:
-        post = frontmatter.loads(text)
-    except (yaml.YAMLError, ValueError) as exc:
-        raise IngestError(
-            f"文档 {path.name} 的元数据（YAML 头）格式错误，无法读取",
-            f"{path.name}: the YAML front matter is malformed: {exc.__class__.__name__}",
-        ) from exc
+        post = frontmatter.loads(text, handler=NoAliasYAMLHandler())
+    except yaml.composer.ComposerError as exc:
+        if "aliases" not in str(exc):
+            raise _malformed_front_matter(path, exc) from exc
+        raise IngestError(f"文档 {path.name} 的元数据（YAML 头）里不能用别名（*名字），请把内容直接写出来",
+                          f"{path.name}: YAML aliases (*name) are not accepted in front matter") from exc
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise _malformed_front_matter(path, exc) from exc
     if not isinstance(post.metadata, dict):
         raise IngestError(f"文档 {path.name} 的元数据格式错误", f"{path.name}: front matter is not a mapping")
     return dict(post.metadata), post.content
+
+
+def _malformed_front_matter(path: Path, exc: BaseException) -> IngestError:
+    return IngestError(f"文档 {path.name} 的元数据（YAML 头）格式错误，无法读取",
+                       f"{path.name}: the YAML front matter is malformed: {exc.__class__.__name__}")
 
 
 def _sidecar_meta(path: Path) -> dict[str, Any]:
@@ -129,9 +178,11 @@ def _sidecar_meta(path: Path) -> dict[str, Any]:
     if not sidecar.exists():
         return {}
     try:
-        data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
+        data = safe_yaml(sidecar.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, RecursionError) as exc:
         raise IngestError(f"元数据文件 {sidecar.name} 格式错误", f"{sidecar.name} is malformed") from exc
+    if not isinstance(data, dict):
+        raise IngestError(f"元数据文件 {sidecar.name} 格式错误", f"{sidecar.name} is not a mapping")
     return dict(data)
 
 
@@ -153,12 +204,13 @@ def _pdf_text(path: Path) -> str:
     # Only `kb build` reads PDF, Word and HTML files; importing pypdf, docx and bs4 with this module
     # would add ~210 ms to every command and test that loads the knowledge base.
     from pypdf import PdfReader  # noqa: PLC0415 - +80 ms at import, see above
-    from pypdf.errors import PdfReadError  # noqa: PLC0415 - as above
+    from pypdf.errors import PyPdfError  # noqa: PLC0415 - as above
 
     try:
         reader = PdfReader(str(path))
         pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, ValueError, KeyError, OSError, TypeError) as exc:
+    # PyPdfError: a corrupt file, and a stream past pypdf's decompression limit (LimitReachedError).
+    except (PyPdfError, ValueError, KeyError, OSError, TypeError, RecursionError) as exc:
         raise IngestError(
             f"PDF 文件 {path.name} 已损坏或无法读取", f"{path.name}: the PDF is corrupt or unreadable"
         ) from exc
@@ -176,12 +228,15 @@ def _docx_text(path: Path) -> str:
         raise IngestError(
             f"Word 文件 {path.name} 已损坏或无法读取", f"{path.name}: the DOCX is corrupt or unreadable"
         ) from exc
+    # A paragraph's style read as `para.style` scans every style of the file for the default each
+    # time (10,000 tiny paragraphs: 20 s); its style id, named once from this table, is linear.
+    style_names = {style.style_id: (style.name or "").lower() for style in document.styles}
     lines: list[str] = []
     for para in document.paragraphs:
         text = para.text.strip()
         if not text:
             continue
-        style = (para.style.name or "").lower() if para.style is not None else ""
+        style = style_names.get(para._p.style or "", "")
         if style.startswith("heading"):
             level = "".join(ch for ch in style if ch.isdigit()) or "1"
             lines.append("#" * min(int(level), 6) + " " + text)

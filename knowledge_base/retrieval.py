@@ -18,7 +18,7 @@ from assistant.core.domain import Hit, SearchFilters
 from assistant.core.settings import RetrievalSettings
 from knowledge_base.embedders import Embedder
 from knowledge_base.rerankers import Reranker
-from knowledge_base.store import IndexStore, LoadedIndex
+from knowledge_base.store import IndexReader, LoadedIndex
 from knowledge_base.text import Lexicon, detect_language, normalize_query, split_sentences, tokenize
 
 Mode = Literal["bm25", "dense", "hybrid", "hybrid_rerank"]
@@ -52,7 +52,7 @@ _LAW_TITLE_RE = re.compile(r"《([^》]+)》")
 class HybridRetriever:
     def __init__(
         self,
-        store: IndexStore,
+        store: IndexReader,
         embedder: Embedder,
         lexicon: Lexicon,
         settings: RetrievalSettings,
@@ -138,7 +138,7 @@ class HybridRetriever:
             sims, ids = index.faiss_index.search(qv, len(index.chunks))
             for sim, row_id in zip(sims[0], ids[0], strict=True):
                 if row_id >= 0:
-                    dense_scores[self.store.position_of_row(int(row_id))] = sim
+                    dense_scores[index.positions[int(row_id)]] = sim
             dense_rank = self._ranking(dense_scores, mask, limit, positive_only=False)
 
         # A long question is mostly scenario ("李军是一名现役军人，因执行任务时受伤……") around one
@@ -151,7 +151,7 @@ class HybridRetriever:
             sims, ids = index.faiss_index.search(fv, len(index.chunks))
             for sim, row_id in zip(sims[0], ids[0], strict=True):
                 if row_id >= 0:
-                    focus_scores[self.store.position_of_row(int(row_id))] = sim
+                    focus_scores[index.positions[int(row_id)]] = sim
             focus_rank = self._ranking(focus_scores, mask, limit, positive_only=False)
 
         fused: dict[int, float] = {}

@@ -20,9 +20,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import bm25s
 import faiss
@@ -171,6 +172,8 @@ class LoadedIndex:
     metas: dict[str, DocumentMeta]
     faiss_index: faiss.Index
     bm25: bm25s.BM25
+    # FAISS's ids are the chunks' row ids: row id -> position in `chunks`.
+    positions: dict[int, int] = field(default_factory=dict)
 
     def inverse_document_frequency(self, term: str) -> float:
         """BM25-style idf of a term over chunks; a term the corpus never uses gets the maximum."""
@@ -248,8 +251,11 @@ class IndexStore:
         log.info("answer sentences: %d (%.1f s to embed those not cached)", len(texts), time.perf_counter() - started)
         return len(texts)
 
-    def upsert(self, docs: Sequence[Document], progress: Callable[[int], None] | None = None) -> int:
-        """Add documents or replace every chunk of their previous version, atomically."""
+    def upsert(self, docs: Sequence[Document], progress: Callable[[int], None] | None = None,
+               check: Callable[[CandidateIndex], None] | None = None) -> int:
+        """Add documents or replace every chunk of their previous version, atomically. `check`
+        (a smoke question, assistant/knowledge.py) is asked of the new generation before it is
+        published; whatever it raises leaves the index as it was."""
         ids = [d.meta.doc_id for d in docs]
         dupes = duplicate_ids(docs)
         if dupes:
@@ -280,9 +286,17 @@ class IndexStore:
             if chunk_rows:
                 conn.execute(insert(chunks_table), chunk_rows)
             n_chunks = len(chunk_rows)
-            self._bump_generation(conn)
-            # Still under the lock: the next writer's generation is built after this one's.
-            self.rebuild_artifacts()
+            generation = self._bump_generation(conn)
+            # The new generation is built and checked inside the transaction, from its uncommitted
+            # rows: readers keep the last one until it commits, and a failed check rolls it back.
+            directory = self._rebuild_artifacts(force=True, conn=conn, generation=generation)
+            if check is not None:
+                try:
+                    check(CandidateIndex(self, conn, self._load(conn, directory, generation)))
+                except BaseException:
+                    shutil.rmtree(directory, ignore_errors=True)
+                    raise
+        self._prune_generations()
         return n_chunks
 
     def remove(self, doc_id: str) -> None:
@@ -352,19 +366,21 @@ class IndexStore:
             if searchable:
                 self.rebuild_artifacts()
 
-    def _bump_generation(self, conn) -> None:
+    def _bump_generation(self, conn) -> int:
         current = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
+        generation = int(current or 0) + 1
         if current is None:
             conn.execute(insert(state_table).values(key="generation", value="1"))
         else:
             conn.execute(
-                update(state_table).where(state_table.c.key == "generation").values(value=str(int(current) + 1))
+                update(state_table).where(state_table.c.key == "generation").values(value=str(generation))
             )
         embedder = conn.execute(select(state_table.c.value).where(state_table.c.key == "embedder")).scalar()
         if embedder is None:
             conn.execute(insert(state_table).values(key="embedder", value=self.embedder.name))
         elif embedder != self.embedder.name:
             raise ValueError(f"index was built with {embedder}, not {self.embedder.name}: run `linli kb build`")
+        return generation
 
     # ---- reads ----------------------------------------------------------------------------
 
@@ -381,14 +397,16 @@ class IndexStore:
             rows = conn.execute(select(documents_table).order_by(documents_table.c.doc_id)).all()
         return [{**_listing(r), "chunks": counts.get(r.doc_id, 0)} for r in rows]
 
-    def get_document(self, doc_id: str) -> tuple[DocumentMeta, str, list[Chunk]]:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(documents_table).where(documents_table.c.doc_id == doc_id)).first()
-            if row is None:
-                raise _unknown(doc_id)
-            chunk_rows = conn.execute(
-                select(chunks_table).where(chunks_table.c.doc_id == doc_id).order_by(chunks_table.c.ordinal)
-            ).all()
+    def get_document(self, doc_id: str, conn=None) -> tuple[DocumentMeta, str, list[Chunk]]:
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.get_document(doc_id, conn=own)
+        row = conn.execute(select(documents_table).where(documents_table.c.doc_id == doc_id)).first()
+        if row is None:
+            raise _unknown(doc_id)
+        chunk_rows = conn.execute(
+            select(chunks_table).where(chunks_table.c.doc_id == doc_id).order_by(chunks_table.c.ordinal)
+        ).all()
         return _meta_from_row(row), row.body, [_chunk_from_row(r) for r in chunk_rows]
 
     def benefit_documents(self) -> list[DocumentMeta]:
@@ -405,17 +423,20 @@ class IndexStore:
         with self._write_lock:
             return self._rebuild_artifacts(force)
 
-    def _rebuild_artifacts(self, force: bool) -> Path:
-        generation = self.generation()
+    def _rebuild_artifacts(self, force: bool, conn=None, generation: int | None = None) -> Path:
+        """FAISS and BM25 for `generation` (default: the current one), from the rows `conn` sees
+        (default: a new connection, the committed rows)."""
+        generation = self.generation() if generation is None else generation
         target = self._artifact_dir(generation)
         if not force and self._stamp_matches(target):
             return target  # another process built this generation while we waited for the lock
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(chunks_table.c.row_id, chunks_table.c.index_text, chunks_table.c.vector).order_by(
-                    chunks_table.c.row_id
-                )
-            ).all()
+        query = select(chunks_table.c.row_id, chunks_table.c.index_text, chunks_table.c.vector).order_by(
+            chunks_table.c.row_id)
+        if conn is None:
+            with self.engine.connect() as own:
+                rows = own.execute(query).all()
+        else:
+            rows = conn.execute(query).all()
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.directory))
         try:
             row_ids = np.array([r.row_id for r in rows], dtype=np.int64)
@@ -444,10 +465,14 @@ class IndexStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if conn is None:
+            self._prune_generations()
+        return target
+
+    def _prune_generations(self) -> None:
         # The generation before stays a while: another process may be loading it right now.
         for old in sorted(self.directory.glob("gen-*"))[:-2]:
             shutil.rmtree(old, ignore_errors=True)
-        return target
 
     def _stamp_matches(self, directory: Path) -> bool:
         try:
@@ -472,27 +497,67 @@ class IndexStore:
             if not (directory / "STAMP.json").exists():
                 directory = self.rebuild_artifacts()
             with self.engine.connect() as conn:
-                chunk_rows = conn.execute(select(chunks_table).order_by(chunks_table.c.row_id)).all()
-                doc_rows = conn.execute(select(documents_table)).all()
-            row_ids = np.load(directory / "row_ids.npy")
-            if len(row_ids) != len(chunk_rows) or any(
-                int(a) != b.row_id for a, b in zip(row_ids, chunk_rows, strict=False)
-            ):
-                directory = self.rebuild_artifacts(force=True)
-            faiss_index = faiss.read_index(str(directory / "vectors.faiss"))
-            bm25 = bm25s.BM25.load(str(directory / "bm25"))
-            self._loaded = LoadedIndex(
-                generation=generation,
-                chunks=[_chunk_from_row(r) for r in chunk_rows],
-                metas={r.doc_id: _meta_from_row(r) for r in doc_rows},
-                faiss_index=faiss_index,
-                bm25=bm25,
-            )
-            self._row_positions = {int(r.row_id): i for i, r in enumerate(chunk_rows)}
+                self._loaded = self._load(conn, directory, generation)
             return self._loaded
 
-    def position_of_row(self, row_id: int) -> int:
-        return self._row_positions[row_id]
+    def _load(self, conn, directory: Path, generation: int) -> LoadedIndex:
+        chunk_rows = conn.execute(select(chunks_table).order_by(chunks_table.c.row_id)).all()
+        doc_rows = conn.execute(select(documents_table)).all()
+        row_ids = np.load(directory / "row_ids.npy")
+        if len(row_ids) != len(chunk_rows) or any(
+            int(a) != b.row_id for a, b in zip(row_ids, chunk_rows, strict=False)
+        ):
+            directory = self.rebuild_artifacts(force=True)
+        return LoadedIndex(
+            generation=generation,
+            chunks=[_chunk_from_row(r) for r in chunk_rows],
+            metas={r.doc_id: _meta_from_row(r) for r in doc_rows},
+            faiss_index=faiss.read_index(str(directory / "vectors.faiss")),
+            bm25=bm25s.BM25.load(str(directory / "bm25")),
+            positions={int(r.row_id): i for i, r in enumerate(chunk_rows)},
+        )
+
+
+
+class IndexReader(Protocol):
+    """What retrieval and answering read of an index: the published one (`IndexStore`) or one
+    being checked before it is published (`CandidateIndex`)."""
+
+    cache: EmbeddingCache
+
+    def load(self) -> LoadedIndex: ...
+
+    def generation(self) -> int: ...
+
+    def get_document(self, doc_id: str) -> tuple[DocumentMeta, str, list[Chunk]]: ...
+
+    def benefit_documents(self) -> list[DocumentMeta]: ...
+
+
+class CandidateIndex:
+    """A generation being written, as the retriever and the answerer read a store: its rows as the
+    writing transaction sees them, before anyone else can. `IndexStore.upsert` hands it to its
+    check."""
+
+    def __init__(self, store: IndexStore, conn, loaded: LoadedIndex) -> None:
+        self._store = store
+        self._conn = conn
+        self._loaded = loaded
+        self.cache = store.cache
+        self.embedder = store.embedder
+        self.chunking = store.chunking
+
+    def load(self) -> LoadedIndex:
+        return self._loaded
+
+    def generation(self) -> int:
+        return self._loaded.generation
+
+    def get_document(self, doc_id: str) -> tuple[DocumentMeta, str, list[Chunk]]:
+        return self._store.get_document(doc_id, conn=self._conn)
+
+    def benefit_documents(self) -> list[DocumentMeta]:
+        return [m for m in self._loaded.metas.values() if m.category != "law" and m.benefit_tables]
 
 
 def duplicate_ids(docs: Iterable[Document]) -> list[str]:

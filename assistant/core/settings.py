@@ -225,6 +225,10 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = 1024 * 1024
     # Served behind HTTPS (a reverse proxy): cookies get `Secure`.
     https: bool = False
+    # Addresses of reverse proxies (HAProxy) whose X-Forwarded-For names the client. None by
+    # default: a server reached directly takes the socket's address, whatever a header claims
+    # (LINLI_API__TRUSTED_PROXIES='["10.0.0.5"]'; `make cluster` names its HAProxy).
+    trusted_proxies: list[str] = []
 
 
 class ResidentSettings(BaseModel):
@@ -267,15 +271,33 @@ class LimitSettings(BaseModel):
     """Rate limits, shared across processes through the database (or Redis when `redis_url` is set)."""
 
     redis_url: str | None = None
+    # Failed logins (assistant/security/limits.py LoginThrottle): one address guessing one account
+    # is locked out of it after this many in 15 minutes; the account's owner elsewhere is not.
     login_failures_per_15_min: int = 5
     # Failed logins from one client address (any account) before it is locked out too: higher than
     # per account, since a centre's workers may share one office address.
     login_failures_per_client_per_15_min: int = 20
+    # An account guessed from many addresses: after this many failures in 15 minutes, one attempt
+    # per `login_slowdown_s` seconds from anywhere (the owner waits seconds, a guesser gets nowhere).
+    login_failures_before_slowdown: int = 10
+    login_slowdown_s: int = 10
     messages_per_session_per_minute: int = 30
     handoffs_per_session_per_hour: int = 3
     requests_per_client_per_minute: int = 120
     # New resident conversations from one address: a kiosk starts one per visitor; more is a script.
     sessions_per_client_per_minute: int = 20
+    # Filing applications (connectors/services/applications.py), on every path (the dialogue's
+    # forms and POST /api/v1/applications): a resident files a handful in a year, so these are far
+    # above any real use and far below a script's. "Resident" is the conversation's owner (a page
+    # session, an integration's user, a WeChat openid). A retry with the same idempotency key is
+    # the same application and counts once.
+    applications_per_session_per_hour: int = Field(default=3, ge=1)
+    applications_per_resident_per_day: int = Field(default=5, ge=1)
+    applications_per_resident_per_procedure_per_day: int = Field(default=2, ge=1)
+    # The daily cap: applications one centre's residents may file in a day, all together, and
+    # applications one integration client or one page address may file in a day.
+    applications_per_centre_per_day: int = Field(default=500, ge=1)
+    applications_per_client_per_day: int = Field(default=50, ge=1)
 
 
 class PrivacySettings(BaseModel):
@@ -315,6 +337,14 @@ class KbAdminSettings(BaseModel):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # A job that has not moved for this long belongs to a process that stopped: shown interrupted.
     stale_after_s: int = Field(default=900, ge=30)
+    # Each uploaded file is read in a child process of its own (knowledge_base/isolated.py) with
+    # these limits: CPU seconds, seconds on the clock, and memory (address space, MB). A file past
+    # them is refused with a message; the server never waits longer or grows larger for it.
+    read_cpu_s: int = Field(default=20, ge=1)
+    read_wall_s: float = Field(default=30.0, gt=0)
+    read_memory_mb: int = Field(default=1024, ge=256)
+    # Files read at once, each in its own process.
+    read_processes: int = Field(default=2, ge=1, le=16)
 
 
 class Settings(BaseSettings):

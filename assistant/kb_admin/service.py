@@ -36,7 +36,8 @@ from assistant.core.settings import KbAdminSettings
 from assistant.kb_admin.tables import kb_audit, kb_jobs
 from knowledge_base.benefits import BenefitTable
 from knowledge_base.chunking import chunk_document
-from knowledge_base.loaders import CATEGORIES, SUPPORTED_SUFFIXES, front_matter, load_file
+from knowledge_base.isolated import ReadLimits, read_isolated
+from knowledge_base.loaders import CATEGORIES, SUPPORTED_SUFFIXES, front_matter
 from knowledge_base.store import duplicate_ids
 
 if TYPE_CHECKING:
@@ -171,9 +172,9 @@ class KnowledgeAdmin:
     def _read_uploads(self, files: Sequence[UploadedFile], staging: Path,
                       fields: dict[str, Any]) -> tuple[list[Document], int]:
         """The files as documents, all or none, and how many chunks they make."""
-        docs: list[Document] = []
         problems_zh: list[str] = []
         problems_en: list[str] = []
+        paths: list[Path] = []
         for i, upload in enumerate(files):
             name = _safe_name(upload.name)
             if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -184,11 +185,19 @@ class KnowledgeAdmin:
             path = staging / str(i) / name
             path.parent.mkdir()
             path.write_bytes(upload.data)
-            try:
-                docs.append(load_file(path, defaults=fields))
-            except IngestError as exc:
-                problems_zh.append(exc.message_zh)
-                problems_en.append(exc.message_en or exc.message_zh)
+            paths.append(path)
+        # Each file is read in a child process with CPU, memory and time limits: a crafted file
+        # costs the server at most `read_wall_s`, never its memory or its answers.
+        limits = ReadLimits(self.settings.read_cpu_s, self.settings.read_wall_s, self.settings.read_memory_mb)
+        with ThreadPoolExecutor(max_workers=self.settings.read_processes, thread_name_prefix="kb-read") as pool:
+            outcomes = list(pool.map(lambda path: _read_one(path, fields, limits), paths))
+        docs: list[Document] = []
+        for outcome in outcomes:
+            if isinstance(outcome, IngestError):
+                problems_zh.append(outcome.message_zh)
+                problems_en.append(outcome.message_en or outcome.message_zh)
+            else:
+                docs.append(outcome)
         for dup in duplicate_ids(docs):
             problems_zh.append(f"有多个文件的文档编号都是 {dup}")
             problems_en.append(f"several files have the document id {dup}")
@@ -406,6 +415,13 @@ class KnowledgeAdmin:
             rows = conn.execute(select(kb_audit).where(*where).order_by(kb_audit.c.id.desc())
                                 .limit(limit).offset(offset)).all()
         return [_audit_row(r) for r in rows], int(total)
+
+
+def _read_one(path: Path, defaults: dict[str, Any], limits: ReadLimits) -> Document | IngestError:
+    try:
+        return read_isolated(path, defaults, limits)
+    except IngestError as exc:
+        return exc
 
 
 def _audit_rows(at: datetime, action: str, actor: str, touched: Touched, job_id: str) -> list[dict[str, Any]]:

@@ -275,3 +275,30 @@ def test_command_line_changes_are_in_the_audit_log_too(client, admin, tmp_path):
     rows, _total = services.kb_admin.audit(doc_id="cli-doc")
     assert [(r["actor"], r["action_label"]) for r in rows] == [("命令行 tester", "删除"), ("命令行 tester", "加入")]
     assert "cli-doc" not in client.get("/admin/kb", headers=admin).text
+
+
+def test_a_generation_that_fails_its_smoke_question_is_never_published(client, admin, monkeypatch):
+    """Issue 28, hole 7: a document the checks let through must still not break answering. The new
+    generation answers smoke questions before it is published; when one fails (here: whatever
+    answering a question about this document raises), the change is rolled back whole."""
+    from knowledge_base.answering import GroundedAnswerer  # noqa: PLC0415
+
+    ask = GroundedAnswerer.ask
+
+    def failing_on_the_new_document(self, question, *args, **kwargs):
+        if "试答必败" in question:
+            raise RuntimeError("a parser's surprise")
+        return ask(self, question, *args, **kwargs)
+
+    monkeypatch.setattr(GroundedAnswerer, "ask", failing_on_the_new_document)
+    before = _generation(client)
+    doc = MEALS_DOC.replace("kmy-community-meals", "smoke-fails").replace("克拉玛依市社区老年助餐服务",
+                                                                          "试答必败的文档")
+    files = [("files", ("smoke.md", doc.encode(), "text/markdown"))]
+    job = _finish(client, admin, client.post("/admin/kb/upload", files=files, headers=admin))
+    assert job["status"] == "failed" and "试答" in job["error"] and "没有生效" in job["error"]
+    assert _generation(client) == before
+    assert "smoke-fails" not in client.get("/admin/kb", headers=admin).text
+    monkeypatch.undo()
+    _ask(client, MEALS_QUESTION)  # residents' questions are answered (200) by the generation before
+    assert not list((client.app.state.services.settings.resolved_index_dir).glob(f"gen-{before + 1:06d}"))

@@ -6,6 +6,7 @@ from reportlab.pdfgen import canvas
 
 from assistant.core.errors import IngestError
 from knowledge_base.loaders import load_file
+from tests.attacks import files
 from tests.conftest import write_doc
 
 
@@ -116,3 +117,81 @@ def test_binary_garbage_and_unsupported_types(tmp_path):
     with pytest.raises(IngestError) as exc:
         load_file(other)
     assert "不支持" in exc.value.message_zh
+
+
+# ---- front matter from someone else's file (issue 28, holes 7 and 8) ---------------------------
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    """568 bytes of nested anchors used to expand to hundreds of millions of nodes: the job sat at
+    'embedding 0/1' and the server stopped answering. Aliases are refused while parsing."""
+    path = tmp_path / "bomb.md"
+    path.write_bytes(files.yaml_alias_bomb())
+    with pytest.raises(IngestError) as refused:
+        load_file(path)
+    assert "别名" in refused.value.message_zh and "aliases" in refused.value.message_en
+
+
+def test_nesting_deeper_than_the_parser_can_go_is_a_clear_error(tmp_path):
+    path = tmp_path / "deep.md"
+    path.write_bytes(files.deep_yaml())
+    with pytest.raises(IngestError, match="元数据"):
+        load_file(path)
+
+
+@pytest.mark.parametrize(("rows", "said"), [
+    ("[{min: eighty, max: 89, amount: 300}]", "rows[0].min: Input should be a valid integer"),
+    ("[{min: 80, max: 70, amount: 300}]", "max 70 is below min 80"),
+    ("[{min: 80, max: 89}]", "no row has an amount"),
+    ("[{min: 80, amount: -5}]", "rows[0].amount"),
+    ("[{min: 80, amount: 300, bonus: 1}]", "rows[0].bonus: Extra inputs are not permitted"),
+    ("[]", "rows: List should have at least 1 item"),
+])
+def test_every_benefit_table_is_checked_with_the_reason_shown(tmp_path, rows, said):
+    """One uploaded table with `min: eighty` was accepted, and every answer after it was a 500."""
+    path = tmp_path / "table.md"
+    path.write_text(f"""---
+id: table-doc
+title: 高龄津贴
+category: elderly_care
+region: karamay
+source: test
+effective_from: 2025-01-01
+version: "1"
+language: zh
+benefit_tables:
+  - id: t1
+    subject: 高龄津贴
+    rows: {rows}
+---
+正文。
+""", encoding="utf-8")
+    with pytest.raises(IngestError) as refused:
+        load_file(path)
+    assert said in refused.value.message_zh and "benefit_tables" in refused.value.message_zh
+
+
+def test_front_matter_text_fields_must_be_text(tmp_path):
+    with pytest.raises(IngestError, match="title 应该是一段文字"):
+        load_file(write_doc(tmp_path, "t1", "正文。", title="[a, b]"))
+    with pytest.raises(IngestError, match="太长"):
+        load_file(write_doc(tmp_path, "t2", "正文。", source="来源" * 400))
+
+
+def test_a_bad_table_already_in_the_index_is_left_out_not_fatal():
+    """Defence for documents indexed before the check: the table is skipped (and logged)."""
+    from assistant.core.domain import DocumentMeta  # noqa: PLC0415
+    from knowledge_base.benefits import BenefitTable  # noqa: PLC0415
+
+    good = {"id": "good", "subject": "高龄津贴", "rows": [{"min": 80, "amount": 300}]}
+    meta = DocumentMeta(doc_id="d", title="t", category="elderly_care", region="karamay", source="s",
+                        effective_from=None, effective_to=None, version="1", language="zh",
+                        benefit_tables=({"id": "bad", "rows": [{"min": "eighty", "amount": 1}]}, good))
+    assert [t.table_id for t in BenefitTable.from_meta(meta)] == ["good"]
+
+
+def test_the_shipped_corpus_passes_the_schema():
+    from assistant.core.settings import Settings  # noqa: PLC0415
+    from knowledge_base.loaders import iter_corpus  # noqa: PLC0415
+
+    docs = list(iter_corpus(Settings().corpus_dirs))
+    assert sum(bool(d.meta.benefit_tables) for d in docs) >= 2
