@@ -29,7 +29,7 @@ from assistant.residents.sessions import ResidentSessions
 from assistant.wechat.service import UndeliveredNote, WechatService
 from connectors.channels import ChannelRegistry
 from connectors.channels.wechat import PushOutbox, WechatApi, WechatChannel
-from connectors.services.applications import Application, ApplicationService
+from connectors.services.applications import Application, ApplicationService, FilingLimits
 from connectors.services.registry import make_connector
 
 if TYPE_CHECKING:
@@ -204,7 +204,8 @@ class Services:
             escalate=ApplicationHandOff(self.escalation),
             # The knowledge base, not its answerer: a rebuilt index gets a new answerer.
             benefit_tables=self.knowledge_base,
-            max_attempts=connectors.max_attempts, retry_base_s=connectors.retry_base_s, vault=self.vault)
+            max_attempts=connectors.max_attempts, retry_base_s=connectors.retry_base_s, vault=self.vault,
+            limits=FilingLimits.from_settings(self.limits, self.settings.limits))
 
     # ---- the index and the models ------------------------------------------------------------
     # Imported where they are built: knowledge_base, intents and the engine pull in sklearn,

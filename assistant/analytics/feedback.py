@@ -133,12 +133,24 @@ class FeedbackService:
         self.wording = wording or FeedbackWording.load()
 
     def session_of(self, turn_id: int) -> str:
-        """The conversation an assistant turn belongs to (its owner may rate it)."""
+        """The conversation a turn belongs to (its owner may rate it). Whether the turn is an
+        answer is told only after the owner check (`rate`): to anyone else, a turn of another
+        conversation and no turn at all look the same."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(turns.c.session_id).where(turns.c.id == turn_id)).first()
+        if row is None:
+            raise self.unknown_turn()
+        return str(row.session_id)
+
+    def unknown_turn(self) -> UnknownTurn:
+        return UnknownTurn(*self._both("errors.unknown_turn"))
+
+    def _check_rateable(self, turn_id: int) -> str:
         with self.engine.connect() as conn:
             row = conn.execute(select(turns.c.session_id, turns.c.role, turns.c.reply_type)
                                .where(turns.c.id == turn_id)).first()
         if row is None:
-            raise UnknownTurn(*self._both("errors.unknown_turn"))
+            raise self.unknown_turn()
         if row.role != "assistant" or row.reply_type not in RATEABLE_REPLY_TYPES:
             raise InvalidFeedback(*self._both("errors.not_an_answer"))
         return str(row.session_id)
@@ -156,7 +168,7 @@ class FeedbackService:
         limit = self.settings.feedback_comment_max_chars
         if comment is not None and len(comment) > limit:
             raise InvalidFeedback(*self._both("errors.comment_too_long", limit=limit, length=len(comment)))
-        session_id = self.session_of(turn_id)
+        session_id = self._check_rateable(turn_id)
         comment = mask_pii(comment) if comment else None
         with self.engine.begin() as conn:
             channel = conn.execute(select(conversations.c.channel)

@@ -16,7 +16,7 @@ from assistant.dialogue.flows import DisputeIntake, FormFlow, FormPurpose, Proce
 from assistant.dialogue.handlers import Dialogue, build_router
 from assistant.dialogue.patterns import AFFIRMATIVE_RE
 from assistant.dialogue.ports import AnswerSource, IntentModel, RateLimit
-from assistant.dialogue.receipts import MessageReceipts, StillProcessing
+from assistant.dialogue.receipts import MessageReceipts, StillProcessing, message_key
 from assistant.dialogue.replies import Replies
 from assistant.dialogue.reply import Reply
 from assistant.dialogue.routing import Turn
@@ -72,7 +72,7 @@ class DialogueEngine:
         session_id = _session_key(session_id)
         if not message_id:
             return self._handle(session_id, text, channel, user_id, None, centre)
-        key = f"{channel}:{session_id}:{message_id}"[:320]
+        key = message_key(session_id, message_id)
         try:
             first = self.receipts.claim(key, session_id)
         except StillProcessing:
@@ -95,7 +95,7 @@ class DialogueEngine:
                 centre: str | None) -> Reply:
         started = time.perf_counter()
         conversation = self.store.get_or_create(session_id, channel, user_id)
-        conversation.message_key = f"{channel}:{session_id}:{message_id}" if message_id else None
+        conversation.message_key = message_key(session_id, message_id) if message_id else None
         conversation.centre = conversation.centre or centre
         raw = text if isinstance(text, str) else ""
         trace: dict[str, Any] = {"intent": None, "confidence": None, "rewritten_query": None, "doc_ids": []}

@@ -24,7 +24,7 @@ from assistant.dialogue.routing import Turn
 from assistant.dialogue.state import ActiveForm, ConversationState, FlowKind
 from assistant.dialogue.tickets import Handoffs
 from connectors.forms import FieldError, FormField, FormSpec, load_form
-from connectors.services.applications import ApplicationService, Ineligible, InvalidApplication
+from connectors.services.applications import ApplicationService, Ineligible, InvalidApplication, TooManyApplications
 from connectors.services.procedures import Procedure, get_procedure
 
 FORMS_DIR = Path(__file__).resolve().parent.parent / "data" / "forms"
@@ -271,10 +271,14 @@ class ProcedureFiling:
         state.flow = None
         procedure = self.procedure(flow.form_id)
         conversation = turn.conversation
-        application = self.applications.confirm(
-            procedure.id, flow.values, session_id=conversation.session_id, channel=conversation.channel,
-            user_id=conversation.user_id, idempotency_key=f"{conversation.session_id}:{flow.submission_key}",
-            today=self.today())
+        try:
+            application = self.applications.confirm(
+                procedure.id, flow.values, session_id=conversation.session_id, channel=conversation.channel,
+                user_id=conversation.user_id, idempotency_key=f"{conversation.session_id}:{flow.submission_key}",
+                today=self.today(), owner=conversation.owner, centre=conversation.centre)
+        except TooManyApplications as exc:
+            return Reply("refusal", exc.message(turn.language),
+                         quick_replies=[self.replies.label("human_request", turn.language)])
         if application.status == "queued":
             application = self.applications.deliver_now(application.application_id)
         key = "filing_submitted" if application.status == "submitted" else "filing_queued"

@@ -214,7 +214,7 @@ class ApplicationStatus(DialogueHandler):
         assert applications is not None
         language = turn.language
         applications.refresh()
-        found = applications.for_resident(session_id=turn.conversation.session_id, user_id=turn.conversation.user_id)
+        found = applications.for_resident(owner=turn.conversation.owner, session_id=turn.conversation.session_id)
         if not found:
             return Reply("answer", self.replies.say("filing_none", language))
         lines = [self.replies.say("filing_status_line", language,

@@ -4,6 +4,8 @@ the first one got, and nothing else happens: no second turn, ticket or form step
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from typing import Any
 
@@ -23,6 +25,13 @@ message_receipts = Table(
     Column("created_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
 )
+
+
+def message_key(session_id: str, message_id: str) -> str:
+    """One message of one conversation, unambiguously: the channel's own id is only unique within
+    its conversation, and joining the two with a separator let another conversation's ids spell
+    the same key ("wechat:wechat:<openid>:msg:1" from two different pairs)."""
+    return "m:" + hashlib.sha256(json.dumps([session_id, message_id], ensure_ascii=False).encode()).hexdigest()
 
 
 class StillProcessing(Exception):

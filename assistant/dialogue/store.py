@@ -61,6 +61,8 @@ class Conversation:
     # and the centre whose queue its tickets go to.
     message_key: str | None = None
     centre: str | None = None
+    # Who may speak in it (assistant/residents/): what the resident filed is looked up by it.
+    owner: str | None = None
 
 
 def _state(stored: dict[str, Any] | None, vault: Vault) -> ConversationState:
@@ -85,8 +87,7 @@ class ConversationStore:
             row = conn.execute(select(conversations).where(conversations.c.session_id == session_id)).first()
             if row is not None:
                 return Conversation(row.session_id, row.channel, row.user_id, row.language,
-                                    _state(row.state, self.vault),
-                                    centre=row.centre)
+                                    _state(row.state, self.vault), centre=row.centre, owner=row.owner)
             now = utcnow()
             conn.execute(
                 insert(conversations).values(session_id=session_id, channel=channel, user_id=user_id, language="zh",

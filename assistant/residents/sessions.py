@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,10 +33,20 @@ from assistant.residents.tables import resident_sessions
 PAGE_CHANNELS = ("kiosk", "chat")
 # Session ids an integration client may not choose: they belong to pages and WeChat.
 RESERVED_PREFIXES = ("page-", "kiosk-", "chat-", "wechat:")
+# Channel names an integration client may not use: a worker's reply goes out on the conversation's
+# channel, and these reach residents through credentials of their own (pages, WeChat).
+RESERVED_CHANNELS = frozenset({*PAGE_CHANNELS, "wechat"})
+# An integration's channel is a name ("web", "crm", "hotline-12345"), shown on the analytics page.
+_CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
 
 
 class InvalidSessionId(LinliError):
     code = "invalid_session_id"
+    http_status = 422
+
+
+class InvalidChannel(LinliError):
+    code = "invalid_channel"
     http_status = 422
 
 
@@ -119,7 +130,7 @@ class ResidentSessions:
 
     def for_api_key(self, key: str | None, user_id: str, channel: str, centre: str | None = None) -> Resident:
         client = self._client(key)
-        return Resident(f"api:{client}:{user_id}", channel, user_id, self.centre(centre))
+        return Resident(f"api:{client}:{user_id}", check_client_channel(channel), user_id, self.centre(centre))
 
     def _client(self, key: str | None) -> str:
         found = None
@@ -181,3 +192,15 @@ def check_client_session_id(session_id: str) -> str:
     if session_id.startswith(RESERVED_PREFIXES):
         raise InvalidSessionId("这个会话编号不能使用。", "This session id is reserved.")
     return session_id
+
+
+def check_client_channel(channel: str) -> str:
+    """An integration client's channel name: letters, digits, `_ . -`, and none of the channels
+    that reach residents by other credentials (an integration may not speak as WeChat's users)."""
+    if not _CHANNEL_NAME_RE.fullmatch(channel):
+        raise InvalidChannel("渠道名只能由字母、数字和 _ . - 组成（最多 32 个）。",
+                             "A channel name is 1-32 letters, digits, '_', '.' or '-'.")
+    if channel.casefold() in RESERVED_CHANNELS:
+        raise InvalidChannel(f"渠道名 {channel} 由其他渠道专用，不能使用。",
+                             f"The channel name {channel!r} belongs to another channel.")
+    return channel

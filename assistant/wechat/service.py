@@ -1,9 +1,11 @@
 """The WeChat Official Account channel, inbound: verify a callback, parse it, accept it once, and
 acknowledge at once; a processor answers later and queues the answer as pushes.
 
-    POST /wechat/callback ─► size · signature · ±5 min · defusedxml (4xx, nothing stored)
-        ─► safe mode: decrypt (msg_signature) ─► wechatpy.parse_message
-        ─► INSERT … ON CONFLICT (dedup_key) DO NOTHING   (MsgId; events FromUserName:CreateTime)
+    POST /wechat/callback ─► size · signature · ±5 min · the nonce not used with another body
+        · defusedxml (4xx, nothing stored)
+        ─► safe mode (required once an EncodingAESKey is set): decrypt (msg_signature)
+        ─► wechatpy.parse_message
+        ─► INSERT … ON CONFLICT (dedup_key) DO NOTHING   (sender + MsgId; events sender + CreateTime)
         ─► subscribe / image / unsubscribe: a passive reply now (the same one for a retry)
            text / voice / location / menu click: a queued job, answered `success`
     processor (server thread, `linli worker`) ─► lease a job (one at a time per resident)
@@ -15,6 +17,7 @@ Protocol and crypto are wechatpy's; the XML is checked with defusedxml before we
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import defusedxml.ElementTree as SafeXml  # type: ignore[import-untyped]
 from defusedxml import DefusedXmlException
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.engine import Row
 from wechatpy import parse_message  # type: ignore[import-untyped]
 from wechatpy.crypto import WeChatCrypto  # type: ignore[import-untyped]
@@ -43,7 +46,7 @@ from assistant.core.wording import LANGUAGES, Wording, read_wording
 from assistant.dialogue.reply import Reply
 from assistant.escalation.service import SYSTEM
 from assistant.speech.service import reply_to_voice
-from assistant.wechat.tables import wechat_inbound
+from assistant.wechat.tables import wechat_inbound, wechat_nonces
 from connectors.channels.wechat import (
     OUTSIDE_WINDOW,
     Push,
@@ -63,6 +66,11 @@ WORDING_PATH = Path(__file__).resolve().parent / "wording.yaml"
 QUEUED_TYPES = ("text", "voice", "location", "click")
 # Attempts at a job whose processing raised before the resident is told it failed.
 MAX_ATTEMPTS = 3
+# WeChat's openids are 28 characters and MsgIds 64-bit numbers; anything much longer is not WeChat.
+MAX_OPENID_CHARS = 128
+MAX_MSG_ID_CHARS = 24
+# Expired nonces are swept once every this many callbacks (per process).
+_SWEEP_NONCES_EVERY = 200
 
 
 def load_wording(path: Path = WORDING_PATH) -> tuple[Wording, dict[str, dict[str, str]]]:
@@ -181,6 +189,7 @@ class WechatService:
         self.crypto = WeChatCrypto(self.token, aes_key.get_secret_value(), self.settings.app_id) if aes_key else None
         self.lease = timedelta(seconds=lease_s)
         self._wake = threading.Event()
+        self._callbacks = 0
 
     # ---- the callback (fast: no model, no WeChat call) --------------------------------------
 
@@ -196,6 +205,11 @@ class WechatService:
         self._check_signature(signature, timestamp, nonce)
         _safe_xml(body)
         safe_mode = (encrypt_type or "raw").lower() == "aes"
+        if self.crypto is not None and not safe_mode:
+            # With an EncodingAESKey set, WeChat sends every message encrypted (safe or compatible
+            # mode); a plain one is someone else's, whose body no signature covers.
+            raise WechatForbidden("只接受加密消息。", "Safe mode is configured: plain callbacks are refused.")
+        self._remember_nonce(signature, timestamp, nonce, body)
         xml: bytes | str = body
         if safe_mode:
             if self.crypto is None:
@@ -211,7 +225,8 @@ class WechatService:
             message = parse_message(xml)
         except Exception as exc:  # wechatpy raises whatever xmltodict or a field raised
             raise WechatBadRequest("消息格式不正确。", "Not a WeChat message.") from exc
-        if message is None or not message.source:
+        if message is None or not message.source or len(message.source) > MAX_OPENID_CHARS \
+                or len(str(message.id or "")) > MAX_MSG_ID_CHARS:
             raise WechatBadRequest("消息格式不正确。", "Not a WeChat message.")
         reply_text, duplicate = self._accept(message)
         if reply_text is None:
@@ -234,10 +249,31 @@ class WechatService:
         if skew > self.settings.timestamp_window_s:
             raise WechatForbidden("消息已过期。", "The timestamp is outside the allowed window.")
 
+    def _remember_nonce(self, signature: str, timestamp: str, nonce: str, body: bytes) -> None:
+        """A signed (signature, timestamp, nonce) is good for one body: WeChat's retry of a
+        callback sends the same body again, a replay within the window sends another."""
+        key = hashlib.sha256("\x1f".join((signature, timestamp, nonce)).encode()).hexdigest()
+        digest = hashlib.sha256(body).hexdigest()
+        expires = utcnow() + timedelta(seconds=2 * self.settings.timestamp_window_s)
+        with self.engine.begin() as conn:
+            new = insert_once(conn, wechat_nonces, "nonce_key",
+                              dict(nonce_key=key, body_sha256=digest, expires_at=expires))
+            if not new:
+                first = conn.execute(select(wechat_nonces.c.body_sha256)
+                                     .where(wechat_nonces.c.nonce_key == key)).scalar()
+                if first != digest:
+                    log.warning("wechat callback refused: its signature was used before with another body")
+                    raise WechatForbidden("签名已被使用。", "This signature was already used for another message.")
+            self._callbacks += 1
+            if self._callbacks % _SWEEP_NONCES_EVERY == 0:
+                conn.execute(delete(wechat_nonces).where(wechat_nonces.c.expires_at < utcnow()))
+
     def _accept(self, message: Any) -> tuple[str | None, bool]:
         """Store the message once; (the passive reply or None, whether it was a duplicate)."""
         kind, payload, instant = self._classify(message)
-        key = f"msg:{message.id}" if message.id else f"event:{message.source}:{message.time}"
+        # The sender is part of the key: a MsgId is only unique per account and sender, and a
+        # forged callback must not turn a resident's real message into a "duplicate".
+        key = f"msg:{message.source}:{message.id}" if message.id else f"event:{message.source}:{message.time}"
         now = utcnow()
         # A resident may type an ID or phone number: kept encrypted until it is answered.
         sealed = self.services.vault.encrypt_fields(payload)

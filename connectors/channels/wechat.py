@@ -352,7 +352,12 @@ class WechatChannel:
         self.outbox = outbox
 
     def send(self, *, session_id: str, user_id: str, text: str, sender: str, ticket_id: str | None = None) -> int:
-        openid = session_id.removeprefix("wechat:") if session_id.startswith("wechat:") else user_id
+        # Only a WeChat conversation ("wechat:<openid>", which only WeChat's signed callbacks can
+        # start) names whom to push to; a user id from anywhere else never does.
+        if not session_id.startswith("wechat:") or not session_id.removeprefix("wechat:"):
+            log.warning("not pushed to WeChat: %s is not a WeChat conversation", mask_pii(session_id[:40]))
+            return 0
+        openid = session_id.removeprefix("wechat:")
         key = uuid.uuid4().hex
         with self.outbox.engine.begin() as conn:
             for number, part in enumerate(split_text(text)):

@@ -11,22 +11,24 @@ this module is imported; the audit trail written for workers stays in Chinese he
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, lease_due
-from assistant.core.errors import LinliError
+from assistant.core.errors import LinliError, TooManyRequests
 from assistant.core.privacy import mask_pii
-from assistant.core.settings import get_settings
+from assistant.core.settings import LimitSettings, get_settings
 from assistant.core.vault import SENSITIVE_FIELD_TYPES, Vault
 from connectors.forms.errors import InvalidFormFile, load_messages
 from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
@@ -45,7 +47,8 @@ def load_notices(path: Path = NOTICES_PATH) -> dict[str, dict[str, str]]:
     """The notices and status names (id -> {"zh", "en"}), each pair with the same placeholders,
     and none missing."""
     notices = load_messages(path)
-    wanted = ["submitted", "handed_to_worker", "status_changed", "status_reason", *(f"status_{s}" for s in STATUSES)]
+    wanted = ["submitted", "handed_to_worker", "status_changed", "status_reason", "too_many", "too_many_centre",
+              *(f"status_{s}" for s in STATUSES)]
     missing = [key for key in wanted if key not in notices]
     if missing:
         raise InvalidFormFile(f"{path.name} 缺少：{'、'.join(missing)}", f"{path.name} lacks {', '.join(missing)}")
@@ -91,6 +94,63 @@ class UnknownApplication(LinliError):
     http_status = 404
 
 
+class TooManyApplications(TooManyRequests):
+    code = "too_many_applications"
+
+
+class HitCounter(Protocol):
+    """Counts hits per key in windows, atomically across processes (assistant/security/limits.py's
+    `RateLimiter`): True while the key is within `limit`."""
+
+    def hit(self, key: str, *, limit: int, window_s: int) -> bool: ...
+
+
+HOUR_S, DAY_S = 3600, 24 * 3600
+
+
+@dataclass(frozen=True)
+class FilingLimits:
+    """How many applications a session, a resident (the conversation's owner), a resident for one
+    procedure, and a centre may file (LimitSettings' applications_*); refused with 429 and a
+    sentence the resident can act on."""
+
+    counter: HitCounter
+    per_session_per_hour: int
+    per_resident_per_day: int
+    per_resident_per_procedure_per_day: int
+    per_centre_per_day: int
+
+    @classmethod
+    def from_settings(cls, counter: HitCounter, limits: LimitSettings) -> FilingLimits:
+        return cls(counter, limits.applications_per_session_per_hour, limits.applications_per_resident_per_day,
+                   limits.applications_per_resident_per_procedure_per_day, limits.applications_per_centre_per_day)
+
+    def admit(self, *, procedure: str, session_id: str, owner: str, centre: str | None) -> None:
+        checks = [(f"filings:session:{session_id}", self.per_session_per_hour, HOUR_S, "session"),
+                  (f"filings:resident:{owner}", self.per_resident_per_day, DAY_S, "resident"),
+                  (f"filings:resident:{owner}:{procedure}", self.per_resident_per_procedure_per_day, DAY_S,
+                   "procedure")]
+        if centre:
+            checks.append((f"filings:centre:{centre}", self.per_centre_per_day, DAY_S, "centre"))
+        for key, limit, window_s, which in checks:
+            if not self.counter.hit(key, limit=limit, window_s=window_s):
+                log.warning("application refused: the %s limit (%d per %d h) was reached", which, limit,
+                            window_s // HOUR_S)
+                notice = NOTICES["too_many_centre" if which == "centre" else "too_many"]
+                raise TooManyApplications(notice["zh"], notice["en"], retry_after=window_s)
+
+
+def owner_key(owner: str | None, session_id: str) -> str:
+    """Who filed: the conversation's owner, or the session itself where the conversation has none
+    (the command line, conversations from before owners existed)."""
+    return owner or f"session:{session_id}"
+
+
+def scoped_key(owner: str, idempotency_key: str) -> str:
+    """An idempotency key is the filer's own: the same key from someone else is another application."""
+    return "k:" + hashlib.sha256(json.dumps([owner, idempotency_key], ensure_ascii=False).encode()).hexdigest()
+
+
 @dataclass
 class Application:
     application_id: str
@@ -106,6 +166,7 @@ class Application:
     created_at: datetime
     updated_at: datetime
     last_error: str | None = None
+    owner: str | None = None
 
     def public(self, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {"reference": self.application_id, "procedure": self.procedure, "status": self.status,
@@ -128,8 +189,10 @@ class ApplicationService:
     def __init__(self, url: str, connector: ServiceConnector, *, benefit_tables: BenefitTables,
                  notify: Notify | None = None, escalate: Escalate | None = None, max_attempts: int = 5,
                  lease_s: float = 60.0, retry_base_s: float = 5.0,
-                 procedures: Callable[[str], Procedure] | None = None, vault: Vault | None = None) -> None:
+                 procedures: Callable[[str], Procedure] | None = None, vault: Vault | None = None,
+                 limits: FilingLimits | None = None) -> None:
         self.engine = get_engine(url)
+        self.limits = limits
         # ID and phone numbers in `applications.data` are stored encrypted; `get` opens them (the
         # connector submits full values).
         self.vault = vault or Vault.from_settings(get_settings().privacy)
@@ -161,11 +224,15 @@ class ApplicationService:
         return cleaned
 
     def confirm(self, procedure_id: str, data: dict[str, Any], *, session_id: str, channel: str, user_id: str,
-                idempotency_key: str | None = None, today: date | None = None) -> Application:
-        """Store a confirmed application in the outbox (one transaction); the same key twice
-        returns the first application."""
-        if idempotency_key:
-            existing = self._by_key(idempotency_key)
+                idempotency_key: str | None = None, today: date | None = None, owner: str | None = None,
+                centre: str | None = None) -> Application:
+        """Store a confirmed application in the outbox (one transaction); the same key twice from
+        the same resident (`owner`) returns the first application. A new one counts against the
+        filing limits."""
+        owner = owner_key(owner, session_id)
+        key = scoped_key(owner, idempotency_key) if idempotency_key else None
+        if key:
+            existing = self._by_key(key)
             if existing is not None:
                 if existing.procedure != procedure_id:
                     raise LinliError(f"这个幂等键已用于另一项申请（{existing.procedure}）。",
@@ -173,18 +240,21 @@ class ApplicationService:
                                      reference=existing.application_id)
                 return existing
         cleaned = _jsonable(self.check(procedure_id, data, today))
+        if self.limits is not None:
+            self.limits.admit(procedure=procedure_id, session_id=session_id, owner=owner, centre=centre)
         now = utcnow()
         application_id = f"SQ{now:%Y%m%d}-{uuid.uuid4().hex[:6].upper()}"
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(applications).values(
                     application_id=application_id, procedure=procedure_id, session_id=session_id, channel=channel,
-                    user_id=user_id, data=self.vault.encrypt_fields(cleaned, self._sensitive(procedure_id)),
-                    idempotency_key=idempotency_key, status="queued", attempts=0,
+                    user_id=user_id, owner=owner,
+                    data=self.vault.encrypt_fields(cleaned, self._sensitive(procedure_id)),
+                    idempotency_key=key, status="queued", attempts=0,
                     next_attempt_at=now, created_at=now, updated_at=now))
                 self._event(conn, application_id, "queued", "居民已确认")
         except IntegrityError:
-            existing = self._by_key(idempotency_key) if idempotency_key else None
+            existing = self._by_key(key) if key else None
             if existing is None:
                 raise
             return existing
@@ -329,15 +399,11 @@ class ApplicationService:
         application = self.get(reference)
         return application.public(self.history(application.application_id))
 
-    def for_resident(self, *, session_id: str | None = None, user_id: str | None = None,
-                     limit: int = 5) -> list[Application]:
-        who = []
-        if session_id:
-            who.append(applications.c.session_id == session_id)
-        if user_id and user_id != "anonymous":
-            who.append(applications.c.user_id == user_id)
-        if not who:
-            return []
+    def for_resident(self, *, owner: str | None, session_id: str, limit: int = 5) -> list[Application]:
+        """The resident's latest applications: those filed by the same owner (their page session,
+        their integration user, their WeChat account), in any of their conversations. Never by a
+        bare user id: another client may use the same one."""
+        who = [applications.c.owner == owner_key(owner, session_id), applications.c.session_id == session_id]
         with self.engine.connect() as conn:
             rows = conn.execute(select(applications.c.application_id).where(or_(*who))
                                 .order_by(applications.c.created_at.desc()).limit(limit)).all()

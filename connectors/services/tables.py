@@ -15,6 +15,8 @@ applications = Table(
     Column("session_id", String(128), nullable=False, index=True),
     Column("channel", String(32), nullable=False),
     Column("user_id", String(128), nullable=False, index=True),
+    # Who filed it: the conversation's owner (assistant/residents/), `session:<id>` without one.
+    Column("owner", String(200), index=True),
     Column("data", JSON, nullable=False),
     Column("idempotency_key", String(200), unique=True),
     # queued -> submitted -> under_review -> approved | rejected | cancelled; needs_worker when

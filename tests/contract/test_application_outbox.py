@@ -155,9 +155,59 @@ def test_a_dead_worker_lease_expires_and_another_delivers(service, backend):
 
 
 def test_resident_sees_their_recent_applications(service):
-    mine = _confirm(service, session_id="me")
-    _confirm(service, session_id="someone-else")
-    assert [a.application_id for a in service.for_resident(session_id="me")] == [mine]
+    me, other_client = f"api:crm:{uuid.uuid4().hex[:8]}", f"api:other:{uuid.uuid4().hex[:8]}"
+    first = _confirm(service, session_id=f"me-1-{me}", owner=me)
+    second = _confirm(service, session_id=f"me-2-{me}", owner=me, data={"applicant_id": AGED_92})
+    _confirm(service, session_id=f"them-{other_client}", owner=other_client)
+    # Every application of the same owner, in any of their conversations, newest first …
+    assert [a.application_id for a in service.for_resident(owner=me, session_id=f"me-2-{me}")] == [second, first]
+    # … and never another owner's, though both clients call their user "u1" (issue 28, hole 4).
+    assert all(a.owner == me for a in service.for_resident(owner=me, session_id=f"me-1-{me}"))
+    # A conversation without an owner (the command line) sees what was filed in it.
+    session = f"plain-{uuid.uuid4().hex[:8]}"
+    alone = _confirm(service, session_id=session)
+    assert [a.application_id for a in service.for_resident(owner=None, session_id=session)] == [alone]
+
+
+def test_an_idempotency_key_is_its_filers_own(service, backend):
+    """Issue 28: a key another resident used must not hand back their application."""
+    key, one, two = uuid.uuid4().hex, f"api:crm:{uuid.uuid4().hex[:8]}", f"api:crm:{uuid.uuid4().hex[:8]}"
+    mine = _confirm(service, session_id=f"s-{one}", owner=one, idempotency_key=key)
+    assert _confirm(service, session_id=f"s-{one}", owner=one, idempotency_key=key) == mine
+    theirs = _confirm(service, session_id=f"s-{two}", owner=two, idempotency_key=key)
+    assert theirs != mine and service.get(theirs).owner == two
+
+
+def test_filing_is_limited_per_session_resident_procedure_and_centre(database_url, backend, benefit_tables):
+    """Issue 28, hole 1: one page session filed 40 applications in 2.4 s."""
+    from assistant.core.settings import LimitSettings  # noqa: PLC0415
+    from assistant.security.limits import RateLimiter  # noqa: PLC0415
+    from connectors.services.applications import FilingLimits, TooManyApplications  # noqa: PLC0415
+
+    limits = FilingLimits.from_settings(RateLimiter.from_settings(LimitSettings(), database_url), LimitSettings(
+        applications_per_session_per_hour=2, applications_per_resident_per_day=3,
+        applications_per_resident_per_procedure_per_day=3, applications_per_centre_per_day=4))
+    service = ApplicationService(database_url, backend, benefit_tables=benefit_tables, limits=limits)
+    resident, centre = f"page:{uuid.uuid4().hex[:8]}", f"centre-{uuid.uuid4().hex[:8]}"
+    session = f"s-{resident}"
+    filed = [_confirm(service, session_id=session, owner=resident, centre=centre) for _ in range(2)]
+    with pytest.raises(TooManyApplications) as refused:
+        _confirm(service, session_id=session, owner=resident, centre=centre)
+    assert refused.value.http_status == 429 and "今天暂时不能再提交" in refused.value.message("zh")
+    assert refused.value.details["retry_after"] == 3600
+    # A retry of one already filed (its idempotency key) is the same application: not counted.
+    keyed = _confirm(service, session_id=f"{session}-2", owner=resident, centre=centre, idempotency_key="k1")
+    assert _confirm(service, session_id=f"{session}-2", owner=resident, centre=centre, idempotency_key="k1") == keyed
+    # The resident's daily limit holds across their sessions.
+    with pytest.raises(TooManyApplications):
+        _confirm(service, session_id=f"{session}-3", owner=resident, centre=centre)
+    # The centre's daily cap holds across residents.
+    others = [f"page:{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    _confirm(service, session_id=f"s-{others[0]}", owner=others[0], centre=centre)
+    with pytest.raises(TooManyApplications) as capped:
+        _confirm(service, session_id=f"s-{others[1]}", owner=others[1], centre=centre)
+    assert "本社区服务中心" in capped.value.message("zh")
+    assert len(filed) == 2 and backend.applications == 0  # nothing delivered in this test: all stay queued
 
 
 def test_unknown_procedure_and_reference(service):

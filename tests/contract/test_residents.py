@@ -8,12 +8,14 @@ import uuid
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from assistant.core.errors import Forbidden, LinliError, NotAuthenticated
-from assistant.core.settings import ApiSettings, EscalationSettings, Settings
-from assistant.dialogue.receipts import MessageReceipts, StillProcessing
+from assistant.core.settings import ApiSettings, EscalationSettings, Settings, WechatSettings
+from assistant.dialogue.receipts import MessageReceipts, StillProcessing, message_key
 from assistant.dialogue.store import ConversationStore
-from assistant.residents.sessions import InvalidSessionId, ResidentSessions, check_client_session_id
+from assistant.residents.sessions import InvalidChannel, InvalidSessionId, ResidentSessions, check_client_session_id
+from connectors.channels.wechat import PushOutbox, WechatChannel, wechat_pushes
 
 
 def _settings(tmp_path) -> Settings:
@@ -126,3 +128,35 @@ def test_a_failed_first_copy_lets_the_retry_process_and_a_slow_one_says_so(datab
         receipts.claim(key, "s2")
     receipts.release(key)
     assert receipts.claim(key, "s2") is None
+
+
+@pytest.mark.parametrize("channel", ["wechat", "WeChat", "kiosk", "chat", "\t=1+10", "wechat:wechat", "", "x" * 33])
+def test_an_integration_may_not_speak_on_another_channel_or_name_one_oddly(database_url, tmp_path, channel):
+    """Issue 28, holes 17 and 21: `channel: "wechat"` with another user's openid opened a ticket whose
+    worker reply was pushed to that WeChat user; a channel of "\\t=1+10" reached the CSV export."""
+    residents = ResidentSessions(database_url, _settings(tmp_path))
+    with pytest.raises(InvalidChannel) as refused:
+        residents.for_api_key("crm-key-123456", "u1", channel)
+    assert refused.value.http_status == 422
+    assert residents.for_api_key("crm-key-123456", "u1", "hotline-12345").channel == "hotline-12345"
+
+
+def test_the_wechat_channel_pushes_only_to_wechat_conversations(database_url):
+    """However a ticket came to say `channel: wechat`, only a `wechat:<openid>` conversation (which
+    only WeChat's signed callbacks start) names whom to push to; a bare user id never does."""
+    outbox = PushOutbox(database_url, None, WechatSettings())  # type: ignore[arg-type]  # nothing is sent here
+    channel = WechatChannel(outbox)
+    openid = f"o-{uuid.uuid4().hex[:10]}"
+    assert channel.send(session_id="api-session-1", user_id=openid, text="您好", sender="王社工") == 0
+    assert channel.send(session_id=f"wechat:{openid}", user_id="whatever", text="您好", sender="王社工") > 0
+    with outbox.engine.connect() as conn:
+        assert conn.execute(select(wechat_pushes.c.openid).where(wechat_pushes.c.openid == openid)).scalars().all() \
+            == [openid]
+
+
+def test_message_keys_of_two_conversations_never_collide():
+    """Issue 28, hole 20: channel "wechat:wechat", session "<openid>", message "msg:<id>" spelled the
+    same receipt key as the WeChat user's own message, and read their stored reply."""
+    assert message_key("wechat:o1", "msg:1") != message_key("o1", "wechat:msg:1")
+    assert message_key("a:b", "c") != message_key("a", "b:c")
+    assert message_key("s", "m") == message_key("s", "m") and len(message_key("s" * 128, "m" * 128)) <= 320

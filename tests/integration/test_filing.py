@@ -90,7 +90,7 @@ def test_filing_each_procedure_in_conversation(desk, sandbox, procedure):
     assert done.reply_type == "answer" and "已提交" in done.text, done.text
     assert _stats(sandbox)["applications"] == before + 1
     status = engine.handle(session, "我的申请到哪一步了")
-    filed = applications.for_resident(session_id=session)[0]
+    filed = applications.for_resident(owner=None, session_id=session)[0]
     assert status.reply_type == "answer" and filed.application_id in status.text
 
 
@@ -123,7 +123,7 @@ def test_cancel_and_bad_fields_file_nothing(desk, sandbox):
     engine.handle(session, "王秀英")
     assert "校验位" in engine.handle(session, AGED_92[:-1] + "9").text
     assert engine.handle(session, "取消").reply_type == "smalltalk"
-    assert applications.for_resident(session_id=session) == []
+    assert applications.for_resident(owner=None, session_id=session) == []
     assert _stats(sandbox)["applications"] == before
 
 
@@ -139,7 +139,7 @@ def test_backend_down_during_submit_then_delivered_exactly_once(desk, sandbox):
     finally:
         set_fault(sandbox, fault="none")
     assert queued.reply_type == "answer" and "排队" in queued.text and "不用重新申请" in queued.text
-    application = applications.for_resident(session_id=session)[0]
+    application = applications.for_resident(owner=None, session_id=session)[0]
     assert application.status == "queued"
     delivered = applications.deliver_due("worker-1")
     assert [a.application_id for a in delivered] == [application.application_id]
@@ -281,7 +281,7 @@ def test_rejection_is_announced_and_a_dispute_reaches_a_worker(desk, sandbox):
     for text in answers:
         engine.handle(session, text)
     engine.handle(session, "确认")
-    application = applications.for_resident(session_id=session)[0]
+    application = applications.for_resident(owner=None, session_id=session)[0]
     # The backend's reviewer rejects it (the sandbox rejects data marked so).
     this_row = update(applications_table).where(applications_table.c.application_id == application.application_id)
     with applications.engine.begin() as conn:

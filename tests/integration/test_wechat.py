@@ -147,15 +147,27 @@ class Server:
         self.url = url
         self.client = httpx.Client(base_url=base, timeout=10)
 
-    def post(self, xml: str, query: dict[str, str] | None = None) -> httpx.Response:
+    def post(self, xml: str, query: dict[str, str] | None = None, *, plain: bool = False) -> httpx.Response:
+        """A callback as WeChat sends it to an account in safe mode (the server has an
+        EncodingAESKey): encrypted, unless `plain` or a query of the test's own is given."""
+        if query is None and not plain:
+            query, xml = encrypted_callback(xml)
         return self.client.post("/wechat/callback", params=query or signed_query(), content=xml.encode())
+
+
+def decrypted_reply(text: str) -> dict:
+    """A passive reply in safe mode, opened."""
+    signed = xmltodict.parse(text)["xml"]
+    crypto = WeChatCrypto(TOKEN, AES_KEY, APP_ID)
+    return xmltodict.parse(crypto.decrypt_message(text, signed["MsgSignature"], signed["TimeStamp"],
+                                                  signed["Nonce"]))["xml"]
 
 
 @pytest.fixture(scope="module")
 def server(small_index_dir, tmp_path_factory, standin):
     root = tmp_path_factory.mktemp("wechat-server")
     url = f"sqlite:///{root / 'linli.sqlite'}"
-    UserStore(url).add("wang", "wang-password", role="worker", centre="default")
+    UserStore(url).add("wang", "wang-password-2024", role="worker", centre="default")
     port = free_port()
     process = _start_server(wechat_env(root, small_index_dir, standin.base), port)
     yield Server(f"http://127.0.0.1:{port}", url)
@@ -199,9 +211,11 @@ def test_bad_callbacks_are_refused_and_never_stored(server):
     assert server.post(text, {**signed_query(), "signature": "f" * 40}).status_code == 403
     assert server.post(text, signed_query(timestamp=int(time.time()) - 400)).status_code == 403
     doctype = '<!DOCTYPE xml [<!ENTITY e "boom">]>' + text.replace("你好", "&e;")
-    assert server.post(doctype).status_code == 400
-    assert server.post("<xml><ToUserName>broken").status_code == 400
-    assert server.post(text.replace("你好", "很长" * 300_000)).status_code == 413
+    assert server.post(doctype, plain=True).status_code == 400
+    assert server.post("<xml><ToUserName>broken", plain=True).status_code == 400
+    assert server.post(text.replace("你好", "很长" * 300_000), plain=True).status_code == 413
+    # An account in safe mode gets every callback encrypted: a plain one is someone else's.
+    assert server.post(text, plain=True).status_code == 403
     with get_engine(server.url).connect() as conn:
         stored = conn.execute(select(wechat_inbound.c.id).where(wechat_inbound.c.openid == openid)).all()
     assert stored == []
@@ -268,9 +282,9 @@ def test_safe_mode_round_trip_and_instant_replies(server, standin):
                                                            signed["Nonce"]))["xml"]["Content"]
     # A forged msg_signature is refused.
     assert server.post(body, {**query, "msg_signature": "0" * 40}).status_code == 403
-    # An image in plain mode: the polite "only text and voice", passively.
-    image = xmltodict.parse(server.post(message_xml(openid, "image", 10_000_004, PicUrl="http://x/p.jpg",
-                                                    MediaId="m1")).text)["xml"]
+    # An image: the polite "only text and voice", passively.
+    image = decrypted_reply(server.post(message_xml(openid, "image", 10_000_004, PicUrl="http://x/p.jpg",
+                                                    MediaId="m1")).text)
     assert "文字和语音" in image["Content"]
     # A text in safe mode is acknowledged and answered by push.
     query, body = encrypted_callback(message_xml(openid, "text", 10_000_005, Content="你好"))
@@ -302,7 +316,7 @@ def test_dispute_intake_then_a_worker_reply_reaches_wechat(server, standin):
         stored = " ".join(str(p) for p in conn.execute(select(wechat_inbound.c.payload)).scalars())
     assert "13812345678" not in stored and "enc:v1:" in stored
     with httpx.Client(base_url=server.base, timeout=10) as client:
-        login = {"username": "wang", "password": "wang-password"}
+        login = {"username": "wang", "password": "wang-password-2024"}
         worker = {"Authorization": f"Bearer {client.post('/api/v1/auth/token', json=login).json()['token']}"}
         tickets = client.get("/api/v1/tickets", headers=worker).json()["tickets"]
         ticket = next(t for t in tickets if t["channel"] == "wechat" and t["user_id"] == openid)
