@@ -275,8 +275,12 @@ def serve(
     _refuse_development_key(settings.privacy)
     # The server builds its own Services in the app's lifespan (assistant/api.py).
     # Open console event streams would otherwise hold a graceful shutdown forever.
+    trusted = settings.api.trusted_proxies
     uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host,
                 port=port or settings.api.port,
+                # X-Forwarded-For only from the proxies named in settings: uvicorn's default trusts
+                # any local process, and a header rotated from 127.0.0.1 reset every per-address limit.
+                proxy_headers=bool(trusted), forwarded_allow_ips=",".join(trusted) if trusted else "",
                 timeout_graceful_shutdown=5)
 
 

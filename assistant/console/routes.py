@@ -4,6 +4,7 @@ pages (`/console…`). Both are thin: every rule lives in SqlEscalationService."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,7 @@ from assistant.escalation.auth import UserStore
 from assistant.escalation.base import KINDS, PRIORITIES
 from assistant.escalation.service import Actor, SqlEscalationService
 from assistant.escalation.states import ACTION_LABELS_ZH, HELD, OPEN, STATUS_LABELS_ZH, STATUSES
+from assistant.security.http import bearer_token
 from assistant.security.limits import LoginThrottle
 
 COOKIE = "linli_session"
@@ -41,11 +43,11 @@ def user_store(services: ServicesDep) -> UserStore:
 
 def current_actor(request: Request, users: Annotated[UserStore, Depends(user_store)],
                   authorization: Annotated[str | None, Header()] = None) -> Actor:
-    token = None
-    if authorization and authorization.lower().startswith("bearer "):
-        token = authorization[7:].strip()
-    token = token or request.cookies.get(COOKIE)
-    return users.actor_for_token(token)
+    if authorization is not None and bearer_token(authorization) is None:
+        # Basic or anything else: not ours, and never a reason to fall back to the cookie (the
+        # cross-site check lets a request with an Authorization header through).
+        raise NotAuthenticated("请用 Bearer 令牌或在页面登录。", "Use a Bearer token or log in on the page.")
+    return users.actor_for_token(bearer_token(authorization) or request.cookies.get(COOKIE))
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]
@@ -111,7 +113,7 @@ def login_token(request: Request, body: TokenRequest, users: Annotated[UserStore
 @api.post("/auth/logout", summary="退出登录 / Log out (revokes the bearer token or console cookie)")
 def logout_token(request: Request, actor: ActorDep, users: Annotated[UserStore, Depends(user_store)],
                  authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
-    bearer = authorization[7:].strip() if authorization and authorization.lower().startswith("bearer ") else None
+    bearer = bearer_token(authorization)
     token = bearer or request.cookies.get(COOKIE)
     if token:
         users.revoke(token)
@@ -139,8 +141,15 @@ def open_ticket(body: NewTicket, actor: ActorDep, desk: DeskDep, services: Servi
     ticket = desk.open_ticket(kind=body.kind, priority=body.priority, session_id=body.session_id,
                               channel=body.channel, user_id=body.user_id, summary=body.summary,
                               form_data=body.form_data, centre=centre,
-                              idempotency_key=f"api:{idempotency_key}" if idempotency_key else None)
+                              idempotency_key=_scoped_key(actor, idempotency_key) if idempotency_key else None)
     return ticket.public()
+
+
+def _scoped_key(actor: Actor, key: str) -> str:
+    """An Idempotency-Key is its sender's own: the same key from a worker of another centre (or
+    another worker) is another ticket, never a way to read someone else's."""
+    scope = json.dumps([actor.centre, actor.username, key], ensure_ascii=False)
+    return "api:" + hashlib.sha256(scope.encode()).hexdigest()
 
 
 @api.post("/tickets/claim-next", summary="认领下一张 / Claim the most urgent ticket")

@@ -3,8 +3,9 @@
 1. `SecurityHeaders`: nosniff, X-Frame-Options and Referrer-Policy on every response, a strict
    Content-Security-Policy on the pages (console, kiosk, chat, admin), `Secure` on every cookie
    when `settings.api.https` is on.
-2. `CsrfGuard`: a state-changing request authenticated by the console cookie (no Authorization
-   header) must come from the page's own origin (Origin, else Referer); else 403.
+2. `CsrfGuard`: a state-changing request authenticated by the console cookie (no Bearer token),
+   and a post of the login form (login CSRF), must come from the page's own origin (Origin, else
+   Referer); else 403.
 3. `ClientRateLimit`: anonymous endpoints that create things are limited per client address (429
    with Retry-After).
 4. `BodyGuard`: a body over the endpoint's limit is refused with 413 before it is read (by its
@@ -37,6 +38,9 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# The login form sets the cookie, so no cookie vouches for it yet: it takes posts from Linli's own
+# page only, or another site could log a visitor into an account of its choosing (login CSRF).
+LOGIN_FORMS = frozenset({"/console/login"})
 # Anonymous endpoints that create things, limited per client address and minute.
 CREATING_ENDPOINTS = frozenset({("POST", "/api/v1/ask"), ("POST", "/api/v1/sessions")})
 # A multipart voice upload carries its form fields and boundaries beside the audio.
@@ -99,6 +103,13 @@ def _secure_cookies(headers: MutableHeaders) -> None:
         headers.append("set-cookie", cookie if "secure" in parts else f"{cookie}; Secure")
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header; None for none or another scheme."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip() or None
+    return None
+
+
 def _same_origin(source: str, host: str) -> bool:
     try:
         netloc = urlsplit(source).netloc
@@ -114,8 +125,11 @@ class CsrfGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
             headers = Headers(scope=scope)
-            cookie_authenticated = SESSION_COOKIE in Request(scope).cookies and "authorization" not in headers
-            if cookie_authenticated:
+            # Only a Bearer token authenticates without the cookie; any other Authorization header
+            # (Basic …) leaves the cookie in charge, so the origin check applies.
+            cookie_authenticated = SESSION_COOKIE in Request(scope).cookies and \
+                bearer_token(headers.get("authorization")) is None
+            if cookie_authenticated or scope["path"].rstrip("/") in LOGIN_FORMS:
                 source = headers.get("origin") or headers.get("referer")
                 if not source or not _same_origin(source, headers.get("host", "")):
                     await _refuse(scope, receive, send, CsrfRefused(

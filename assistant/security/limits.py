@@ -2,8 +2,8 @@
 with the `limits` library's strategy, over the relational database by default (`SqlStorage`, one
 atomic upsert per hit on SQLite and PostgreSQL) or Redis when `settings.limits.redis_url` is set.
 
-`LoginThrottle` uses it to lock an account (and a client address) out for the rest of the window
-after repeated failed logins."""
+`LoginThrottle` uses it to lock a guessing address out, and to slow an account guessed from many
+addresses, without locking its owner out."""
 
 from __future__ import annotations
 
@@ -154,38 +154,64 @@ LOGIN_WINDOW_S = 15 * 60
 
 
 class LoginThrottle:
-    """Counts failed logins per account and per client address; once either reaches its limit,
-    every further attempt (even with the right password) is refused with 429 until the window
-    passes. A successful login clears the account's failures."""
+    """Failed logins lock the guesser out, not the account's owner:
+
+    - one address guessing one account: after `login_failures_per_15_min` failures that address
+      may not try that account again (even with the right password) until the window passes;
+    - one address guessing many accounts: after `login_failures_per_client_per_15_min` it may try
+      none;
+    - an account guessed from many addresses: after `login_failures_before_slowdown` failures it
+      is slowed, one attempt per `login_slowdown_s` seconds from anywhere, so that the owner still
+      gets in (a few seconds late) while a distributed guesser gets a handful of tries an hour.
+
+    A successful login clears the account's failures from that address and the slowdown."""
 
     def __init__(self, limiter: RateLimiter, settings: LimitSettings) -> None:
         self.limiter = limiter
-        self.account_limit = settings.login_failures_per_15_min
+        self.pair_limit = settings.login_failures_per_15_min
         self.client_limit = settings.login_failures_per_client_per_15_min
+        self.slowdown_after = settings.login_failures_before_slowdown
+        self.slowdown_s = settings.login_slowdown_s
 
-    def _keys(self, username: str, client: str) -> list[tuple[str, int]]:
-        return [(f"login:account:{username.casefold()}", self.account_limit),
+    @staticmethod
+    def _account(username: str) -> str:
+        return username.casefold()
+
+    def _locks(self, username: str, client: str) -> list[tuple[str, int]]:
+        return [(f"login:pair:{self._account(username)}:{client}", self.pair_limit),
                 (f"login:client:{client}", self.client_limit)]
 
+    def _failures_key(self, username: str) -> str:
+        return f"login:account:{self._account(username)}"
+
     def check(self, username: str, client: str) -> None:
-        for key, limit in self._keys(username, client):
+        for key, limit in self._locks(username, client):
             if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S):
                 retry = self.limiter.retry_after(key, limit=limit, window_s=LOGIN_WINDOW_S)
                 raise TooManyRequests(
                     f"登录失败次数过多，请{math.ceil(retry / 60)}分钟后再试。",
                     f"Too many failed logins; try again in {math.ceil(retry / 60)} minutes.",
                     retry_after=retry)
+        failures_key = self._failures_key(username)
+        if not self.limiter.allowed(failures_key, limit=self.slowdown_after, window_s=LOGIN_WINDOW_S):
+            slow_key = f"login:slow:{self._account(username)}"
+            if not self.limiter.hit(slow_key, limit=1, window_s=self.slowdown_s):
+                retry = self.limiter.retry_after(slow_key, limit=1, window_s=self.slowdown_s)
+                raise TooManyRequests(f"这个账号最近有多次登录失败，请{retry}秒后再试。",
+                                      f"This account had many failed logins; try again in {retry} seconds.",
+                                      retry_after=retry)
 
     def failed(self, username: str, client: str) -> None:
-        for key, limit in self._keys(username, client):
+        for key, limit in [*self._locks(username, client), (self._failures_key(username), self.slowdown_after)]:
             self.limiter.hit(key, limit=limit, window_s=LOGIN_WINDOW_S)
             if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S):
-                log.warning("login locked out for %d minutes after %d failures: %s (user %r, client %s)",
-                            LOGIN_WINDOW_S // 60, limit, key.split(":")[1], username, client)
+                what = {"pair": "address for this account", "client": "address", "account": "account slowed"}
+                log.warning("login: %s after %d failures in %d minutes (user %r, client %s)",
+                            what[key.split(":")[1]], limit, LOGIN_WINDOW_S // 60, username, client)
 
-    def succeeded(self, username: str) -> None:
-        key, limit = self._keys(username, "")[0]
-        self.limiter.clear(key, limit=limit, window_s=LOGIN_WINDOW_S)
+    def succeeded(self, username: str, client: str) -> None:
+        self.limiter.clear(self._locks(username, client)[0][0], limit=self.pair_limit, window_s=LOGIN_WINDOW_S)
+        self.limiter.clear(self._failures_key(username), limit=self.slowdown_after, window_s=LOGIN_WINDOW_S)
 
     def authenticate(self, users: UserStore, username: str, password: str, client: str) -> Actor:
         """`users.authenticate`, refused with TooManyRequests while the account or client is locked."""
@@ -195,6 +221,6 @@ class LoginThrottle:
         except NotAuthenticated:
             self.failed(username, client)
             raise
-        self.succeeded(username)
+        self.succeeded(username, client)
         return actor
 

@@ -31,7 +31,7 @@ def browser():
 def server(small_index_dir, tmp_path):
     data_dir = tmp_path / "var"
     data_dir.mkdir()
-    UserStore(f"sqlite:///{data_dir / 'linli.sqlite'}").add("wang", "wang-password", role="worker",
+    UserStore(f"sqlite:///{data_dir / 'linli.sqlite'}").add("wang", "wang-password-2024", role="worker",
                                                              centre="default", display_name="王社工")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
@@ -53,7 +53,7 @@ def test_login_live_queue_claim_reply_resolve(server, browser):
     browser.find_element(By.ID, "password").send_keys("wrong-password")
     browser.find_element(By.ID, "login-button").click()
     wait_for(lambda: "用户名或密码不正确" in browser.page_source, what="the wrong-password message")
-    browser.find_element(By.ID, "password").send_keys("wang-password")
+    browser.find_element(By.ID, "password").send_keys("wang-password-2024")
     browser.find_element(By.ID, "login-button").click()
     wait_for(lambda: "工单队列" in browser.page_source, what="the queue page")
     assert "王社工" in browser.page_source

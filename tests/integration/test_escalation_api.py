@@ -21,9 +21,9 @@ def settings(small_index_dir, tmp_path_factory) -> Settings:
                         escalation=EscalationSettings(centre="centre-a", centres=["centre-b"]),
                         api=ApiSettings(keys=TEST_API_KEYS))
     users = UserStore(settings.resolved_database_url)
-    users.add("wang", "wang-password", role="worker", centre="centre-a", display_name="王社工")
-    users.add("zhao", "zhao-password", role="worker", centre="centre-b", display_name="赵社工")
-    users.add("boss", "boss-password", role="supervisor", centre="centre-a", display_name="主管")
+    users.add("wang", "wang-password-2024", role="worker", centre="centre-a", display_name="王社工")
+    users.add("zhao", "zhao-password-2024", role="worker", centre="centre-b", display_name="赵社工")
+    users.add("boss", "boss-password-2024", role="supervisor", centre="centre-a", display_name="主管")
     return settings
 
 
@@ -43,12 +43,12 @@ def _token(client, username: str, password: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def wang(client):
-    return _token(client, "wang", "wang-password")
+    return _token(client, "wang", "wang-password-2024")
 
 
 @pytest.fixture(scope="module")
 def zhao(client):
-    return _token(client, "zhao", "zhao-password")
+    return _token(client, "zhao", "zhao-password-2024")
 
 
 def _say(client, session: str, text: str, **extra) -> dict:
@@ -130,7 +130,7 @@ def test_other_centre_cannot_read_or_act(client, wang, zhao):
         response = getattr(client, method)(path, headers=zhao, **({"json": body} if body else {}))
         assert response.status_code == 404, (path, response.text)
     assert ticket_id not in [t["ticket_id"] for t in client.get("/api/v1/tickets", headers=zhao).json()["tickets"]]
-    boss = _token(client, "boss", "boss-password")
+    boss = _token(client, "boss", "boss-password-2024")
     assert client.get(f"/api/v1/tickets/{ticket_id}", headers=boss).status_code == 200
 
 

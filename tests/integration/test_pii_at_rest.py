@@ -41,9 +41,9 @@ def server(small_index_dir, sandbox, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("pii") / "var"
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
     users = UserStore(url)
-    users.add("wang", "wang-password", role="worker", centre="centre-a")
+    users.add("wang", "wang-password-2024", role="worker", centre="centre-a")
     users.add("li", "li-password-1", role="worker", centre="centre-a")
-    users.add("boss", "boss-password", role="supervisor", centre="centre-a")
+    users.add("boss", "boss-password-2024", role="supervisor", centre="centre-a")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -138,8 +138,8 @@ def _console(base: str, username: str, password: str) -> Iterator[httpx.Client]:
 def test_only_the_handling_worker_reveals_and_the_reveal_is_audited(server, filed):
     base, _ = server
     _, ticket_id = filed
-    wang, li, boss = (_bearer(base, "wang", "wang-password"), _bearer(base, "li", "li-password-1"),
-                      _bearer(base, "boss", "boss-password"))
+    wang, li, boss = (_bearer(base, "wang", "wang-password-2024"), _bearer(base, "li", "li-password-1"),
+                      _bearer(base, "boss", "boss-password-2024"))
     assert httpx.post(f"{base}/api/v1/tickets/{ticket_id}/claim", headers=wang).status_code == 200
     for who in (wang, li, boss):
         shown = httpx.get(f"{base}/api/v1/tickets/{ticket_id}", headers=who).json()
@@ -155,7 +155,7 @@ def test_only_the_handling_worker_reveals_and_the_reveal_is_audited(server, file
         page = other.get(f"/console/tickets/{ticket_id}").text
         assert "139****1111" in page and DISPUTE_PHONE not in page and "显示完整信息" not in page
         assert other.post(f"/console/tickets/{ticket_id}/reveal").status_code == 403
-    with _console(base, "wang", "wang-password") as handler:
+    with _console(base, "wang", "wang-password-2024") as handler:
         page = handler.get(f"/console/tickets/{ticket_id}").text
         assert "139****1111" in page and DISPUTE_PHONE not in page and "显示完整信息" in page
         shown = handler.post(f"/console/tickets/{ticket_id}/reveal")

@@ -39,7 +39,7 @@ def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(small_index
     data_dir = tmp_path / "var"
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
     data_dir.mkdir()
-    UserStore(url).add("wang", "wang-password", role="worker", centre="default")
+    UserStore(url).add("wang", "wang-password-2024", role="worker", centre="default")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -47,7 +47,7 @@ def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(small_index
     server = _start_server(env, port)
     base = f"http://127.0.0.1:{port}"
     token = httpx.post(f"{base}/api/v1/auth/token",
-                       json={"username": "wang", "password": "wang-password"}).json()["token"]
+                       json={"username": "wang", "password": "wang-password-2024"}).json()["token"]
 
     acknowledged: list[str] = []
     failed_in_flight = 0

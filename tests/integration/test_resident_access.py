@@ -24,8 +24,8 @@ def server(small_index_dir, tmp_path_factory):
     data_dir.mkdir()
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
     users = UserStore(url)
-    users.add("wang", "wang-password", role="worker", centre="centre-a")
-    users.add("zhao", "zhao-password", role="worker", centre="centre-b")
+    users.add("wang", "wang-password-2024", role="worker", centre="centre-a")
+    users.add("zhao", "zhao-password-2024", role="worker", centre="centre-b")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -39,7 +39,8 @@ def server(small_index_dir, tmp_path_factory):
 
 
 def _bearer(base: str, username: str) -> dict[str, str]:
-    token = httpx.post(f"{base}/api/v1/auth/token", json={"username": username, "password": f"{username}-password"})
+    token = httpx.post(f"{base}/api/v1/auth/token",
+                       json={"username": username, "password": f"{username}-password-2024"})
     return {"Authorization": f"Bearer {token.json()['token']}"}
 
 

@@ -36,10 +36,25 @@ def _app(settings: Settings) -> FastAPI:
 
 def test_cookies_get_secure_behind_https_only():
     https = TestClient(_app(Settings(api=ApiSettings(https=True))), base_url="https://linli.example")
-    cookie = https.post("/console/login").headers["set-cookie"]
+    cookie = https.post("/console/login", headers={"Origin": "https://linli.example"}).headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie
     plain = TestClient(_app(Settings()))
-    assert "secure" not in plain.post("/console/login").headers["set-cookie"].lower()
+    assert "secure" not in plain.post("/console/login", headers={"Origin": "http://testserver"}).headers[
+        "set-cookie"].lower()
+
+
+@pytest.mark.parametrize(("headers", "allowed"), [
+    ({"Origin": "http://testserver"}, True),
+    ({"Origin": "http://evil.example"}, False),
+    ({}, False),
+    ({"Authorization": "Bearer abc"}, False),  # the form is the form, whatever else the request carries
+])
+def test_the_login_form_takes_posts_from_its_own_page_only(headers, allowed):
+    """Login CSRF: another site's form must not log a visitor into an account of its choosing,
+    though the visitor has no cookie yet."""
+    response = TestClient(_app(Settings())).post("/console/login", headers=headers)
+    assert (response.status_code == 200) is allowed, response.text
+    assert ("linli_session" in response.headers.get("set-cookie", "")) is allowed
 
 
 @pytest.mark.parametrize(("headers", "allowed"), [
@@ -51,6 +66,8 @@ def test_cookies_get_secure_behind_https_only():
     ({"Referer": "http://evil.example/http://testserver/"}, False),
     ({}, False),
     ({"Authorization": "Bearer abc"}, True),  # a bearer call is not cookie-authenticated
+    ({"Authorization": "Basic eDp4"}, False),  # any other scheme leaves the cookie in charge
+    ({"Authorization": "Basic eDp4", "Origin": "http://evil.example"}, False),
 ])
 def test_cookie_authenticated_posts_need_the_same_origin(headers, allowed):
     client = TestClient(_app(Settings()), cookies={"linli_session": "token"})

@@ -96,7 +96,10 @@ def test_database_counts_are_atomic_across_processes(database_url):
     assert allowed == 50, "120 hits from 4 processes against a limit of 50 must allow exactly 50"
 
 
-def test_login_throttle_locks_the_account_even_for_the_right_password(tmp_path, caplog):
+def test_login_throttle_locks_the_guessing_address_not_the_owner(tmp_path, caplog):
+    """Issue 28, hole 14: five wrong passwords used to lock the account for everyone, its owner
+    included. Now the guessing address is locked out of that account (the right password too);
+    the owner, elsewhere, logs in."""
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
     users = UserStore(url)
     users.add("wang", "correct-horse-battery", role="worker")
@@ -105,14 +108,36 @@ def test_login_throttle_locks_the_account_even_for_the_right_password(tmp_path, 
     assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.1").username == "wang"
     for _ in range(3):
         with pytest.raises(NotAuthenticated):
-            throttle.authenticate(users, "wang", "wrong-password!", "10.0.0.1")
+            throttle.authenticate(users, "wang", "wrong-password!", "10.6.6.6")
     with caplog.at_level("WARNING", logger="linli.security"), pytest.raises(TooManyRequests) as refused:
-        throttle.authenticate(users, "WANG", "correct-horse-battery", "10.0.0.2")
+        throttle.authenticate(users, "WANG", "correct-horse-battery", "10.6.6.6")
     assert "登录失败次数过多" in refused.value.message("zh")
     assert 840 <= refused.value.details["retry_after"] <= 900
-    # Another account from the same address is not locked by one account's failures.
+    assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.2").username == "wang"
+    # Another account from the guessing address is not locked by one account's failures.
     users.add("zhao", "another-good-passphrase", role="worker")
-    assert throttle.authenticate(users, "zhao", "another-good-passphrase", "10.0.0.1").username == "zhao"
+    assert throttle.authenticate(users, "zhao", "another-good-passphrase", "10.6.6.6").username == "zhao"
+
+
+def test_an_account_guessed_from_many_addresses_is_slowed_not_locked(tmp_path):
+    url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
+    users = UserStore(url)
+    users.add("wang", "correct-horse-battery", role="worker")
+    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), url),
+                             LimitSettings(login_failures_before_slowdown=4, login_slowdown_s=2))
+    for n in range(4):  # a botnet: one guess per address
+        with pytest.raises(NotAuthenticated):
+            throttle.authenticate(users, "wang", f"guess-{n}-password", f"10.1.0.{n}")
+    # Slowed: one attempt per 2 seconds on the account, from anywhere …
+    with pytest.raises(NotAuthenticated):
+        throttle.authenticate(users, "wang", "guess-5-password", "10.1.0.9")
+    with pytest.raises(TooManyRequests) as slowed:
+        throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.2")
+    assert slowed.value.details["retry_after"] <= 2 and "秒后再试" in slowed.value.message("zh")
+    # … so the owner gets in a moment later, and that clears the slowdown.
+    time.sleep(2.1)
+    assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.2").username == "wang"
+    assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.2").username == "wang"
 
 
 def test_login_throttle_locks_a_client_guessing_many_accounts(tmp_path, caplog):

@@ -15,6 +15,12 @@ from assistant.security.passwords import check_password, common_passwords
     ("PASSWORD123", None, "太常见"),
     ("1234567890", None, "太常见"),
     ("wang.worker.a", "Wang.Worker.A", "用户名"),
+    # Issue 28, hole 11: long enough, yet guessed at once (a repeat; the product's name and a run).
+    ("aaaaaaaaab", None, "容易被猜到"),
+    ("Linli123456", None, "容易被猜到"),
+    ("qwertyuiop12", None, "容易被猜到"),
+    ("wang-password", "wang", "容易被猜到"),
+    ("邻里邻里邻里123456", None, "容易被猜到"),
 ])
 def test_weak_passwords_are_refused_with_a_chinese_message(password, username, zh):
     with pytest.raises(WeakPassword) as refused:
@@ -26,6 +32,7 @@ def test_weak_passwords_are_refused_with_a_chinese_message(password, username, z
 def test_good_passwords_pass_and_the_list_is_shipped():
     check_password("correct-horse-battery", "wang")
     check_password("社区服务中心的密码2024", "wang")
+    check_password("晴天-书包-2031", "wang")  # the example the refusal itself gives
     assert len(common_passwords()) > 1000 and "password123" in common_passwords()
 
 
