@@ -142,13 +142,26 @@ def analytics_csv(table: str, request: Request, users: Users, services: Services
 def to_csv(table: ReportTable) -> str:
     """The table with its column keys as the header row (stable for scripts reading the export)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(table.columns), extrasaction="ignore", lineterminator="\n")
+    # RFC 4180 line ends: the writer quotes any cell holding a \r or \n, so a resident's line break
+    # never splits a row.
+    writer = csv.DictWriter(out, fieldnames=list(table.columns), extrasaction="ignore", lineterminator="\r\n")
     writer.writeheader()
     for row in table.rows:
-        # A cell starting with = + - @ would be a formula in a spreadsheet: residents wrote this text.
-        writer.writerow({k: f"'{v}" if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v
-                         for k, v in row.items()})
+        writer.writerow({k: spreadsheet_safe(v) for k, v in row.items()})
     return out.getvalue()
+
+
+# A cell whose text starts with one of these (after any spaces) is read as a formula by Excel or
+# LibreOffice; residents and API clients wrote this text (OWASP "CSV injection").
+_FORMULA_STARTS = frozenset("=+-@\t\r\n＝＋－＠")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """Text as a spreadsheet shows it and never evaluates it: a leading apostrophe where it could
+    start a formula."""
+    if isinstance(value, str) and value.lstrip(" \u3000")[:1] in _FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 @admin.get("/conversations/{session_id}", response_class=HTMLResponse)

@@ -49,10 +49,12 @@ def group_similar(counted: Iterable[tuple[str, int]], threshold: float) -> list[
     """(question, count) pairs in groups of similar wording, the largest group first. Each
     wording joins the group whose first wording it is most similar to (at least `threshold`),
     trying only groups that share a bigram with it."""
+    # Each wording is kept exactly as given: callers look their own numbers up by it (a question
+    # that starts with a tab or a space is its own key, not the key stripped).
     by_text: dict[str, int] = defaultdict(int)
     for text, count in counted:
-        if text and text.strip():
-            by_text[text.strip()] += count
+        if text and normalise_question(text):
+            by_text[text] += count
     groups: list[QuestionGroup] = []
     by_normal: dict[str, QuestionGroup] = {}
     groups_with: dict[str, list[int]] = defaultdict(list)  # bigram -> indexes into groups

@@ -11,25 +11,58 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-_ID_CARD_RE = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
-# Also "138 1234 5678", "138-1234-5678" and "+86 13812345678" / "008613812345678".
-_MOBILE_RE = re.compile(r"(?:(?<!\d)|(?<=86))(1[3-9]\d)[ \t-]?\d{4}[ \t-]?(\d{4})(?!\d)")
+# Digits as residents write them: ASCII, full-width (１３８), and Chinese numerals read one by one
+# (一三八…, 幺 for 1 as on the phone, 〇/零 for 0); X for an ID's check character. Each is one
+# character, so the text read as ASCII digits lines up with the original, position for position.
+_AS_DIGIT = str.maketrans({**{chr(0xFF10 + d): str(d) for d in range(10)},
+                           **dict(zip("〇零幺一二两三四五六七八九", "0011223456789", strict=True)),
+                           "Ｘ": "X", "ｘ": "x"})
+# Between two digits, at most one of these: "138 1234 5678", "138-1234-5678", "138.1234.5678",
+# "1 3 8 …", full-width and ideographic variants. Not commas: they end a number in a list.
+_SEP = r"[ \t\u3000\-－.．·・]?"
+_ID_CARD_RE = re.compile(rf"(?<![\dXx])\d(?:{_SEP}\d){{16}}{_SEP}[\dXx](?![\dXx])")
+# Also "+86 13812345678" / "008613812345678" (the country code is not masked).
+_MOBILE_RE = re.compile(rf"(?:(?<!\d)|(?<=86)|(?<=86[ \-]))1{_SEP}[3-9](?:{_SEP}\d){{9}}(?!{_SEP}\d)")
+# How many leading and trailing digits stay readable.
+_ID_KEEP, _MOBILE_KEEP = (6, 4), (3, 4)
 
 
 def mask_phone(value: str) -> str:
     return value[:3] + "****" + value[-4:] if len(value) >= 7 else "****"
 
 
+def _masked(text: str, spans: list[tuple[int, int, tuple[int, int]]]) -> str:
+    """`text` with the middle digits of each span starred, its separators and the digits' own
+    forms elsewhere left as written."""
+    chars = list(text)
+    read = text.translate(_AS_DIGIT)
+    for start, end, (head, tail) in spans:
+        digits = [i for i in range(start, end) if read[i].isdigit() or read[i] in "Xx"]
+        for i in digits[head:len(digits) - tail]:
+            chars[i] = "*"
+    return "".join(chars)
+
+
+def _pii_spans(text: str) -> list[tuple[int, int, tuple[int, int]]]:
+    read = text.translate(_AS_DIGIT)
+    spans = [(m.start(), m.end(), _ID_KEEP) for m in _ID_CARD_RE.finditer(read)]
+    taken = [(a, b) for a, b, _ in spans]
+    spans += [(m.start(), m.end(), _MOBILE_KEEP) for m in _MOBILE_RE.finditer(read)
+              if not any(a <= m.start() < b for a, b in taken)]
+    return spans
+
+
 def mask_pii(text: str) -> str:
     """18-digit resident ID numbers keep their first 6 and last 4 characters, mobile numbers
-    their first 3 and last 4."""
-    text = _ID_CARD_RE.sub(lambda m: f"{m.group(1)}********{m.group(2)}", text)
-    return _MOBILE_RE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+    their first 3 and last 4 — however the digits are written (full-width, spaced, dotted,
+    Chinese numerals)."""
+    spans = _pii_spans(text)
+    return _masked(text, spans) if spans else text
 
 
 def contains_pii(text: str) -> bool:
     """Whether the text holds an ID or mobile number that `mask_pii` would mask."""
-    return bool(_ID_CARD_RE.search(text) or _MOBILE_RE.search(text))
+    return bool(_pii_spans(text))
 
 
 def mask_secret(value: str) -> str:

@@ -8,9 +8,12 @@ import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, insert, inspect
 
 from assistant.analytics.feedback import FeedbackService
+from assistant.analytics.grouping import normalise_question
 from assistant.analytics.queries import AnalyticsService, Period, conversation, summary
 from assistant.analytics.tables import feedback
 from assistant.core.db import get_engine
@@ -245,3 +248,31 @@ def test_a_reply_names_the_question_it_answers(history: History, database_url: s
     history.exchange(session, "猫能上户口吗", "refusal", "policy_question", at + timedelta(minutes=1))
     rows = analytics.unanswered(Period(date(2018, 5, 1), date(2018, 5, 3)), centre).rows
     assert {r["question"] for r in rows} == {"猫能上户口吗", "养狗要办什么证"}
+
+
+# Whatever a resident or an API client can store: any Unicode but lone surrogates (refused with a
+# 422) and NUL (PostgreSQL's text cannot hold it; the API strips it), edges of spaces and tabs.
+STORED_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                      min_size=0, max_size=30)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(questions=st.lists(STORED_TEXT, min_size=1, max_size=6), channel=STORED_TEXT.filter(bool))
+def test_every_report_and_export_takes_any_stored_text(database_url: str, questions: list[str],
+                                                       channel: str) -> None:
+    """Issue 28, hole 2: one resident's question starting with a tab, rated 👎, made the analytics
+    page and unanswered.csv a 500. Every table of the report, and its CSV, over any text."""
+    from assistant.admin.routes import to_csv  # noqa: PLC0415 - the page's own export
+
+    history = History(database_url, f"centre-{uuid.uuid4().hex[:8]}")
+    analytics = AnalyticsService(database_url, AnalyticsSettings())
+    session = history.conversation(channel[:32], DAY1)
+    for number, question in enumerate(questions):
+        turn = history.exchange(session, question, "refusal" if number % 2 else "answer", "policy_question", DAY1)
+        history.rate(turn, session, -1, DAY1, reason="wrong")
+    report = analytics.report(PERIOD, history.centre)
+    for table in report.values():
+        to_csv(table)
+    # Every refusal and every 👎 of a question with words in it is counted, in some group.
+    expected = sum(1 + number % 2 for number, q in enumerate(questions) if normalise_question(q))
+    assert sum(row["times"] for row in report["unanswered"].rows) == expected

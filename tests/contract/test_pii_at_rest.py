@@ -71,7 +71,7 @@ def test_turns_and_state_hold_no_raw_numbers(database_url, vault):
     with get_engine(database_url).connect() as conn:
         state = conn.execute(select(conversations.c.state).where(conversations.c.session_id == session)).scalar_one()
         texts = conn.execute(select(turns.c.text).where(turns.c.session_id == session).order_by(turns.c.id)).scalars()
-        assert list(texts) == ["我的身份证650202********0036，电话138****5678", "您的电话是138****5678吗？"]
+        assert list(texts) == ["我的身份证650202********0036，电话138 **** 5678", "您的电话是138****5678吗？"]
     assert state["flow"]["values"]["phone"].startswith(PREFIX) and state["flow"]["values"]["applicant_name"] == "王秀英"
     again = store.get_or_create(session, "web", "u1")
     assert again.state.flow is not None and again.state.flow.values["applicant_id"] == ID

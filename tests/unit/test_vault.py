@@ -86,10 +86,21 @@ def test_the_development_key_only_in_development():
 
 
 @pytest.mark.parametrize(("text", "masked"), [
-    ("电话138 1234 5678", "电话138****5678"),
+    ("电话138 1234 5678", "电话138 **** 5678"),
     ("+8613812345678", "+86138****5678"),
     (f"身份证{ID}，电话{PHONE}", "身份证650202********0036，电话138****5678"),
     ("3栋502室，2024年", "3栋502室，2024年"),
+    # However the digits are written (issue 28, hole 12): full-width, dotted, spaced one by one,
+    # in Chinese numerals as a phone number is read out, an ID in numerals with a full-width X.
+    ("电话１３８１２３４５６７８", "电话１３８****５６７８"),
+    ("138.1234.5678", "138.****.5678"),
+    ("1 3 8 1 2 3 4 5 6 7 8", "1 3 8 * * * * 5 6 7 8"),
+    ("我的手机是幺三八幺二三四五六七八", "我的手机是幺三八****五六七八"),
+    ("身份证六五〇二〇二一九五〇〇一〇一〇〇三Ｘ", "身份证六五〇二〇二********〇〇三Ｘ"),
+    ("138－1234－5678，１３９ ２２２２ ３３３３", "138－****－5678，１３９ **** ３３３３"),
+    # Not personal data: dates, amounts, a case number, an ordinary count in numerals.
+    ("2024年1月3日申请，补贴1500元，编号2024-0001-0002", "2024年1月3日申请，补贴1500元，编号2024-0001-0002"),
+    ("一二三四五六七八九十个人", "一二三四五六七八九十个人"),
 ])
 def test_masking(text, masked):
     assert mask_pii(text) == masked
