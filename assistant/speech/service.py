@@ -10,12 +10,11 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from assistant.core.errors import LinliError
 from assistant.core.settings import Settings
 from assistant.dialogue.reply import Reply
-from assistant.knowledge import KnowledgeBase
 from assistant.speech.audio import SPEECH, check_mime, decode
 from assistant.speech.correction import AcousticCheck, CorpusSounds, SoundAlikeDecoder, implausible, post_correct
 from assistant.speech.language_model import CharLanguageModel
@@ -26,8 +25,10 @@ from assistant.speech.transcriber import (
     Transcript,
     assemble_whisper_base,
 )
-from intents.classifier import load_intent_data
 from knowledge_base.text import load_lexicon, read_word_list
+
+if TYPE_CHECKING:
+    from assistant.knowledge import KnowledgeBase
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,10 @@ class SpeechCorrector:
         examples and the word lists. Never the golden or speech questions: those are the tests."""
         settings = self.settings
         yield from chunks
+        # The classifier's module pulls in scikit-learn (~1.3 s): every process that imports the
+        # services (each `linli` command, the WeChat service) paid it, though few ever learn this.
+        from intents.classifier import load_intent_data  # noqa: PLC0415 - +1.3 s at import, see above
+
         examples, _rules, _spec = load_intent_data()
         # The examples spell some terms wrong on purpose (底保, 医宝) to teach the classifier typos;
         # the language model must learn the right spelling.

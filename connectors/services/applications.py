@@ -225,10 +225,10 @@ class ApplicationService:
 
     def confirm(self, procedure_id: str, data: dict[str, Any], *, session_id: str, channel: str, user_id: str,
                 idempotency_key: str | None = None, today: date | None = None, owner: str | None = None,
-                centre: str | None = None) -> Application:
+                centre: str | None = None, limited: bool = True) -> Application:
         """Store a confirmed application in the outbox (one transaction); the same key twice from
         the same resident (`owner`) returns the first application. A new one counts against the
-        filing limits."""
+        filing limits, unless `limited` is off (the operator's command line, not a resident)."""
         owner = owner_key(owner, session_id)
         key = scoped_key(owner, idempotency_key) if idempotency_key else None
         if key:
@@ -240,7 +240,7 @@ class ApplicationService:
                                      reference=existing.application_id)
                 return existing
         cleaned = _jsonable(self.check(procedure_id, data, today))
-        if self.limits is not None:
+        if self.limits is not None and limited:
             self.limits.admit(procedure=procedure_id, session_id=session_id, owner=owner, centre=centre)
         now = utcnow()
         application_id = f"SQ{now:%Y%m%d}-{uuid.uuid4().hex[:6].upper()}"
