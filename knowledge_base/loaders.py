@@ -64,7 +64,7 @@ class NoAliasYAMLHandler(YAMLHandler):
     def load(self, fm: str, **kwargs: object) -> Any:
         if len(fm) > MAX_FRONT_MATTER_CHARS:
             raise yaml.YAMLError(f"front matter longer than {MAX_FRONT_MATTER_CHARS} characters")
-        return yaml.load(fm, Loader=NoAliasLoader)  # NoAliasLoader is a SafeLoader
+        return safe_yaml(fm)
 
 
 def safe_yaml(text: str) -> Any:

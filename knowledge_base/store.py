@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -173,7 +173,7 @@ class LoadedIndex:
     faiss_index: faiss.Index
     bm25: bm25s.BM25
     # FAISS's ids are the chunks' row ids: row id -> position in `chunks`.
-    positions: dict[int, int] = field(default_factory=dict)
+    positions: dict[int, int]
 
     def inverse_document_frequency(self, term: str) -> float:
         """BM25-style idf of a term over chunks; a term the corpus never uses gets the maximum."""

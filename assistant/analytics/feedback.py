@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from assistant.analytics.tables import feedback
@@ -136,21 +136,21 @@ class FeedbackService:
         """The conversation a turn belongs to (its owner may rate it). Whether the turn is an
         answer is told only after the owner check (`rate`): to anyone else, a turn of another
         conversation and no turn at all look the same."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(turns.c.session_id).where(turns.c.id == turn_id)).first()
-        if row is None:
-            raise self.unknown_turn()
-        return str(row.session_id)
+        return str(self._turn(turn_id).session_id)
 
     def unknown_turn(self) -> UnknownTurn:
         return UnknownTurn(*self._both("errors.unknown_turn"))
 
-    def _check_rateable(self, turn_id: int) -> str:
+    def _turn(self, turn_id: int) -> Row[Any]:
         with self.engine.connect() as conn:
             row = conn.execute(select(turns.c.session_id, turns.c.role, turns.c.reply_type)
                                .where(turns.c.id == turn_id)).first()
         if row is None:
             raise self.unknown_turn()
+        return row
+
+    def _check_rateable(self, turn_id: int) -> str:
+        row = self._turn(turn_id)
         if row.role != "assistant" or row.reply_type not in RATEABLE_REPLY_TYPES:
             raise InvalidFeedback(*self._both("errors.not_an_answer"))
         return str(row.session_id)

@@ -4,7 +4,6 @@ pages (`/console…`). Both are thin: every rule lives in SqlEscalationService."
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from assistant.core.clock import utcnow
 from assistant.core.errors import Forbidden, NotAuthenticated, TooManyRequests
+from assistant.core.keys import digest_key
 from assistant.dependencies import ServicesDep
 from assistant.escalation.auth import UserStore
 from assistant.escalation.base import KINDS, PRIORITIES
@@ -148,8 +148,7 @@ def open_ticket(body: NewTicket, actor: ActorDep, desk: DeskDep, services: Servi
 def _scoped_key(actor: Actor, key: str) -> str:
     """An Idempotency-Key is its sender's own: the same key from a worker of another centre (or
     another worker) is another ticket, never a way to read someone else's."""
-    scope = json.dumps([actor.centre, actor.username, key], ensure_ascii=False)
-    return "api:" + hashlib.sha256(scope.encode()).hexdigest()
+    return digest_key("api:", actor.centre, actor.username, key)
 
 
 @api.post("/tickets/claim-next", summary="认领下一张 / Claim the most urgent ticket")

@@ -31,11 +31,10 @@ def mask_phone(value: str) -> str:
     return value[:3] + "****" + value[-4:] if len(value) >= 7 else "****"
 
 
-def _masked(text: str, spans: list[tuple[int, int, tuple[int, int]]]) -> str:
-    """`text` with the middle digits of each span starred, its separators and the digits' own
-    forms elsewhere left as written."""
+def _masked(text: str, read: str, spans: list[tuple[int, int, tuple[int, int]]]) -> str:
+    """`text` with the middle digits of each span starred (`read`: the text as ASCII digits), its
+    separators and the digits' own forms elsewhere left as written."""
     chars = list(text)
-    read = text.translate(_AS_DIGIT)
     for start, end, (head, tail) in spans:
         digits = [i for i in range(start, end) if read[i].isdigit() or read[i] in "Xx"]
         for i in digits[head:len(digits) - tail]:
@@ -43,8 +42,8 @@ def _masked(text: str, spans: list[tuple[int, int, tuple[int, int]]]) -> str:
     return "".join(chars)
 
 
-def _pii_spans(text: str) -> list[tuple[int, int, tuple[int, int]]]:
-    read = text.translate(_AS_DIGIT)
+def _pii_spans(read: str) -> list[tuple[int, int, tuple[int, int]]]:
+    """Where `read` (a text as ASCII digits) holds an ID or mobile number, and how much of each stays."""
     spans = [(m.start(), m.end(), _ID_KEEP) for m in _ID_CARD_RE.finditer(read)]
     taken = [(a, b) for a, b, _ in spans]
     spans += [(m.start(), m.end(), _MOBILE_KEEP) for m in _MOBILE_RE.finditer(read)
@@ -56,13 +55,14 @@ def mask_pii(text: str) -> str:
     """18-digit resident ID numbers keep their first 6 and last 4 characters, mobile numbers
     their first 3 and last 4 — however the digits are written (full-width, spaced, dotted,
     Chinese numerals)."""
-    spans = _pii_spans(text)
-    return _masked(text, spans) if spans else text
+    read = text.translate(_AS_DIGIT)
+    spans = _pii_spans(read)
+    return _masked(text, read, spans) if spans else text
 
 
 def contains_pii(text: str) -> bool:
     """Whether the text holds an ID or mobile number that `mask_pii` would mask."""
-    return bool(_pii_spans(text))
+    return bool(_pii_spans(text.translate(_AS_DIGIT)))
 
 
 def mask_secret(value: str) -> str:

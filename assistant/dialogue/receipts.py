@@ -4,8 +4,6 @@ the first one got, and nothing else happens: no second turn, ticket or form step
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from typing import Any
 
@@ -15,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
 from assistant.core.db import metadata
+from assistant.core.keys import digest_key
 
 message_receipts = Table(
     "message_receipts",
@@ -31,7 +30,7 @@ def message_key(session_id: str, message_id: str) -> str:
     """One message of one conversation, unambiguously: the channel's own id is only unique within
     its conversation, and joining the two with a separator let another conversation's ids spell
     the same key ("wechat:wechat:<openid>:msg:1" from two different pairs)."""
-    return "m:" + hashlib.sha256(json.dumps([session_id, message_id], ensure_ascii=False).encode()).hexdigest()
+    return digest_key("m:", session_id, message_id)
 
 
 class StillProcessing(Exception):

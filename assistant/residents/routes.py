@@ -15,7 +15,7 @@ from assistant.dependencies import ServicesDep
 from assistant.residents.sessions import InvalidSessionId, Resident, check_client_session_id
 from assistant.services import Services
 from assistant.speech.service import reply_to_voice
-from connectors.services.applications import NOTICES, InvalidApplication, TooManyApplications, UnknownApplication
+from connectors.services.applications import InvalidApplication, UnknownApplication
 
 residents_api = APIRouter(prefix="/api/v1")
 
@@ -105,24 +105,13 @@ def within_message_limit(services: Services, session_id: str) -> None:
                               f"Too many messages; please wait {retry} seconds.", retry_after=retry)
 
 
-DAY_S = 24 * 3600
-
-
-def filing_client_key(resident: Resident, request: Request) -> str:
+def filing_client(resident: Resident, request: Request) -> str:
     """Whose daily cap a filing counts against: the integration client's, or for the pages the
-    address's (each page session is a new resident to the service's own limits, and one address
-    can start many)."""
-    client = resident.owner.split(":")[1] if resident.owner.startswith("api:") else \
-        f"address:{request.client.host if request.client else 'unknown'}"
-    return f"filings:client:{client}"
-
-
-def within_filing_limit(services: Services, key: str) -> None:
-    limit = services.settings.limits.applications_per_client_per_day
-    if not services.limits.allowed(key, limit=limit, window_s=DAY_S):
-        notice = NOTICES["too_many"]
-        raise TooManyApplications(notice["zh"], notice["en"],
-                                  retry_after=services.limits.retry_after(key, limit=limit, window_s=DAY_S))
+    address's (each page session is a new resident to the filing limits, and one address can
+    start many)."""
+    if resident.owner.startswith("api:"):
+        return resident.owner.split(":")[1]
+    return f"address:{request.client.host if request.client else 'unknown'}"
 
 
 @residents_api.post("/sessions", status_code=201, tags=["dialogue"],
@@ -206,17 +195,14 @@ def file_application(body: ApplicationRequest, request: Request, services: Servi
                      x_session_token: SessionToken = None, x_api_key: ApiKey = None) -> dict:
     resident = resident_for(services, x_session_token, x_api_key, user_id=body.user_id, channel=body.channel)
     session_id, centre = session_for(services, resident, body.session_id)
-    client_key = filing_client_key(resident, request)
-    within_filing_limit(services, client_key)
     service = services.applications
     try:
         application = service.confirm(body.procedure, dict(body.data), session_id=session_id,
                                       channel=resident.channel, user_id=resident.user_id,
-                                      idempotency_key=body.idempotency_key, owner=resident.owner, centre=centre)
+                                      idempotency_key=body.idempotency_key, owner=resident.owner, centre=centre,
+                                      client=filing_client(resident, request))
     except InvalidApplication as exc:
         return JSONResponse(status_code=422, content={"errors": exc.errors})  # type: ignore[return-value]
-    # Only what was filed counts: a resident correcting a typo is not a flood.
-    services.limits.hit(client_key, limit=services.settings.limits.applications_per_client_per_day, window_s=DAY_S)
     if application.status == "queued":
         application = service.deliver_now(application.application_id)
     return {"reference": application.application_id, "status": application.status}

@@ -40,6 +40,7 @@ from assistant.analytics.feedback import FEEDBACK_ACK, KEYWORD_REPLY_TYPES
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, lease_due
 from assistant.core.errors import LinliError
+from assistant.core.keys import digest_key
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import Settings
 from assistant.core.wording import LANGUAGES, Wording, read_wording
@@ -252,7 +253,7 @@ class WechatService:
     def _remember_nonce(self, signature: str, timestamp: str, nonce: str, body: bytes) -> None:
         """A signed (signature, timestamp, nonce) is good for one body: WeChat's retry of a
         callback sends the same body again, a replay within the window sends another."""
-        key = hashlib.sha256("\x1f".join((signature, timestamp, nonce)).encode()).hexdigest()
+        key = digest_key("", signature, timestamp, nonce)
         digest = hashlib.sha256(body).hexdigest()
         expires = utcnow() + timedelta(seconds=2 * self.settings.timestamp_window_s)
         with self.engine.begin() as conn:

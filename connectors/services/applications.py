@@ -11,8 +11,6 @@ this module is imported; the audit trail written for workers stays in Chinese he
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, lease_due
 from assistant.core.errors import LinliError, TooManyRequests
+from assistant.core.keys import digest_key
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import LimitSettings, get_settings
 from assistant.core.vault import SENSITIVE_FIELD_TYPES, Vault
@@ -111,27 +110,32 @@ HOUR_S, DAY_S = 3600, 24 * 3600
 @dataclass(frozen=True)
 class FilingLimits:
     """How many applications a session, a resident (the conversation's owner), a resident for one
-    procedure, and a centre may file (LimitSettings' applications_*); refused with 429 and a
-    sentence the resident can act on."""
+    procedure, a centre, and a client (an integration, or a page address) may file
+    (LimitSettings' applications_*); refused with 429 and a sentence the resident can act on."""
 
     counter: HitCounter
     per_session_per_hour: int
     per_resident_per_day: int
     per_resident_per_procedure_per_day: int
     per_centre_per_day: int
+    per_client_per_day: int
 
     @classmethod
     def from_settings(cls, counter: HitCounter, limits: LimitSettings) -> FilingLimits:
         return cls(counter, limits.applications_per_session_per_hour, limits.applications_per_resident_per_day,
-                   limits.applications_per_resident_per_procedure_per_day, limits.applications_per_centre_per_day)
+                   limits.applications_per_resident_per_procedure_per_day, limits.applications_per_centre_per_day,
+                   limits.applications_per_client_per_day)
 
-    def admit(self, *, procedure: str, session_id: str, owner: str, centre: str | None) -> None:
+    def admit(self, *, procedure: str, session_id: str, owner: str, centre: str | None,
+              client: str | None = None) -> None:
         checks = [(f"filings:session:{session_id}", self.per_session_per_hour, HOUR_S, "session"),
                   (f"filings:resident:{owner}", self.per_resident_per_day, DAY_S, "resident"),
                   (f"filings:resident:{owner}:{procedure}", self.per_resident_per_procedure_per_day, DAY_S,
                    "procedure")]
         if centre:
             checks.append((f"filings:centre:{centre}", self.per_centre_per_day, DAY_S, "centre"))
+        if client:
+            checks.append((f"filings:client:{client}", self.per_client_per_day, DAY_S, "client"))
         for key, limit, window_s, which in checks:
             if not self.counter.hit(key, limit=limit, window_s=window_s):
                 log.warning("application refused: the %s limit (%d per %d h) was reached", which, limit,
@@ -148,7 +152,7 @@ def owner_key(owner: str | None, session_id: str) -> str:
 
 def scoped_key(owner: str, idempotency_key: str) -> str:
     """An idempotency key is the filer's own: the same key from someone else is another application."""
-    return "k:" + hashlib.sha256(json.dumps([owner, idempotency_key], ensure_ascii=False).encode()).hexdigest()
+    return digest_key("k:", owner, idempotency_key)
 
 
 @dataclass
@@ -225,10 +229,11 @@ class ApplicationService:
 
     def confirm(self, procedure_id: str, data: dict[str, Any], *, session_id: str, channel: str, user_id: str,
                 idempotency_key: str | None = None, today: date | None = None, owner: str | None = None,
-                centre: str | None = None, limited: bool = True) -> Application:
+                centre: str | None = None, client: str | None = None, limited: bool = True) -> Application:
         """Store a confirmed application in the outbox (one transaction); the same key twice from
         the same resident (`owner`) returns the first application. A new one counts against the
-        filing limits, unless `limited` is off (the operator's command line, not a resident)."""
+        filing limits (`client`: the integration or page address it came through, where there is
+        one), unless `limited` is off (the operator's command line, not a resident)."""
         owner = owner_key(owner, session_id)
         key = scoped_key(owner, idempotency_key) if idempotency_key else None
         if key:
@@ -241,7 +246,8 @@ class ApplicationService:
                 return existing
         cleaned = _jsonable(self.check(procedure_id, data, today))
         if self.limits is not None and limited:
-            self.limits.admit(procedure=procedure_id, session_id=session_id, owner=owner, centre=centre)
+            self.limits.admit(procedure=procedure_id, session_id=session_id, owner=owner, centre=centre,
+                              client=client)
         now = utcnow()
         application_id = f"SQ{now:%Y%m%d}-{uuid.uuid4().hex[:6].upper()}"
         try:
