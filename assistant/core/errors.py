@@ -88,3 +88,11 @@ class InvalidRequest(LinliError):
 class CsrfRefused(LinliError):
     code = "cross_site_request"
     http_status = 403
+
+
+class ConversationBusy(LinliError):
+    """The conversation's previous message is still being handled (by this or another replica)
+    for longer than the lock's wait: the message is refused, never handled beside the other."""
+
+    code = "conversation_busy"
+    http_status = 503

@@ -126,6 +126,9 @@ class DialogueSettings(BaseModel):
     # Promised follow-up time for dispute requests; each centre sets its own.
     dispute_followup_zh: str = "2个工作日内"
     dispute_followup_en: str = "within 2 working days"
+    # A conversation's messages are handled one at a time, across replicas; a message waits this
+    # long for the one before it, then is refused with 503 (never handled beside it).
+    turn_lock_timeout_s: float = Field(default=30.0, gt=0)
 
 
 class EscalationSettings(BaseModel):
@@ -229,6 +232,25 @@ class ApiSettings(BaseModel):
     # default: a server reached directly takes the socket's address, whatever a header claims
     # (LINLI_API__TRUSTED_PROXIES='["10.0.0.5"]'; `make cluster` names its HAProxy).
     trusted_proxies: list[str] = []
+    # The server also runs the background work (SLA sweep, analytics pre-count, WeChat replies and
+    # pushes, knowledge-base jobs): right for one process. A cluster's replicas set it false and
+    # leave that work to `linli worker` processes.
+    background: bool = True
+    # On SIGTERM a replica reports not-ready, finishes its in-flight requests for at most this
+    # long, and exits.
+    shutdown_grace_s: float = Field(default=8.0, gt=0, le=60)
+    # How often a server looks for a new index generation (published by any process) to load.
+    index_poll_s: float = Field(default=2.0, gt=0)
+
+
+class ObservabilitySettings(BaseModel):
+    """Logs and metrics."""
+
+    # "text" for a terminal; "json" (one object per line, with the request id) for a cluster.
+    log_format: str = "text"
+    log_level: str = "INFO"
+    # Prometheus metrics at /metrics (multi-process safe through PROMETHEUS_MULTIPROC_DIR).
+    metrics: bool = True
 
 
 class ResidentSettings(BaseModel):
@@ -335,8 +357,13 @@ class KbAdminSettings(BaseModel):
     # 20 MB, knowledge_base/loaders.py).
     max_files: int = Field(default=20, ge=1, le=200)
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
-    # A job that has not moved for this long belongs to a process that stopped: shown interrupted.
+    # A job that has not moved for this long while no process holds it: shown interrupted.
     stale_after_s: int = Field(default=900, ge=30)
+    # A process running a job holds its lease for this long and renews it every third of it; a job
+    # whose process died is taken by another (`linli worker`, or a server with api.background)
+    # within this long of its last renewal. A job that took its process down this many times fails.
+    job_lease_s: float = Field(default=30.0, ge=3)
+    job_attempts: int = Field(default=3, ge=1)
     # Each uploaded file is read in a child process of its own (knowledge_base/isolated.py) with
     # these limits: CPU seconds, seconds on the clock, and memory (address space, MB). A file past
     # them is refused with a message; the server never waits longer or grows larger for it.
@@ -378,9 +405,14 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
     kb_admin: KbAdminSettings = KbAdminSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
     # Conversations, turns (and later tickets). SQLite by default so `make run` works anywhere;
     # PostgreSQL in production: postgresql+psycopg://user@host/db
     database_url: str | None = None
+    # Where the index's documents, chunks and vectors live: a SQLite file in the index folder by
+    # default; a cluster names its PostgreSQL (usually the same database as `database_url`), and
+    # each replica builds its FAISS and BM25 in its own index folder from those rows.
+    index_database_url: str | None = None
 
     @property
     def resolved_index_dir(self) -> Path:

@@ -39,7 +39,8 @@ class DialogueEngine:
     def __init__(self, knowledge_base: AnswerSource, classifier: IntentModel, store: ConversationStore,
                  escalation: EscalationService, settings: DialogueSettings, *, replies: Replies | None = None,
                  applications: ApplicationService | None = None, today: Callable[[], date] = date.today,
-                 handoff_limit: RateLimit | None = None, handoffs_per_hour: int = 3) -> None:
+                 handoff_limit: RateLimit | None = None, handoffs_per_hour: int = 3,
+                 on_reply: Callable[[str, str], None] | None = None) -> None:
         self.kb = knowledge_base
         self.classifier = classifier
         self.store = store
@@ -47,6 +48,8 @@ class DialogueEngine:
         self.settings = settings
         self.replies = replies or Replies.load()
         self.receipts = MessageReceipts(store.engine)
+        # Told (channel, reply type) of every reply kept: the server counts them for /metrics.
+        self.on_reply = on_reply or (lambda _channel, _reply_type: None)
         answers = PolicyAnswers(knowledge_base, self.replies, settings.mid_form_question_threshold)
         handoffs = Handoffs(escalation, self.replies, limit=handoff_limit, per_hour=handoffs_per_hour)
         purposes: dict[FlowKind, FormPurpose] = {
@@ -70,6 +73,11 @@ class DialogueEngine:
         """The reply to one message. With a `message_id` the message is processed once: a repeat
         (a resend, a retry after a timeout) gets the first copy's reply and changes nothing."""
         session_id = _session_key(session_id)
+        with self.store.one_at_a_time(session_id):
+            return self._handle_once(session_id, text, channel, user_id, message_id, centre)
+
+    def _handle_once(self, session_id: str, text: str, channel: str, user_id: str, message_id: str | None,
+                     centre: str | None) -> Reply:
         if not message_id:
             return self._handle(session_id, text, channel, user_id, None, centre)
         key = message_key(session_id, message_id)
@@ -118,11 +126,12 @@ class DialogueEngine:
         """Speech heard something too unlikely to act on (an 886-year-old): ask instead of
         answering, and keep the likely meaning so that a plain "是的" goes on with it."""
         session_id = _session_key(session_id)
-        conversation = self.store.get_or_create(session_id, channel, user_id)
-        conversation.state.pending = PendingQuestion(kind="heard_meant", meant=meant) if meant else None
-        reply = Reply("clarify", question, quick_replies=[meant] if meant else [], session_id=session_id,
-                      trace={"intent": None, "reply_type": "clarify", "asked_back": heard})
-        return self._remember(conversation, heard, reply)
+        with self.store.one_at_a_time(session_id):
+            conversation = self.store.get_or_create(session_id, channel, user_id)
+            conversation.state.pending = PendingQuestion(kind="heard_meant", meant=meant) if meant else None
+            reply = Reply("clarify", question, quick_replies=[meant] if meant else [], session_id=session_id,
+                          trace={"intent": None, "reply_type": "clarify", "asked_back": heard})
+            return self._remember(conversation, heard, reply)
 
     # ---- one message -------------------------------------------------------------------------
 
@@ -156,6 +165,7 @@ class DialogueEngine:
         reply.turn_id = self.store.add_turn(conversation.session_id, "assistant", reply.text, reply.reply_type,
                                             {**reply.trace, "question_turn_id": asked})
         self.store.save(conversation)
+        self.on_reply(conversation.channel, reply.reply_type)
         return reply
 
     def _menu(self, language: str) -> list[str]:

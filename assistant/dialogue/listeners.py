@@ -25,9 +25,12 @@ class RatingRequest:
 
     def __call__(self, event: TicketResolved) -> None:
         ticket = event.ticket
-        conversation = self.conversations.get_or_create(ticket.session_id, ticket.channel, ticket.user_id)
-        conversation.state.pending = PendingQuestion(kind="rating", ticket_id=ticket.ticket_id)
-        self.conversations.save(conversation)
+        # The conversation's lock: a message of the resident's being handled now saves its state
+        # first, and the rating question is not overwritten by it.
+        with self.conversations.one_at_a_time(ticket.session_id):
+            conversation = self.conversations.get_or_create(ticket.session_id, ticket.channel, ticket.user_id)
+            conversation.state.pending = PendingQuestion(kind="rating", ticket_id=ticket.ticket_id)
+            self.conversations.save(conversation)
         prompt = self.replies.say("rating_request", conversation.language)
         self.channels.get(ticket.channel).send(session_id=ticket.session_id, user_id=ticket.user_id, text=prompt,
                                                sender=BOT_SENDER, ticket_id=ticket.ticket_id)

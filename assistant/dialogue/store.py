@@ -4,6 +4,7 @@ production: set LINLI_DATABASE_URL=postgresql+psycopg://…)."""
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, metadata
+from assistant.core.locks import KeyedLock
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import get_settings
 from assistant.core.vault import UndecryptableValue, Vault
@@ -77,10 +79,17 @@ def _state(stored: dict[str, Any] | None, vault: Vault) -> ConversationState:
 
 
 class ConversationStore:
-    def __init__(self, url: str, vault: Vault | None = None) -> None:
+    def __init__(self, url: str, vault: Vault | None = None, lock_timeout_s: float = 30.0) -> None:
         self.engine: Engine = get_engine(url)
         # ID and phone numbers in the state (a form's answers) are stored encrypted, turns masked.
         self.vault = vault or Vault.from_settings(get_settings().privacy)
+        self._turn_lock = KeyedLock(self.engine, "conversation", lock_timeout_s)
+
+    def one_at_a_time(self, session_id: str) -> AbstractContextManager[None]:
+        """Held by everything that reads and then writes a conversation's state (a message, a
+        rating request, binding its owner): two messages of one conversation on two replicas are
+        handled one after the other, so neither overwrites what the other saved."""
+        return self._turn_lock.hold(session_id)
 
     def get_or_create(self, session_id: str, channel: str, user_id: str) -> Conversation:
         with self.engine.begin() as conn:

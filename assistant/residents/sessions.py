@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine
 from assistant.core.errors import Forbidden, LinliError, NotAuthenticated
+from assistant.core.locks import KeyedLock
 from assistant.core.settings import Settings
 from assistant.dialogue.store import conversations
 from assistant.residents.tables import resident_sessions
@@ -87,6 +88,9 @@ class ResidentSessions:
         self.centres = {settings.escalation.centre, *settings.escalation.centres}
         self.api_keys = {name: key.get_secret_value() for name, key in settings.api.keys.items()
                          if key.get_secret_value()}
+        # The dialogue's lock of a conversation (ConversationStore.one_at_a_time): binding it waits
+        # for a message being handled, across replicas.
+        self._conversation_lock = KeyedLock(self.engine, "conversation", settings.dialogue.turn_lock_timeout_s)
 
     def centre(self, named: str | None) -> str:
         """A centre the deployment knows; anything else (a typo, an invented name) is the default."""
@@ -148,6 +152,10 @@ class ResidentSessions:
         """Binds the conversation to `owner` (starting it if new) and returns its centre. A
         conversation that belongs to someone else is refused; one from before owners existed is
         taken by the first credential that speaks in it."""
+        with self._conversation_lock.hold(session_id):
+            return self._bind(session_id, owner=owner, channel=channel, user_id=user_id, centre=centre)
+
+    def _bind(self, session_id: str, *, owner: str, channel: str, user_id: str, centre: str | None) -> str:
         for _ in range(3):
             with self.engine.begin() as conn:
                 row = conn.execute(select(conversations.c.owner, conversations.c.centre)

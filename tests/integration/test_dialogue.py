@@ -7,6 +7,7 @@ and may require words in the reply (`has`), forbid words (`lacks`), require a ci
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -340,3 +341,31 @@ def test_ten_thousand_characters_are_refused_without_storing_them_all(engine):
     assert reply.reply_type == "refusal"
     stored = engine.store.history("t-long")[0]["text"]
     assert len(stored) <= DialogueSettings().max_message_chars
+
+
+def test_messages_sent_at_once_to_one_conversation_are_handled_one_after_the_other(
+        shipped_kb, intent_classifier, database_url):
+    # Two engines on one database stand for two replicas; six messages arrive at once.
+    replicas = [DialogueEngine(shipped_kb, intent_classifier, ConversationStore(database_url),
+                               InMemoryEscalationService(), DialogueSettings()) for _ in range(2)]
+    session = f"t-serial-{uuid.uuid4().hex[:6]}"
+    questions = [f"我奶奶今年{age}岁了，每个月能领多少高龄补贴？" for age in (81, 85, 90, 92, 95, 101)]
+    start = threading.Barrier(len(questions))
+
+    def send(i: int) -> None:
+        start.wait()
+        replicas[i % 2].handle(session, questions[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(questions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    history = replicas[0].store.history(session)
+    roles = [turn["role"] for turn in history]
+    # Each message's question and reply are next to each other: no turn ran beside another.
+    assert roles == ["resident", "assistant"] * len(questions)
+    assert sorted(turn["text"] for turn in history[::2]) == sorted(questions)
+    # The state saved last is the last-handled message's, not an earlier one's written over it.
+    last = replicas[1].store.get_or_create(session, "web", "anonymous")
+    assert last.state.last_question == history[-2]["text"]

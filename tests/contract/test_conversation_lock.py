@@ -1,0 +1,131 @@
+"""One message at a time per conversation: the lock every state writer takes
+(ConversationStore.one_at_a_time), on SQLite (threads of one process) and PostgreSQL (replicas:
+separate engines, and a real process killed while it holds the lock)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from itertools import pairwise
+
+import pytest
+from sqlalchemy import create_engine
+
+from assistant.core.errors import ConversationBusy
+from assistant.core.locks import KeyedLock
+from assistant.dialogue.store import ConversationStore
+
+
+def _overlaps(intervals: list[tuple[float, float]]) -> bool:
+    ordered = sorted(intervals)
+    return any(later[0] < earlier[1] for earlier, later in pairwise(ordered))
+
+
+def test_holders_of_one_conversation_take_turns(database_url):
+    store = ConversationStore(database_url)
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    held: list[tuple[float, float]] = []
+    other: list[tuple[float, float]] = []
+
+    def take(into: list[tuple[float, float]], key: str) -> None:
+        with store.one_at_a_time(key):
+            started = time.monotonic()
+            time.sleep(0.15)
+            into.append((started, time.monotonic()))
+
+    threads = [threading.Thread(target=take, args=(held, session)) for _ in range(4)]
+    threads.append(threading.Thread(target=take, args=(other, f"{session}-other")))
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(held) == 4 and len(other) == 1
+    assert not _overlaps(held), "two holders of one conversation ran at once"
+    # Another conversation never waited for this one.
+    assert other[0][0] - began < 0.15
+
+
+def test_a_wait_past_the_timeout_is_an_error_not_a_fallback(database_url):
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    holder = ConversationStore(database_url)
+    impatient = ConversationStore(database_url, lock_timeout_s=0.3)
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with holder.one_at_a_time(session):
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert inside.wait(5)
+    started = time.monotonic()
+    with pytest.raises(ConversationBusy) as refused, impatient.one_at_a_time(session):
+        pytest.fail("entered a conversation another holder has")
+    waited = time.monotonic() - started
+    release.set()
+    thread.join(5)
+    assert 0.25 <= waited < 3
+    assert refused.value.http_status == 503 and "处理中" in refused.value.message_zh
+    with impatient.one_at_a_time(session):  # free again once the holder is done
+        pass
+
+
+def test_taking_the_lock_again_inside_does_not_wait_for_itself(database_url):
+    store = ConversationStore(database_url, lock_timeout_s=0.5)
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    with store.one_at_a_time(session), store.one_at_a_time(session):
+        pass
+
+
+def test_replicas_on_postgresql_wait_for_each_other(postgres_database):
+    # Two engines stand for two replicas: the lock lives in PostgreSQL, not in a process.
+    first = KeyedLock(create_engine(postgres_database), "conversation", 5)
+    second = KeyedLock(create_engine(postgres_database), "conversation", 0.3)
+    outcome: list[str] = []
+
+    def second_replica() -> None:
+        try:
+            with second.hold("shared"):
+                outcome.append("entered")
+        except ConversationBusy:
+            outcome.append("busy")
+
+    with first.hold("shared"):
+        thread = threading.Thread(target=second_replica)
+        thread.start()
+        thread.join(5)
+    assert outcome == ["busy"]
+    second_replica()
+    assert outcome == ["busy", "entered"]
+
+
+def test_a_killed_holder_releases_the_conversation(postgres_database):
+    code = (
+        "import sys, time\n"
+        "from sqlalchemy import create_engine\n"
+        "from assistant.core.locks import KeyedLock\n"
+        f"lock = KeyedLock(create_engine({postgres_database!r}), 'conversation', 5)\n"
+        "with lock.hold('killed'):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        waiting = KeyedLock(create_engine(postgres_database), "conversation", 0.3)
+        with pytest.raises(ConversationBusy), waiting.hold("killed"):
+            pass
+        holder.kill()  # kill -9: its connection closes and PostgreSQL drops its locks
+        holder.wait(10)
+        patient = KeyedLock(create_engine(postgres_database), "conversation", 10)
+        started = time.monotonic()
+        with patient.hold("killed"):
+            assert time.monotonic() - started < 10
+    finally:
+        holder.kill()
