@@ -2,33 +2,38 @@
 retire or restore a document.
 
 A change is checked at once, while the administrator waits (a corrupt PDF, an empty Word file,
-broken front matter, a wrong date: a clear message, and nothing changes), then indexed by a
-background thread of the process that received it; its progress (chunks embedded of all) is kept
-in `kb_jobs`, so the page can show it from any server process. The index applies a change in one
-transaction (knowledge_base/store.py), so a job that fails or dies changes nothing. A finished job
-writes one audit row per document it touched. Every server process sharing the index folder sees
-the new generation on its next question."""
+broken front matter, a wrong date: a clear message, and nothing changes), then stored as a job in
+`kb_jobs` with everything needed to do it, and indexed by whichever process leases it: a
+`linli worker`, or the server itself when it runs the background work (`api.background`, one
+process). Its progress (chunks embedded of all) is kept in the row, so the page can show it from
+any replica. The index applies a change in one transaction (knowledge_base/store.py), so a job
+that fails or dies changes nothing; a job whose process died is leased again by another when its
+lease runs out, and finishes once (its end and its audit rows are written together, only by the
+lease's holder). Every replica follows the new generation without a restart."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select, update
+from pydantic import TypeAdapter
+from sqlalchemy import and_, func, insert, or_, select, update
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
+from assistant.core.db import get_engine, lease_due
 from assistant.core.domain import Chunk, Document, DocumentMeta
 from assistant.core.errors import IngestError, LinliError, UnknownDocument
 from assistant.core.privacy import private_dir
@@ -122,20 +127,23 @@ class DocumentView:
 
 
 Touched = list[tuple[str, str, str, str]]  # (doc_id, title, version, detail) per document changed
+# Documents in a job's payload (JSON), and back.
+_DOCUMENTS = TypeAdapter(list[Document])
 
 
 class KnowledgeAdmin:
     def __init__(self, url: str, settings: KbAdminSettings, knowledge: Callable[[], KnowledgeBase],
-                 uploads_dir: Path) -> None:
+                 uploads_dir: Path, *, run_here: bool = True, worker: str | None = None) -> None:
         self.engine = get_engine(url)
         self.settings = settings
         # A callable: the knowledge base (and its embedding model) loads on the first change.
         self._knowledge = knowledge
         self.uploads_dir = uploads_dir
-        # One job at a time per process; the index's file lock orders jobs of different processes.
+        # `run_here`: this process runs the jobs it takes (one process); a cluster's replicas leave
+        # them to `linli worker`. One job at a time per process; the index's lock orders the rest.
+        self.run_here = run_here
+        self.worker = worker or f"{socket.gethostname()}-{os.getpid()}-kb"
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kb-index")
-        self._futures: dict[str, Future[None]] = {}
-        self._futures_lock = threading.Lock()
 
     @property
     def knowledge(self) -> KnowledgeBase:
@@ -160,14 +168,10 @@ class KnowledgeAdmin:
             shutil.rmtree(staging, ignore_errors=True)
         names = dict(zip((d.meta.doc_id for d in docs), (Path(f.name).name for f in files), strict=True))
         live = {d["doc_id"]: d["version"] for d in self.knowledge.store.list_documents()}
-
-        def work(progress: Callable[[int], None]) -> Touched:
-            self.knowledge.add_documents(docs, progress)
-            return [(d.meta.doc_id, d.meta.title, d.meta.version, names[d.meta.doc_id]
-                     + (f"（替换版本 {live[d.meta.doc_id]}）" if d.meta.doc_id in live else "")) for d in docs]
-
+        touched = [(d.meta.doc_id, d.meta.title, d.meta.version, names[d.meta.doc_id]
+                    + (f"（替换版本 {live[d.meta.doc_id]}）" if d.meta.doc_id in live else "")) for d in docs]
         summary = "上传 " + "、".join(names.values())
-        return self._submit("upload", actor, [d.meta.doc_id for d in docs], summary, chunks, work)
+        return self._submit("upload", actor, [d.meta.doc_id for d in docs], summary, chunks, touched, docs)
 
     def _read_uploads(self, files: Sequence[UploadedFile], staging: Path,
                       fields: dict[str, Any]) -> tuple[list[Document], int]:
@@ -224,30 +228,19 @@ class KnowledgeAdmin:
         if not diff:
             raise IngestError("没有改动任何字段。", "Nothing was changed.")
 
-        def work(progress: Callable[[int], None]) -> Touched:
-            self.knowledge.add_documents([doc], progress)
-            return [(doc_id, doc.meta.title, doc.meta.version, "；".join(diff))]
-
         return self._submit("edit", actor, [doc_id], f"修改 {before.title}：" + "；".join(diff),
-                            self._chunk_count([doc]), work)
+                            self._chunk_count([doc]), [(doc_id, doc.meta.title, doc.meta.version, "；".join(diff))],
+                            [doc])
 
     def retire(self, doc_id: str, actor: str) -> Job:
         meta = self.knowledge.store.get_document(doc_id)[0]
-
-        def work(_progress: Callable[[int], None]) -> Touched:
-            self.knowledge.retire([doc_id])
-            return [(doc_id, meta.title, meta.version, "不再用于回答")]
-
-        return self._submit("retire", actor, [doc_id], f"停用 {meta.title}", 0, work)
+        return self._submit("retire", actor, [doc_id], f"停用 {meta.title}", 0,
+                            [(doc_id, meta.title, meta.version, "不再用于回答")])
 
     def restore(self, doc_id: str, actor: str) -> Job:
         doc = self.knowledge.store.retired_document(doc_id)
-
-        def work(progress: Callable[[int], None]) -> Touched:
-            self.knowledge.restore(doc_id, progress)
-            return [(doc_id, doc.meta.title, doc.meta.version, "重新用于回答")]
-
-        return self._submit("restore", actor, [doc_id], f"恢复 {doc.meta.title}", self._chunk_count([doc]), work)
+        return self._submit("restore", actor, [doc_id], f"恢复 {doc.meta.title}", self._chunk_count([doc]),
+                            [(doc_id, doc.meta.title, doc.meta.version, "重新用于回答")])
 
     def add_now(self, path: Path, actor: str) -> list[str]:
         """`linli kb add`: index the file (or folder) while the caller waits, audited like an upload."""
@@ -274,22 +267,52 @@ class KnowledgeAdmin:
 
     # ---- the background job ---------------------------------------------------------------
 
-    def _submit(self, action: str, actor: str, doc_ids: list[str], summary: str, total: int,
-                work: Callable[[Callable[[int], None]], Touched]) -> Job:
+    def _submit(self, action: str, actor: str, doc_ids: list[str], summary: str, total: int, touched: Touched,
+                documents: Sequence[Document] = ()) -> Job:
         job_id = uuid.uuid4().hex
         now = utcnow()
+        payload = {"documents": _DOCUMENTS.dump_python(list(documents), mode="json"),
+                   "touched": [list(t) for t in touched]}
         with self.engine.begin() as conn:
             conn.execute(insert(kb_jobs).values(
                 job_id=job_id, action=action, actor=actor[:64], status="queued", stage="waiting", done=0, total=total,
-                doc_ids=doc_ids, summary=summary[:2000], created_at=now, updated_at=now))
-        future = self._executor.submit(self._run, job_id, action, actor, total, work)
-        with self._futures_lock:
-            self._futures[job_id] = future
+                doc_ids=doc_ids, summary=summary[:2000], created_at=now, updated_at=now, payload=payload,
+                attempts=0))
+        if self.run_here:
+            self._executor.submit(self.run_due, self.worker)
         return self.job(job_id)
 
-    def _run(self, job_id: str, action: str, actor: str, total: int,
-             work: Callable[[Callable[[int], None]], Touched]) -> None:
-        self._set(job_id, status="running", stage="embedding" if total else "indexing")
+    # ---- running jobs (any process: leased) ---------------------------------------------------
+
+    def run_due(self, worker: str) -> int:
+        """Run the jobs waiting for a process, oldest first, one at a time: queued ones, and those
+        whose process stopped renewing its lease. Returns how many this call ran."""
+        ran = 0
+        while True:
+            now = utcnow()
+            due = and_(kb_jobs.c.status.in_(("queued", "running")), kb_jobs.c.payload.is_not(None),
+                       or_(kb_jobs.c.lease_until.is_(None), kb_jobs.c.lease_until < now))
+            leased = lease_due(self.engine, kb_jobs.c.job_id, due, worker=worker,
+                               until=now + timedelta(seconds=self.settings.job_lease_s), limit=1,
+                               order_by=kb_jobs.c.created_at)
+            if not leased:
+                return ran
+            self._run(leased[0], worker)
+            ran += 1
+
+    def _run(self, job_id: str, worker: str) -> None:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(kb_jobs).where(kb_jobs.c.job_id == job_id)).one()
+            attempts = row.attempts + 1
+            conn.execute(update(kb_jobs).where(kb_jobs.c.job_id == job_id)
+                         .values(attempts=attempts, status="running", updated_at=utcnow(),
+                                 stage="embedding" if row.total else "indexing"))
+        if attempts > self.settings.job_attempts:
+            self._finish(job_id, worker, status="failed",
+                         error_zh="这项修改多次在索引时中断，已停止重试；知识库没有改变。请联系技术人员查看日志。",
+                         error_en="Indexing this change stopped its process several times; it was not applied.")
+            return
+        total = row.total
         embedded = 0
         last_write = 0.0
 
@@ -301,37 +324,74 @@ class KnowledgeAdmin:
                 last_write = time.monotonic()
                 self._set(job_id, done=embedded, stage="indexing" if embedded >= total else "embedding")
 
+        renewing = _LeaseRenewal(self, job_id, worker)
         try:
-            touched = work(progress)
+            with renewing:
+                self._work(row.action, row.payload, progress)
         except LinliError as exc:
-            self._set(job_id, status="failed", stage="finished", error_zh=exc.message_zh, error_en=exc.message_en,
-                      finished_at=utcnow())
+            self._finish(job_id, worker, status="failed", error_zh=exc.message_zh, error_en=exc.message_en)
             return
         except Exception:
-            log.exception("knowledge-base job %s (%s) failed", job_id, action)
-            self._set(job_id, status="failed", stage="finished",
-                      error_zh="索引时出了错，知识库没有改变。请稍后重试，或联系技术人员查看日志。",
-                      error_en="Indexing failed; the knowledge base is unchanged. See the server log.",
-                      finished_at=utcnow())
+            log.exception("knowledge-base job %s (%s) failed", job_id, row.action)
+            self._finish(job_id, worker, status="failed",
+                         error_zh="索引时出了错，知识库没有改变。请稍后重试，或联系技术人员查看日志。",
+                         error_en="Indexing failed; the knowledge base is unchanged. See the server log.")
             return
+        touched: Touched = [(t[0], t[1], t[2], t[3]) for t in row.payload.get("touched", [])]
+        self._finish(job_id, worker, status="done", done=total, audit=(row.action, row.actor, touched))
+
+    def _work(self, action: str, payload: dict[str, Any], progress: Callable[[int], None]) -> None:
+        documents = _DOCUMENTS.validate_python(payload.get("documents") or [])
+        doc_ids = [t[0] for t in payload.get("touched", [])]
+        if action in ("upload", "edit"):
+            self.knowledge.add_documents(documents, progress)
+        elif action == "retire":
+            self.knowledge.retire(doc_ids)
+        elif action == "restore":
+            self.knowledge.restore(doc_ids[0], progress)
+        else:
+            raise ValueError(f"unknown knowledge-base job action {action!r}")
+
+    def _finish(self, job_id: str, worker: str, *, status: str, audit: tuple[str, str, Touched] | None = None,
+                **values: Any) -> bool:
+        """The job's end and its audit rows together, by the lease's holder only: a job taken over
+        after its first process stalled finishes once, and the history never shows half a change."""
         now = utcnow()
-        # The job's end and its audit rows together: the history never shows half a change.
         with self.engine.begin() as conn:
-            conn.execute(update(kb_jobs).where(kb_jobs.c.job_id == job_id).values(
-                status="done", stage="finished", done=total, updated_at=now, finished_at=now))
-            conn.execute(insert(kb_audit), _audit_rows(now, action, actor, touched, job_id))
+            ended = conn.execute(update(kb_jobs).where(
+                kb_jobs.c.job_id == job_id, kb_jobs.c.lease_owner == worker,
+                kb_jobs.c.status.in_(("queued", "running"))).values(
+                status=status, stage="finished", updated_at=now, finished_at=now, lease_until=None,
+                **values)).rowcount == 1
+            if ended and audit is not None:
+                action, actor, touched = audit
+                conn.execute(insert(kb_audit), _audit_rows(now, action, actor, touched, job_id))
+        if not ended:
+            log.warning("knowledge-base job %s was taken over by another process; %s leaves its end to it",
+                        job_id, worker)
+        return ended
+
+    def renew(self, job_id: str, worker: str) -> bool:
+        """Extend this worker's lease of a running job; False when another process has taken it."""
+        with self.engine.begin() as conn:
+            return conn.execute(update(kb_jobs).where(kb_jobs.c.job_id == job_id, kb_jobs.c.lease_owner == worker)
+                                .values(lease_until=utcnow() + timedelta(seconds=self.settings.job_lease_s))
+                                ).rowcount == 1
 
     def _set(self, job_id: str, **values: Any) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(kb_jobs).where(kb_jobs.c.job_id == job_id).values(updated_at=utcnow(), **values))
 
     def wait(self, job_id: str, timeout_s: float = 120.0) -> Job:
-        """Block until this process's job has finished (the CLI and tests)."""
-        with self._futures_lock:
-            future = self._futures.get(job_id)
-        if future is not None:
-            future.result(timeout=timeout_s)
-        return self.job(job_id)
+        """Block until the job has finished, whichever process runs it (the CLI and tests)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if job.finished:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"knowledge-base job {job_id} did not finish within {timeout_s:.0f} s")
+            time.sleep(0.1)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -354,8 +414,10 @@ class KnowledgeAdmin:
         status = row.status
         # A job whose process stopped mid-way never finishes: after a quiet while it reads as
         # interrupted (the index applies a change whole or not at all, so nothing is half done).
-        quiet = utcnow() - row.updated_at
-        if status in ("queued", "running") and quiet > timedelta(seconds=self.settings.stale_after_s):
+        now = utcnow()
+        quiet = now - row.updated_at
+        held = row.lease_until is not None and row.lease_until > now
+        if status in ("queued", "running") and not held and quiet > timedelta(seconds=self.settings.stale_after_s):
             status = "interrupted"
         return Job(job_id=row.job_id, action=row.action, actor=row.actor, status=status, stage=row.stage,
                    done=row.done, total=row.total, doc_ids=list(row.doc_ids or ()), summary=row.summary,
@@ -486,3 +548,31 @@ def _form_value(value: object) -> str:
 
 def _shown(value: object) -> str:
     return _form_value(value) or "（空）"
+
+
+class _LeaseRenewal:
+    """Renews a running job's lease every third of its length, in a thread, while the job runs
+    (embedding a large upload may call no progress for a while)."""
+
+    def __init__(self, admin: KnowledgeAdmin, job_id: str, worker: str) -> None:
+        self.admin = admin
+        self.job_id = job_id
+        self.worker = worker
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"kb-lease-{job_id[:8]}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.admin.settings.job_lease_s / 3):
+            try:
+                if not self.admin.renew(self.job_id, self.worker):
+                    return
+            except Exception:  # a missed renewal is retried; the lease has room for two
+                log.exception("renewing the lease of knowledge-base job %s failed", self.job_id)
+
+    def __enter__(self) -> _LeaseRenewal:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

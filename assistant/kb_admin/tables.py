@@ -8,7 +8,7 @@ from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text
 
 from assistant.core.db import metadata
 
-# One change an administrator asked for, run in the background by the process that received it.
+# One change an administrator asked for, run in the background by whichever process leases it.
 kb_jobs = Table(
     "kb_jobs",
     metadata,
@@ -26,6 +26,12 @@ kb_jobs = Table(
     Column("created_at", DateTime, nullable=False, index=True),
     Column("updated_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
+    # What to do, so that any process can run it (migration 0012): the documents to index, the
+    # ids to retire or restore, and the audit rows it writes when done.
+    Column("payload", JSON),
+    Column("lease_owner", String(128)),
+    Column("lease_until", DateTime),
+    Column("attempts", Integer, nullable=False, server_default="0"),
 )
 
 # Who changed which document, how and when: one row per document per finished change.

@@ -1,0 +1,34 @@
+"""Turns at shared background work (the SLA sweep, the analytics pre-count): exactly one process
+per period, however many ask at once. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from assistant.core.db import get_engine
+from assistant.core.leases import SharedSchedule
+
+
+def test_one_turn_per_period_across_many_askers(database_url):
+    engine = get_engine(database_url)
+    schedule = SharedSchedule(engine, "sla_sweep", every_s=1.0)
+    winners: list[str] = []
+    start = threading.Barrier(6)
+
+    def ask(name: str) -> None:
+        start.wait()
+        if schedule.my_turn(name):
+            winners.append(name)
+
+    threads = [threading.Thread(target=ask, args=(f"worker-{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(winners) == 1
+    assert not schedule.my_turn(winners[0])  # not even the holder, before the period is over
+    time.sleep(1.1)
+    assert schedule.my_turn("worker-late")  # due again: whoever asks first takes it
+    assert not SharedSchedule(engine, "sla_sweep", every_s=1.0).my_turn("worker-0")
+    assert SharedSchedule(engine, "analytics_precount", every_s=60).my_turn("worker-0")  # its own turns
