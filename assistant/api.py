@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
@@ -19,16 +20,16 @@ from pydantic import BaseModel, Field
 from assistant.admin.kb_routes import kb_pages
 from assistant.admin.routes import ADMIN_STATIC
 from assistant.admin.routes import admin as admin_pages
-from assistant.analytics.queries import AnalyticsService
 from assistant.console.routes import api as ticket_api
 from assistant.console.routes import console as console_pages
 from assistant.core.domain import SearchFilters
 from assistant.core.errors import LinliError
 from assistant.core.privacy import install_log_masking
-from assistant.core.settings import AnalyticsSettings, get_settings
+from assistant.core.settings import get_settings
 from assistant.core.vault import refuse_development_key
 from assistant.dependencies import ServicesDep
-from assistant.escalation.service import SqlEscalationService
+from assistant.ops import install_operations
+from assistant.ops.health import published_generation
 from assistant.pages.routes import PAGES_STATIC, pages
 from assistant.residents.routes import residents_api
 from assistant.security.http import install_security
@@ -38,7 +39,7 @@ from connectors.services.procedures import load_procedures
 from knowledge_base.text import detect_language
 
 CONSOLE_STATIC = str(Path(__file__).resolve().parent / "console" / "static")
-log = logging.getLogger("linli.escalation")
+log = logging.getLogger("linli.api")
 
 
 class AskRequest(BaseModel):
@@ -81,25 +82,28 @@ class Problem(BaseModel):
     message: str
 
 
-async def _sweep_sla(escalation: SqlEscalationService, interval_s: float) -> None:
-    """Flag tickets nobody claimed in time and escalate them to a supervisor, every few seconds."""
+async def _background(services: Services, name: str, interval_s: float) -> None:
+    """The server's own background rounds (assistant/background.py) when it runs alone
+    (`api.background`): knowledge-base jobs, the SLA sweep and the analytics pre-count, each
+    shared with any `linli worker` through leases, so nothing is done twice."""
+    from assistant.background import BackgroundWork  # noqa: PLC0415 - the app imports features lazily here
+
+    work = BackgroundWork(services, name, outbox=False)
     while True:
-        try:
-            await asyncio.to_thread(escalation.sweep_breaches)
-        except Exception:  # a failed sweep is logged and retried, never fatal
-            log.exception("SLA sweep failed")
+        await asyncio.to_thread(work.round)
         await asyncio.sleep(interval_s)
 
 
-async def _count_finished_days(analytics: AnalyticsService, settings: AnalyticsSettings) -> None:
-    """Count the finished days' replies for the analytics page ahead of its first view (seconds on
-    a million turns, in a thread; several processes doing it at once leave it to the first)."""
-    while settings.precount_days:
+async def _follow_index(services: Services, interval_s: float) -> None:
+    """Load each new index generation (an upload indexed by any process) as soon as it is
+    published, off the residents' requests: they answer from the loaded one meanwhile."""
+    while True:
+        await asyncio.sleep(interval_s)
         try:
-            await asyncio.to_thread(analytics.count_finished_days, settings.precount_days)
-        except Exception:  # logged and retried at the next interval; the page counts what it needs
-            log.exception("counting finished days for analytics failed")
-        await asyncio.sleep(settings.precount_interval_s)
+            if services.knowledge_base.is_built():
+                await asyncio.to_thread(services.knowledge_base.store.load)
+        except Exception:  # logged and tried again next interval; the loaded generation still answers
+            log.exception("loading the new index generation failed")
 
 
 def create_app() -> FastAPI:
@@ -115,14 +119,18 @@ def create_app() -> FastAPI:
         # Load the models and the index once at start-up, not on the first resident's question.
         if services.knowledge_base.is_built():
             services.knowledge_base.store.load()
-        sweeper = asyncio.create_task(_sweep_sla(services.escalation, settings.escalation.sweep_interval_s))
-        counter = asyncio.create_task(_count_finished_days(services.analytics, settings.analytics))
+        follower = asyncio.create_task(_follow_index(services, settings.api.index_poll_s))
+        me = f"server-{socket.gethostname()}-{os.getpid()}"
+        # A cluster's replicas (api.background false) leave all of this to `linli worker`.
+        background = asyncio.create_task(_background(services, me, settings.escalation.sweep_interval_s)) \
+            if settings.api.background else None
         # WeChat messages are acknowledged at once and answered by this thread (and `linli worker`).
-        wechat_thread = services.wechat.start_thread(f"server-{os.getpid()}") \
-            if settings.wechat.enabled and settings.wechat.process_in_server else None
+        wechat_thread = services.wechat.start_thread(me) \
+            if settings.api.background and settings.wechat.enabled and settings.wechat.process_in_server else None
         yield
-        sweeper.cancel()
-        counter.cancel()
+        follower.cancel()
+        if background is not None:
+            background.cancel()
         if wechat_thread is not None:
             wechat_thread.stop()
 
@@ -152,9 +160,11 @@ def create_app() -> FastAPI:
         )
 
     @app.get("/healthz", tags=["ops"])
-    def healthz(services: ServicesDep) -> dict:
-        kb = services.knowledge_base
-        return {"status": "ok", "index_built": kb.is_built(), "generation": kb.store.generation()}
+    def healthz(request: Request) -> dict:
+        # Alive: no database, no Redis (readiness is /readyz, with the generation in memory).
+        services = getattr(request.app.state, "services", None)
+        generation = published_generation(services) if services is not None else 0
+        return {"status": "ok", "index_built": generation > 0, "generation": generation}
 
     @app.post(
         "/api/v1/ask",
@@ -185,6 +195,7 @@ def create_app() -> FastAPI:
     app.include_router(pages)
     app.include_router(wechat)
     install_security(app)
+    install_operations(app)  # after install_security: its request id is the outermost middleware
     app.mount("/console-static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
     app.mount("/pages-static", StaticFiles(directory=PAGES_STATIC), name="pages-static")
     app.mount("/admin-static", StaticFiles(directory=ADMIN_STATIC), name="admin-static")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import socket
 import sys
-import time
+import threading
 import uuid
 from datetime import date
 from pathlib import Path
@@ -268,20 +269,29 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
 ) -> None:
-    """Serve the HTTP API (default http://127.0.0.1:8000)."""
-    import uvicorn  # noqa: PLC0415 - the server stack is needed by this command only
+    """Serve the HTTP API (default http://127.0.0.1:8000). On SIGTERM it reports not-ready, finishes
+    the requests in flight and exits within `api.shutdown_grace_s` (assistant/ops/server.py)."""
+    # The server stack and the database layer are needed by this command only.
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from assistant.core.db import SchemaTooNew, get_engine  # noqa: PLC0415
+    from assistant.ops import server  # noqa: PLC0415
 
     settings = get_settings()
     _refuse_development_key(settings.privacy)
+    # A database migrated by a newer release: refuse to start (exit 2) rather than serve on it.
+    try:
+        get_engine(settings.resolved_database_url)
+    except SchemaTooNew as exc:
+        err.print(exc.message("zh"), markup=False, style="red")
+        err.print(exc.message("en"), markup=False, style="red")
+        raise typer.Exit(code=2) from None
+    except SQLAlchemyError as exc:
+        # Not reachable yet: the replica starts, reports not-ready and migrates once it answers.
+        err.print(f"数据库暂时连不上，服务照常启动，等数据库恢复后就绪（/readyz）：{type(exc).__name__}",
+                  markup=False, style="yellow")
     # The server builds its own Services in the app's lifespan (assistant/api.py).
-    # Open console event streams would otherwise hold a graceful shutdown forever.
-    trusted = settings.api.trusted_proxies
-    uvicorn.run("assistant.api:create_app", factory=True, host=host or settings.api.host,
-                port=port or settings.api.port,
-                # X-Forwarded-For only from the proxies named in settings: uvicorn's default trusts
-                # any local process, and a header rotated from 127.0.0.1 reset every per-address limit.
-                proxy_headers=bool(trusted), forwarded_allow_ips=",".join(trusted) if trusted else "",
-                timeout_graceful_shutdown=5)
+    server.run(settings, host=host or settings.api.host, port=port or settings.api.port)
 
 
 def _refuse_development_key(privacy: PrivacySettings) -> None:
@@ -569,31 +579,42 @@ def status(ctx: typer.Context, reference: str, as_json: Annotated[bool, typer.Op
 @app.command()
 def worker(
     ctx: typer.Context,
-    once: Annotated[bool, typer.Option(help="Deliver what is due, refresh statuses, and exit")] = False,
+    once: Annotated[bool, typer.Option(help="Do one round of what is due, and exit")] = False,
     name: Annotated[str | None, typer.Option(help="This worker's name in leases")] = None,
 ) -> None:
-    """Deliver the application outbox, answer WeChat messages and send their pushes, and follow
-    status changes (several may run at once)."""
+    """The background work (any number may run at once; each piece of work is leased): deliver the
+    application outbox and follow status changes, run knowledge-base jobs, sweep SLA breaches,
+    pre-count analytics, answer WeChat messages and send their pushes. Stops cleanly on SIGTERM."""
+    from assistant.background import BackgroundWork  # noqa: PLC0415 - loads the features it runs
+
+    from assistant.ops.logs import configure_logging  # noqa: PLC0415 - the worker's log lines, as the server's
+
     services = _services(ctx)
+    configure_logging(services.settings.observability)
     _refuse_development_key(services.settings.privacy)
-    service = services.applications
     me = name or f"{socket.gethostname()}-{os.getpid()}"
     os.nice(services.settings.connectors.worker_nice)
+    stopping = threading.Event()
+    if not once:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stopping.set())
     # WeChat messages and pushes: every round with --once, else their own thread polling faster.
     wechat = services.wechat if services.settings.wechat.enabled else None
-    if wechat is not None and not once:
-        wechat.start_thread(me)
-    while True:
+    wechat_thread = wechat.start_thread(me) if wechat is not None and not once else None
+    work = BackgroundWork(services, me)
+    while not stopping.is_set():
         if wechat is not None and once:
             while wechat.work(me):
                 pass
-        delivered = service.deliver_due(me)
-        changed = service.refresh()
-        if delivered or changed:
-            out.print(f"[{me}] 提交 {len(delivered)} 件，状态更新 {changed} 件")
+        report = work.round()
+        if report.did_something:
+            out.print(f"[{me}] 提交 {report.delivered} 件，状态更新 {report.refreshed} 件，"
+                      f"知识库任务 {report.kb_jobs} 个，超时工单 {report.swept} 张")
         if once:
-            return
-        time.sleep(services.settings.connectors.worker_interval_s)
+            break
+        stopping.wait(services.settings.connectors.worker_interval_s)
+    if wechat_thread is not None:
+        wechat_thread.stop()
 
 
 def _password(env_var: str | None) -> str:
@@ -657,6 +678,8 @@ def tickets_sweep(ctx: typer.Context) -> None:
     flagged = _services(ctx).escalation.sweep_breaches()
     out.print(f"超时升级 {len(flagged)} 张工单：{', '.join(flagged) or '无'}")
 
+
+app.command("cluster")(__import__("assistant.cluster", fromlist=["cluster_command"]).cluster_command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -56,7 +56,8 @@ class BuildReport:
 
 def shipped_documents(settings: Settings) -> list[Document]:
     docs = list(iter_corpus(settings.corpus_dirs))
-    if settings.law_corpus and Path(settings.law_corpus).exists():
+    # An empty LINLI_LAW_CORPUS (read as the current folder) means none, as a missing file does.
+    if settings.law_corpus and Path(settings.law_corpus).is_file():
         docs.extend(iter_law_articles(Path(settings.law_corpus)))
     return docs
 
@@ -73,9 +74,13 @@ class KnowledgeBase:
         self._lock = threading.Lock()
         self._open(settings.resolved_index_dir)
 
-    def _store(self, directory: Path) -> IndexStore:
+    def _store(self, directory: Path, *, shared: bool = True) -> IndexStore:
+        """The index in `directory`; its rows in `settings.index_database_url` when one is named
+        (a cluster's PostgreSQL), else in a SQLite file in the folder (`shared=False`: a staging
+        folder's own file)."""
         return IndexStore(directory, self.embedder, self.cache, title_repeat=self.settings.retrieval.title_repeat,
-                          sentences=sentence_texts)
+                          sentences=sentence_texts,
+                          database_url=self.settings.index_database_url if shared else None)
 
     def _open(self, directory: Path) -> None:
         self.store = self._store(directory)
@@ -149,11 +154,18 @@ class KnowledgeBase:
             docs = list(documents)
         # The shipped corpus's vectors come with the project (checked; a changed text is embedded).
         self.cache.seed(SHIPPED_VECTORS, self.embedder.name)
+        with_tables = [d for d in docs if d.meta.benefit_tables]
+        if self.store.shared:
+            # A shared database is rebuilt in one transaction: replicas keep answering from the
+            # last generation until it commits, then load the new one.
+            n_chunks = self.store.upsert(docs, progress=(lambda n: progress(n, 0)) if progress else None,
+                                         check=self.smoke_check(with_tables), replace_all=True, retired=list(retired))
+            return BuildReport(len(docs), n_chunks, time.perf_counter() - started)
         target = self.settings.resolved_index_dir
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-building-", dir=target.parent))
         try:
-            store = self._store(staging)
+            store = self._store(staging, shared=False)
             total_chunks = None
 
             def tick(n: int) -> None:
@@ -161,7 +173,6 @@ class KnowledgeBase:
                     progress(n, total_chunks or 0)
 
             # The smoke check answers from the new documents' tables (not every title: a full build).
-            with_tables = [d for d in docs if d.meta.benefit_tables]
             n_chunks = store.upsert(docs, progress=tick, check=self.smoke_check(with_tables))
             store.keep_retired(list(retired))
             store.engine.dispose()

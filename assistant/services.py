@@ -130,7 +130,8 @@ class Services:
 
     @built_once
     def conversations(self) -> ConversationStore:
-        return ConversationStore(self.settings.resolved_database_url, vault=self.vault)
+        return ConversationStore(self.settings.resolved_database_url, vault=self.vault,
+                                 lock_timeout_s=self.settings.dialogue.turn_lock_timeout_s)
 
     @built_once
     def channels(self) -> ChannelRegistry:
@@ -176,8 +177,10 @@ class Services:
         """Administrators' changes to the knowledge base, indexed in the background."""
         from assistant.kb_admin.service import KnowledgeAdmin  # noqa: PLC0415 - loads the knowledge base's modules
 
+        # A cluster's replicas (api.background false) leave the jobs to `linli worker`.
         return KnowledgeAdmin(self.settings.resolved_database_url, self.settings.kb_admin,
-                              lambda: self.knowledge_base, self.settings.data_dir / "kb-uploads")
+                              lambda: self.knowledge_base, self.settings.data_dir / "kb-uploads",
+                              run_here=self.settings.api.background)
 
     @built_once
     def users(self) -> UserStore:
@@ -230,11 +233,13 @@ class Services:
     @built_once
     def dialogue(self) -> DialogueEngine:
         from assistant.dialogue.engine import DialogueEngine  # noqa: PLC0415 - see above
+        from assistant.ops.metrics import count_message  # noqa: PLC0415 - prometheus, for the server and worker
 
         return DialogueEngine(self.knowledge_base, self.classifier, self.conversations, self.escalation,
                               self.settings.dialogue, replies=self.replies, applications=self.applications,
                               handoff_limit=self.limits,
-                              handoffs_per_hour=self.settings.limits.handoffs_per_session_per_hour)
+                              handoffs_per_hour=self.settings.limits.handoffs_per_session_per_hour,
+                              on_reply=count_message)
 
     # ---- speech ----------------------------------------------------------------------------
 

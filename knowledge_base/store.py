@@ -1,7 +1,9 @@
-"""The persistent index: SQLite (via SQLAlchemy) holds documents, chunks and their vectors and is
-the source of truth; FAISS and BM25 are derived artifacts rebuilt from it in a new generation
+"""The persistent index: a database (via SQLAlchemy) holds documents, chunks and their vectors and
+is the source of truth; FAISS and BM25 are derived artifacts rebuilt from it in a new generation
 folder and switched in with an atomic rename. A failed ingest rolls the transaction back, so
-the index stays exactly as it was.
+the index stays exactly as it was. The database is a SQLite file in the index folder by default;
+a cluster names its PostgreSQL (`database_url`), and each replica builds its own artifacts from
+the rows there, never embedding anything again.
 
 Several server processes may share one index folder: every query reads the generation number
 first (a new one is loaded, no restart), and writers take the folder's file lock, so two
@@ -46,6 +48,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     update,
 )
 
@@ -197,6 +200,7 @@ class IndexStore:
         chunking: ChunkingConfig = ChunkingConfig(),
         title_repeat: int = 2,
         sentences: Callable[[str], Sequence[str]] | None = None,
+        database_url: str | None = None,
     ) -> None:
         """`sentences` splits a chunk's text into what the answerer compares with a question
         (knowledge_base/answering.py sentence_texts); their vectors are embedded into the cache
@@ -204,19 +208,39 @@ class IndexStore:
         self.directory = Path(directory)
         # Index files are mode 600 in a 700 directory, like the database (assistant/core/privacy.py).
         private_dir(self.directory)
-        private_file(self.directory / self.DB_NAME)
+        if database_url is None:
+            private_file(self.directory / self.DB_NAME)
         self.embedder = embedder
         self.cache = cache
         self.chunking = chunking
         self.title_repeat = title_repeat
         self.sentences = sentences
-        self.engine = create_engine(f"sqlite:///{self.directory / self.DB_NAME}")
-        event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
-        # One writer at a time across threads and processes (re-entrant within a thread).
+        self.shared = database_url is not None and not database_url.startswith("sqlite")
+        if database_url is None:
+            self.engine = create_engine(f"sqlite:///{self.directory / self.DB_NAME}")
+        elif self.shared:
+            self.engine = create_engine(database_url, pool_pre_ping=True, pool_size=1, max_overflow=2,
+                                        connect_args={"connect_timeout": 5})
+        else:
+            self.engine = create_engine(database_url)
+        if not self.shared:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        with self.engine.begin() as conn:
+            # Replicas starting together on an empty database create the tables once.
+            self._lock_writers(conn)
+            metadata.create_all(conn)
+        # One writer of this folder at a time across threads and processes (re-entrant within a
+        # thread); writers of a shared database also take its lock (`_lock_writers`).
         self._write_lock = FileLock(str(self.directory / ".write.lock"), mode=0o600)
         self._loaded: LoadedIndex | None = None
         self._lock = threading.RLock()
+        self._loading = threading.Lock()
+
+    def _lock_writers(self, conn) -> None:
+        """Writers of a shared (PostgreSQL) index take turns for the rest of `conn`'s transaction:
+        two replicas' uploads are applied one after the other, each on a new generation."""
+        if self.shared:
+            conn.execute(text("SELECT pg_advisory_xact_lock(7412)"))  # 7412: the index's writers
 
     # ---- writes -------------------------------------------------------------------------
 
@@ -252,10 +276,13 @@ class IndexStore:
         return len(texts)
 
     def upsert(self, docs: Sequence[Document], progress: Callable[[int], None] | None = None,
-               check: Callable[[CandidateIndex], None] | None = None) -> int:
+               check: Callable[[CandidateIndex], None] | None = None, *, replace_all: bool = False,
+               retired: Sequence[Document] = ()) -> int:
         """Add documents or replace every chunk of their previous version, atomically. `check`
         (a smoke question, assistant/knowledge.py) is asked of the new generation before it is
-        published; whatever it raises leaves the index as it was."""
+        published; whatever it raises leaves the index as it was. `replace_all` (a full rebuild
+        of a shared index) drops every other document in the same transaction and records
+        `retired` as retired."""
         ids = [d.meta.doc_id for d in docs]
         dupes = duplicate_ids(docs)
         if dupes:
@@ -264,7 +291,13 @@ class IndexStore:
         now = datetime.now(UTC).replace(tzinfo=None)
         n_chunks = 0
         with self._write_lock, self.engine.begin() as conn:
-            for i in range(0, len(ids), 500):
+            self._lock_writers(conn)
+            if replace_all:
+                for table in (chunks_table, documents_table, retired_table):
+                    conn.execute(delete(table))
+                if retired:
+                    conn.execute(insert(retired_table), [{**_document_row(d, now), "retired_at": now} for d in retired])
+            for i in range(0, 0 if replace_all else len(ids), 500):
                 part = ids[i : i + 500]
                 conn.execute(delete(chunks_table).where(chunks_table.c.doc_id.in_(part)))
                 conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(part)))
@@ -303,6 +336,7 @@ class IndexStore:
         """Delete a document (live or retired) and every chunk of it."""
         with self._write_lock:
             with self.engine.begin() as conn:
+                self._lock_writers(conn)
                 live = conn.execute(delete(documents_table).where(documents_table.c.doc_id == doc_id)).rowcount
                 retired = conn.execute(delete(retired_table).where(retired_table.c.doc_id == doc_id)).rowcount
                 if not (live or retired):
@@ -316,6 +350,7 @@ class IndexStore:
         now = datetime.now(UTC).replace(tzinfo=None)
         with self._write_lock:
             with self.engine.begin() as conn:
+                self._lock_writers(conn)
                 rows = conn.execute(select(documents_table).where(documents_table.c.doc_id.in_(doc_ids))).all()
                 missing = sorted(set(doc_ids) - {r.doc_id for r in rows})
                 if missing:
@@ -356,6 +391,7 @@ class IndexStore:
         ids = [d.meta.doc_id for d in docs]
         with self._write_lock:
             with self.engine.begin() as conn:
+                self._lock_writers(conn)
                 conn.execute(delete(chunks_table).where(chunks_table.c.doc_id.in_(ids)))
                 searchable = conn.execute(delete(documents_table).where(documents_table.c.doc_id.in_(ids))).rowcount
                 conn.execute(delete(retired_table).where(retired_table.c.doc_id.in_(ids)))
@@ -483,8 +519,25 @@ class IndexStore:
             count = conn.execute(select(func.count()).select_from(chunks_table)).scalar()
         return stamp.get("chunks") == count and stamp.get("embedder") == self.embedder.name
 
+    @property
+    def loaded_generation(self) -> int:
+        """The generation this process answers from (0 before the first load)."""
+        return self._loaded.generation if self._loaded else 0
+
     def load(self) -> LoadedIndex:
-        """Load (or reuse) the in-memory index for the current generation."""
+        """Load (or reuse) the in-memory index for the current generation. While one thread
+        builds a newer generation's artifacts, the others go on answering from the loaded one."""
+        loaded = self._loaded
+        if loaded is not None and loaded.generation != self.generation():
+            if not self._loading.acquire(blocking=False):
+                return loaded
+            try:
+                return self._load_current()
+            finally:
+                self._loading.release()
+        return loaded if loaded is not None else self._load_current()
+
+    def _load_current(self) -> LoadedIndex:
         with self._lock:
             generation = self.generation()
             if self._loaded and self._loaded.generation == generation:

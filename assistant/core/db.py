@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, ColumnElement, MetaData, and_, event, select, text, update
-from sqlalchemy.engine import Engine, create_engine, make_url
+from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from assistant.core.errors import LinliError
 from assistant.core.privacy import PRIVATE_FILE, private_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -29,6 +30,13 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+# Seconds a PostgreSQL connection attempt may take (libpq's connect_timeout).
+CONNECT_TIMEOUT_S = 3
+
+# Connections per process to a PostgreSQL: this many kept, this many more at peak.
+POOL_SIZE = 6
+POOL_OVERFLOW = 4
 
 _engines: dict[str, Engine] = {}
 _migrated: set[str] = set()
@@ -57,7 +65,15 @@ def get_engine(url: str) -> Engine:
                     cursor.execute("PRAGMA foreign_keys=ON")
                     cursor.close()
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+                # A database that does not answer fails a connection in seconds (a 503 and a
+                # not-ready replica), never a request hanging on the operating system's timeout.
+                connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if make_url(url).get_backend_name() == \
+                    "postgresql" else {}
+                # Small pools: a city runs several replicas and workers on one PostgreSQL (100
+                # connections by default; docs/deployment.md has the arithmetic). A request waits
+                # for a free connection rather than the server running out of them.
+                engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                                       pool_timeout=30, connect_args=connect_args)
             _engines[url] = engine
         engine = _engines[url]
         if url not in _migrated:
@@ -102,10 +118,29 @@ def lease_due(engine: Engine, key: Column[Any], due: ColumnElement[bool], *, wor
     return leased
 
 
+class SchemaTooNew(LinliError):
+    """The database was migrated by a newer release than this code (a rolling upgrade's old
+    replica): running on it could write rows the new schema does not expect, so this process
+    refuses to start instead."""
+
+    code = "schema_too_new"
+    http_status = 503
+
+    def __init__(self, database_revision: str, code_head: str) -> None:
+        super().__init__(
+            f"数据库结构版本 {database_revision} 比本程序认识的最新版本 {code_head} 更新："
+            "数据库已被新版本的邻里升级。请把本程序升级到同一版本后再启动。",
+            f"The database schema is at revision {database_revision}, newer than this code's latest "
+            f"migration {code_head}: a newer Linli release migrated it. Upgrade this installation "
+            "to that release before starting it.",
+            database_revision=database_revision, code_head=code_head)
+
+
 def migrate(engine: Engine) -> None:
     """Apply Alembic migrations up to head (idempotent). The server, `linli worker` and the CLI
     may start at once on a fresh database, so migrating holds a lock: a PostgreSQL advisory
-    lock, or a file lock beside the SQLite file."""
+    lock, or a file lock beside the SQLite file. A database at a revision this code's migrations
+    do not know (a newer release migrated it) raises SchemaTooNew and is left as it is."""
     # Alembic adds ~160 ms (40% of `linli --help`) to every process that imports this module; the
     # ones that never open the relational database (`linli --help`, `linli kb …`) skip it.
     from alembic import command  # noqa: PLC0415 - +160 ms at import, see above
@@ -117,7 +152,24 @@ def migrate(engine: Engine) -> None:
         if not is_sqlite(engine):
             connection.execute(text("SELECT pg_advisory_xact_lock(7411)"))  # 7411: Linli's migration lock
         config.attributes["connection"] = connection
+        _refuse_newer_schema(config, connection)
         command.upgrade(config, "head")
+
+
+def _refuse_newer_schema(config: Any, connection: Connection) -> None:
+    """Raises SchemaTooNew when `alembic_version` names a revision this code does not have."""
+    from alembic.runtime.migration import MigrationContext  # noqa: PLC0415 - with alembic, see migrate()
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - as above
+    from alembic.util import CommandError  # noqa: PLC0415 - as above
+
+    script = ScriptDirectory.from_config(config)
+    for revision in MigrationContext.configure(connection).get_current_heads():
+        try:
+            known = script.get_revision(revision)
+        except CommandError:  # alembic's "No such revision or branch"
+            known = None
+        if known is None:
+            raise SchemaTooNew(revision, ", ".join(script.get_heads()))
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -68,6 +68,22 @@ def _local_locks_for(engine: Engine, namespace: str) -> _LocalLocks:
         return _local_locks.setdefault(name, _LocalLocks())
 
 
+# The connections that hold PostgreSQL locks, apart from the pool the work uses: a turn holds its
+# lock connection while it works on another, and holders must never take every work connection.
+LOCK_POOL_SIZE = 4
+_lock_engines: dict[str, Engine] = {}
+
+
+def _lock_engine(engine: Engine) -> Engine:
+    name = engine.url.render_as_string(hide_password=False)
+    with _local_guard:
+        if name not in _lock_engines:
+            _lock_engines[name] = create_engine(engine.url, pool_pre_ping=True, pool_size=LOCK_POOL_SIZE,
+                                                max_overflow=LOCK_POOL_SIZE, pool_timeout=30,
+                                                connect_args={"connect_timeout": 3})
+        return _lock_engines[name]
+
+
 class KeyedLock:
     """`with lock.hold(key):` — one holder of `key` at a time. A wait longer than `timeout_s`
     raises ConversationBusy (503): never a silent fallback to handling without the lock."""
@@ -101,7 +117,7 @@ class KeyedLock:
                     raise self._busy()
                 yield
             return
-        with self.engine.connect() as conn, conn.begin():
+        with _lock_engine(self.engine).connect() as conn, conn.begin():
             conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"),
                          {"ms": f"{max(1, int(self.timeout_s * 1000))}ms"})
             try:

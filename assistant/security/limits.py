@@ -3,17 +3,24 @@ with the `limits` library's strategy, over the relational database by default (`
 atomic upsert per hit on SQLite and PostgreSQL) or Redis when `settings.limits.redis_url` is set.
 
 `LoginThrottle` uses it to lock a guessing address out, and to slow an account guessed from many
-addresses, without locking its owner out."""
+addresses, without locking its owner out.
+
+When the counters' store does not answer (Redis down), a limit either lets the hit through
+(`fail_open=True`, the default: residents' messages and questions keep flowing, with a warning in
+the log at most every 30 s) or refuses it with `LimitsUnavailable` (`fail_open=False`: logins,
+where a guesser must never get unlimited tries)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import math
+import threading
 import time
 from typing import TYPE_CHECKING
 
 from limits import RateLimitItemPerSecond
+from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import case, delete, select
@@ -34,6 +41,17 @@ log = logging.getLogger("linli.security")
 _MAX_KEY = 255
 # Expired rows are swept once every this many hits (per process).
 _SWEEP_EVERY = 500
+# A Redis that does not answer fails a hit in about this long, not the operating system's timeout.
+REDIS_TIMEOUT_S = 1.0
+# A store that stays down is logged once per this many seconds, not once per request.
+OUTAGE_LOG_EVERY_S = 30.0
+
+
+class LimitsUnavailable(TooManyRequests):
+    """The rate limits' store did not answer and this limit fails closed (logins)."""
+
+    code = "limits_unavailable"
+    http_status = 503
 
 
 def _stored_key(key: str) -> str:
@@ -115,16 +133,25 @@ class SqlStorage(Storage):
 
 class RateLimiter:
     """Fixed-window counters per key: `hit` is True while the key stays within `limit` hits in
-    its current `window_s`-second window (and counts the hit), False once it is over."""
+    its current `window_s`-second window (and counts the hit), False once it is over.
+
+    When the store fails, `hit` and `allowed` answer True with `fail_open` (the default) and raise
+    `LimitsUnavailable` without it."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._strategy = FixedWindowRateLimiter(storage)
+        base = storage.base_exceptions
+        self._store_errors: tuple[type[Exception], ...] = (StorageError, *(base if isinstance(base, tuple)
+                                                                          else (base,)))
+        self._last_outage_log = -math.inf
+        self._log_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: LimitSettings, database_url: str) -> RateLimiter:
         if settings.redis_url:
-            storage = storage_from_string(settings.redis_url)
+            storage = storage_from_string(settings.redis_url, wrap_exceptions=True,
+                                          socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S)
             if not isinstance(storage, Storage):
                 raise ValueError(f"limits.redis_url must name a synchronous storage, not {settings.redis_url!r}")
             return cls(storage)
@@ -134,20 +161,51 @@ class RateLimiter:
     def _item(limit: int, window_s: int) -> RateLimitItemPerSecond:
         return RateLimitItemPerSecond(max(limit, 0), max(window_s, 1), namespace="linli")
 
-    def hit(self, key: str, *, limit: int, window_s: int) -> bool:
-        return self._strategy.hit(self._item(limit, window_s), key)
+    def hit(self, key: str, *, limit: int, window_s: int, fail_open: bool = True) -> bool:
+        try:
+            return self._strategy.hit(self._item(limit, window_s), key)
+        except self._store_errors as exc:
+            return self._store_down(exc, fail_open)
 
-    def allowed(self, key: str, *, limit: int, window_s: int) -> bool:
+    def allowed(self, key: str, *, limit: int, window_s: int, fail_open: bool = True) -> bool:
         """Whether the next hit would be allowed, without counting one."""
-        return self._strategy.test(self._item(limit, window_s), key)
+        try:
+            return self._strategy.test(self._item(limit, window_s), key)
+        except self._store_errors as exc:
+            return self._store_down(exc, fail_open)
 
     def retry_after(self, key: str, *, limit: int, window_s: int) -> int:
-        """Whole seconds until the key's current window ends (at least 1)."""
-        reset_at = self._strategy.get_window_stats(self._item(limit, window_s), key).reset_time
+        """Whole seconds until the key's current window ends (at least 1; the whole window when
+        the store does not answer)."""
+        try:
+            reset_at = self._strategy.get_window_stats(self._item(limit, window_s), key).reset_time
+        except self._store_errors as exc:
+            self._store_down(exc, fail_open=True)
+            return max(1, window_s)
         return max(1, math.ceil(reset_at - time.time()))
 
     def clear(self, key: str, *, limit: int, window_s: int) -> None:
-        self._strategy.clear(self._item(limit, window_s), key)
+        """Forget the key's hits; a store that does not answer keeps them (logged)."""
+        try:
+            self._strategy.clear(self._item(limit, window_s), key)
+        except self._store_errors as exc:
+            self._store_down(exc, fail_open=True)
+
+    def _store_down(self, exc: Exception, fail_open: bool) -> bool:
+        now = time.monotonic()
+        with self._log_lock:
+            quiet = now - self._last_outage_log < OUTAGE_LOG_EVERY_S
+            if not quiet:
+                self._last_outage_log = now
+        if not quiet:
+            log.warning("rate limits' store (%s) did not answer (%s: %s): limits %s until it does",
+                        type(self.storage).__name__, type(exc).__name__, exc,
+                        "let residents' requests through" if fail_open else "refuse logins")
+        if fail_open:
+            return True
+        raise LimitsUnavailable("登录暂时无法使用（安全限流服务没有响应），请稍后再试。",
+                                "Logging in is unavailable for now (the rate-limit service is not answering); "
+                                "please try again shortly.", retry_after=30) from exc
 
 
 LOGIN_WINDOW_S = 15 * 60
@@ -164,7 +222,8 @@ class LoginThrottle:
       is slowed, one attempt per `login_slowdown_s` seconds from anywhere, so that the owner still
       gets in (a few seconds late) while a distributed guesser gets a handful of tries an hour.
 
-    A successful login clears the account's failures from that address and the slowdown."""
+    A successful login clears the account's failures from that address and the slowdown. When
+    the counters' store does not answer, logins are refused (`LimitsUnavailable`, 503): fail closed."""
 
     def __init__(self, limiter: RateLimiter, settings: LimitSettings) -> None:
         self.limiter = limiter
@@ -186,16 +245,17 @@ class LoginThrottle:
 
     def check(self, username: str, client: str) -> None:
         for key, limit in self._locks(username, client):
-            if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S):
+            if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S, fail_open=False):
                 retry = self.limiter.retry_after(key, limit=limit, window_s=LOGIN_WINDOW_S)
                 raise TooManyRequests(
                     f"登录失败次数过多，请{math.ceil(retry / 60)}分钟后再试。",
                     f"Too many failed logins; try again in {math.ceil(retry / 60)} minutes.",
                     retry_after=retry)
         failures_key = self._failures_key(username)
-        if not self.limiter.allowed(failures_key, limit=self.slowdown_after, window_s=LOGIN_WINDOW_S):
+        if not self.limiter.allowed(failures_key, limit=self.slowdown_after, window_s=LOGIN_WINDOW_S,
+                                    fail_open=False):
             slow_key = f"login:slow:{self._account(username)}"
-            if not self.limiter.hit(slow_key, limit=1, window_s=self.slowdown_s):
+            if not self.limiter.hit(slow_key, limit=1, window_s=self.slowdown_s, fail_open=False):
                 retry = self.limiter.retry_after(slow_key, limit=1, window_s=self.slowdown_s)
                 raise TooManyRequests(f"这个账号最近有多次登录失败，请{retry}秒后再试。",
                                       f"This account had many failed logins; try again in {retry} seconds.",
@@ -203,8 +263,8 @@ class LoginThrottle:
 
     def failed(self, username: str, client: str) -> None:
         for key, limit in [*self._locks(username, client), (self._failures_key(username), self.slowdown_after)]:
-            self.limiter.hit(key, limit=limit, window_s=LOGIN_WINDOW_S)
-            if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S):
+            self.limiter.hit(key, limit=limit, window_s=LOGIN_WINDOW_S, fail_open=False)
+            if not self.limiter.allowed(key, limit=limit, window_s=LOGIN_WINDOW_S, fail_open=False):
                 what = {"pair": "address for this account", "client": "address", "account": "account slowed"}
                 log.warning("login: %s after %d failures in %d minutes (user %r, client %s)",
                             what[key.split(":")[1]], limit, LOGIN_WINDOW_S // 60, username, client)

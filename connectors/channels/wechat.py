@@ -40,6 +40,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, lease_due, metadata
+from assistant.core.locks import KeyedLock
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import WechatSettings
 
@@ -165,18 +166,33 @@ class WechatApi:
         self.settings = settings
         self.engine = get_engine(url)
         self.client = client or httpx.Client(base_url=settings.api_base, timeout=settings.http_timeout_s)
+        self._refresh_lock = KeyedLock(self.engine, "wechat_token", timeout_s=settings.http_timeout_s * 3)
 
     # ---- the access token, shared through the database ------------------------------------
 
     def access_token(self, *, stale: str | None = None) -> str:
         """A valid token: the stored one while it has more than `token_margin_s` left (and is not
         `stale`, one WeChat just refused), else a new one from WeChat, stored for every process."""
+        stored = self._stored_token(stale)
+        if stored is not None:
+            return stored
+        # One refresher at a time across every process (a new token from WeChat retires the old
+        # one): the others wait here, then read what it stored.
+        with self._refresh_lock.hold(self.settings.app_id):
+            stored = self._stored_token(stale)
+            return stored if stored is not None else self._refresh()
+
+    def _stored_token(self, stale: str | None) -> str | None:
         now = utcnow()
         with self.engine.connect() as conn:
             row = conn.execute(select(wechat_tokens).where(wechat_tokens.c.app_id == self.settings.app_id)).first()
         margin = timedelta(seconds=self.settings.token_margin_s)
         if row is not None and row.access_token != stale and row.expires_at - margin > now:
             return str(row.access_token)
+        return None
+
+    def _refresh(self) -> str:
+        now = utcnow()
         payload = self._call("GET", "/cgi-bin/token", params={
             "grant_type": "client_credential", "appid": self.settings.app_id,
             "secret": self.settings.app_secret.get_secret_value()})

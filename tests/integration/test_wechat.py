@@ -27,7 +27,7 @@ from assistant.core.settings import PROJECT_ROOT, Settings, WechatSettings
 from assistant.escalation.auth import UserStore
 from assistant.services import Services
 from assistant.wechat.tables import wechat_inbound
-from connectors.channels.wechat import split_text
+from connectors.channels.wechat import WechatApi, split_text
 from tests.conftest import SHARED_CACHE, free_port
 from tests.integration.test_reliability import _start_server
 
@@ -410,3 +410,29 @@ def test_long_answers_are_split_to_wechats_length():
     parts = split_text(text)
     assert len(parts) > 1 and all(len(p.encode()) <= 2048 for p in parts)
     assert "".join(parts).replace("\n", "") == text.replace("\n", "")
+
+
+def test_many_processes_needing_a_token_at_once_fetch_one(standin, postgres_database):
+    # Five replicas and workers (an API object each, as each process has) find no token at once.
+    settings = WechatSettings(token="t", app_id=APP_ID, app_secret=SECRET, api_base=standin.base)
+    apis = [WechatApi(settings, postgres_database, httpx.Client(base_url=standin.base, timeout=5)) for _ in range(5)]
+    fetches = standin.stats()["token_fetches"]
+    start = threading.Barrier(len(apis))
+    tokens: list[str] = []
+
+    def need(api: WechatApi) -> None:
+        start.wait()
+        tokens.append(api.access_token())
+
+    threads = [threading.Thread(target=need, args=(api,)) for api in apis]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(tokens) == 5 and len(set(tokens)) == 1
+    assert standin.stats()["token_fetches"] == fetches + 1
+    # WeChat refused it: one of them refreshes, the others take the new one.
+    refused = tokens[0]
+    again = {api.access_token(stale=refused) for api in apis}
+    assert len(again) == 1 and refused not in again
+    assert standin.stats()["token_fetches"] == fetches + 2
