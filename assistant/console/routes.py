@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from fastapi import APIRouter, Depends, Form, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -20,6 +22,7 @@ from assistant.core.keys import digest_key
 from assistant.dependencies import ServicesDep
 from assistant.escalation.auth import UserStore
 from assistant.escalation.base import KINDS, PRIORITIES
+from assistant.escalation.notifier import IN_PROCESS, LISTENING, QueueNotifier
 from assistant.escalation.service import Actor, SqlEscalationService
 from assistant.escalation.states import ACTION_LABELS_ZH, HELD, OPEN, STATUS_LABELS_ZH, STATUSES
 from assistant.security.http import bearer_token
@@ -275,11 +278,54 @@ def _queue(desk: SqlEscalationService, actor: Actor, status: str | None, kind: s
     return desk.list(actor, statuses=statuses, kind=kind or None, priority=priority or None)
 
 
+class QueueRows:
+    """The rendered rows of each view of the queue, shared by this process's consoles until the
+    queue changes: the 500 consoles told of one change cost one query, not 500. Used only while
+    the notifier hears changes (never while it is down), and never older than MAX_AGE_S."""
+
+    MAX_AGE_S: ClassVar[dict[str, float]] = {LISTENING: 60.0, IN_PROCESS: 2.0}  # other processes' writes go unheard
+
+    def __init__(self, notifier: QueueNotifier) -> None:
+        self.notifier = notifier
+        self._lock = threading.Lock()
+        self._view_locks: dict[tuple, threading.Lock] = {}
+        self._views: dict[tuple, tuple[int, float, str]] = {}
+
+    def get(self, view: tuple, render: Callable[[], str]) -> str:
+        max_age = self.MAX_AGE_S.get(self.notifier.state)
+        if max_age is None:
+            return render()
+        with self._lock:
+            view_lock = self._view_locks.setdefault(view, threading.Lock())
+        with view_lock:  # consoles asking at once wait for one query
+            version = self.notifier.version  # before the query: a change during it makes the next one ask again
+            cached = self._views.get(view)
+            if cached is not None and cached[0] == version and time.monotonic() - cached[1] < max_age:
+                return cached[2]
+            html = render()
+            self._views[view] = (version, time.monotonic(), html)
+            return html
+
+
+_queue_rows_lock = threading.Lock()
+
+
+def queue_rows_cache(request: Request, desk: DeskDep) -> QueueRows:
+    """The app's QueueRows (one per app, beside its services)."""
+    with _queue_rows_lock:
+        rows: QueueRows | None = getattr(request.app.state, "console_queue_rows", None)
+        if rows is None or rows.notifier is not desk.queue_changes:
+            rows = request.app.state.console_queue_rows = QueueRows(desk.queue_changes)
+        return rows
+
+
 @console.get("/queue-rows", response_class=HTMLResponse)
-def queue_rows(request: Request, actor: ActorDep, desk: DeskDep, status: str | None = None, kind: str | None = None,
-               priority: str | None = None):
-    return templates.TemplateResponse(request, "_rows.html", _context(
-        actor, tickets=_queue(desk, actor, status, kind, priority)))
+def queue_rows(actor: ActorDep, desk: DeskDep, rows: Annotated[QueueRows, Depends(queue_rows_cache)],
+               status: str | None = None, kind: str | None = None, priority: str | None = None) -> HTMLResponse:
+    # The rows show no one's own data: every console of a centre (or every supervisor) shares them.
+    view = (None if actor.sees_every_centre else actor.centre, status, kind, priority)
+    return HTMLResponse(rows.get(view, lambda: templates.get_template("_rows.html").render(
+        _context(actor, tickets=_queue(desk, actor, status, kind, priority)))))
 
 
 @console.get("/tickets/{ticket_id}", response_class=HTMLResponse)
@@ -315,25 +361,63 @@ def _ticket_page(request: Request, actor: Actor, desk: SqlEscalationService, ser
         revealed=revealed is not None, can_reveal=can_reveal and public["form_data"] != ticket.form_data))
 
 
+# The queue page waits on `/console/events` instead of asking for the whole queue every second:
+# one listener per process hears every replica's changes (assistant/escalation/notifier.py).
+HEARTBEAT_S = 15.0  # a comment line this often keeps proxies from closing a quiet stream
+DEBOUNCE_S = 0.5  # a burst of changes is one refetch of the rows
+SETTLE_S = 3.0  # how long a new stream waits for the listener to connect before telling the page to poll
+FALLBACK_POLL_S = 10  # the page polls this often while PostgreSQL cannot be listened to
+IN_PROCESS_POLL_S = 30  # SQLite: other processes' writes (CLI, `linli worker`) are unheard, so a slow poll too
+
+
+def _mode(state: str) -> dict[str, Any]:
+    """What the page does meanwhile: wait for `queue` events, poll as well, or only poll."""
+    if state == LISTENING:
+        return {"mode": "live"}
+    if state == IN_PROCESS:
+        return {"mode": "live", "poll_s": IN_PROCESS_POLL_S}
+    return {"mode": "poll", "poll_s": FALLBACK_POLL_S}
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _queue_stream(notifier: QueueNotifier, actor: Actor) -> AsyncIterator[str]:
+    """`mode` first and whenever listening stops or resumes (the page refetches its rows on each),
+    `queue` when a ticket the actor's queue shows changed (at most one per DEBOUNCE_S), and a
+    heartbeat comment after HEARTBEAT_S of quiet."""
+    subscription = notifier.subscribe()  # before the first event: nothing after it goes unheard
+    centre = None if actor.sees_every_centre else actor.centre
+    try:
+        yield "retry: 3000\n\n"
+        state = await subscription.settle(SETTLE_S)
+        yield _sse("mode", _mode(state))
+        sent = time.monotonic()
+        while True:
+            heard = await subscription.wait(HEARTBEAT_S)
+            if subscription.state != state:
+                state = subscription.state
+                yield _sse("mode", _mode(state))
+                sent = time.monotonic()
+                continue
+            if heard is None:
+                yield ": heartbeat\n\n"
+                continue
+            if not any(change.concerns(centre) for change in heard):
+                continue
+            if (quiet := sent + DEBOUNCE_S - time.monotonic()) > 0:
+                await asyncio.sleep(quiet)
+                heard += subscription.drain()
+            tickets = sorted({c.ticket_id for c in heard if c.ticket_id and c.concerns(centre)})
+            yield _sse("queue", {"tickets": tickets, "at": utcnow().isoformat()})
+            sent = time.monotonic()
+    finally:
+        subscription.close()
+
+
 @console.get("/events")
-async def queue_events(request: Request, actor: ActorDep, desk: DeskDep) -> StreamingResponse:
-    """Server-sent events: a `queue` event whenever the actor's queue changes."""
-
-    def fingerprint() -> str:
-        tickets = desk.list(actor, statuses=list(OPEN), limit=500)
-        return json.dumps([(t.ticket_id, t.status, t.updated_at.isoformat(), t.breached) for t in tickets])
-
-    async def stream():
-        last = None
-        yield "retry: 2000\n\n"
-        while not await request.is_disconnected():
-            current = await asyncio.to_thread(fingerprint)
-            if current != last:
-                if last is not None:
-                    yield f"event: queue\ndata: {json.dumps({'at': datetime.now().isoformat()})}\n\n"
-                last = current
-            else:
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(1.0)
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+async def queue_events(actor: ActorDep, desk: DeskDep) -> StreamingResponse:
+    """Server-sent events for the queue page; async, so an open console holds no worker thread."""
+    return StreamingResponse(_queue_stream(desk.queue_changes, actor), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import builtins
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,11 +26,13 @@ from assistant.core.settings import EscalationSettings, get_settings
 from assistant.core.vault import Vault
 from assistant.escalation.base import KINDS, PRIORITIES, Ticket, new_ticket_id
 from assistant.escalation.events import TicketClaimed, TicketOpened, TicketResolved, WorkerReplied
+from assistant.escalation.notifier import QueueChange, QueueNotifier, notifier_for
 from assistant.escalation.states import CLAIMABLE, HELD, OPEN, RESOLVED, WAITING, next_status
 from assistant.escalation.tables import ticket_events, tickets
 
 log = logging.getLogger("linli.escalation")
 PRIORITY_ORDER = {p: i for i, p in enumerate(PRIORITIES)}
+_CHANGES = "linli.queue_changes"  # the changes a `_changing` transaction has noted, in its connection's info
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,11 @@ def _ticket(row: Row, vault: Vault) -> Ticket:
 class SqlEscalationService:
     """The ticket queue. What happens to a ticket is published on `event_bus` once it is committed
     (TicketOpened, TicketClaimed, WorkerReplied, TicketResolved); delivering a worker's words and
-    asking for a rating are listeners' work (assistant/services.py subscribes them)."""
+    asking for a rating are listeners' work (assistant/services.py subscribes them). Every change to
+    the queue also reaches the open consoles, in its own transaction, through `queue_changes`."""
 
     def __init__(self, url: str, settings: EscalationSettings | None = None, events: EventBus | None = None,
-                 vault: Vault | None = None) -> None:
+                 vault: Vault | None = None, notifier: QueueNotifier | None = None) -> None:
         self.engine = get_engine(url)
         # At rest: ID and phone numbers encrypted in form_data, masked in summaries and events.
         self.vault = vault or Vault.from_settings(get_settings().privacy)
@@ -82,6 +87,8 @@ class SqlEscalationService:
         # A queue nobody listens to (tests, scripts) still works: its events go nowhere. Not
         # `self.events`: that is the audit log of a ticket.
         self.event_bus = events or EventBus()
+        # PostgreSQL NOTIFY to every replica, or in-process on SQLite (assistant/escalation/notifier.py).
+        self.queue_changes = notifier or notifier_for(url)
 
     # ---- the seam the dialogue engine uses ----------------------------------------------------
 
@@ -103,10 +110,11 @@ class SqlEscalationService:
             due_at=due_at(priority, now, self.settings), breached=False,
         )
         try:
-            with self.engine.begin() as conn:
+            with self._changing() as conn:
                 conn.execute(insert(tickets).values(**values))
                 self._event(conn, values["ticket_id"], RESIDENT, "create", None, "pending", summary[:200],
                             {"kind": kind, "priority": priority})
+                self._changed(conn, values["ticket_id"], values["centre"])
         except IntegrityError:
             if idempotency_key:
                 existing = self._by_key(idempotency_key)
@@ -132,20 +140,22 @@ class SqlEscalationService:
         return _ticket(row, self.vault) if row else None
 
     def record_resident_message(self, ticket_id: str, text: str) -> None:
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             status: str = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
             to_status = status
             if status == WAITING:
                 to_status = self._move(conn, ticket_id, "resident_replied", status)
+                self._changed(conn, ticket_id)  # the queue shows the status; a message alone changes no row
             self._event(conn, ticket_id, RESIDENT, "resident_message", status, to_status, text[:4000])
 
     def record_rating(self, ticket_id: str, rating: int) -> None:
         if not 1 <= rating <= 5:
             raise LinliError("评分请在1到5分之间。", "Please rate from 1 to 5.")
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             status: str = conn.execute(select(tickets.c.status).where(tickets.c.ticket_id == ticket_id)).scalar_one()
             to_status = self._move(conn, ticket_id, "close", status, rating=rating)
             self._event(conn, ticket_id, RESIDENT, "rate", status, to_status, str(rating), {"rating": rating})
+            self._changed(conn, ticket_id)
 
     # ---- the queue -------------------------------------------------------------------------
 
@@ -186,7 +196,7 @@ class SqlEscalationService:
     def claim(self, ticket_id: str, actor: Actor) -> Ticket:
         ticket = self.view(ticket_id, actor)
         now = utcnow()
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             result = conn.execute(
                 update(tickets)
                 .where(tickets.c.ticket_id == ticket_id, tickets.c.status.in_(CLAIMABLE))
@@ -200,6 +210,7 @@ class SqlEscalationService:
                                         assignee=current.assignee)
                 next_status("claim", current.status)  # raises IllegalTransition
             self._event(conn, ticket_id, actor, "claim", ticket.status, "claimed")
+            self._changed(conn, ticket_id, ticket.centre)
         claimed = self._current(ticket_id)
         self.event_bus.publish(TicketClaimed(claimed, actor.username))
         return claimed
@@ -212,7 +223,7 @@ class SqlEscalationService:
             where.append(tickets.c.centre == actor.centre)
         for _ in range(20):
             claimed: Ticket | None = None
-            with self.engine.begin() as conn:
+            with self._changing() as conn:
                 query = select(tickets.c.ticket_id, tickets.c.status).where(and_(*where)).order_by(*order).limit(1)
                 if not is_sqlite(self.engine):
                     query = query.with_for_update(skip_locked=True)
@@ -227,6 +238,7 @@ class SqlEscalationService:
                 if result.rowcount == 1:
                     self._event(conn, row.ticket_id, actor, "claim", row.status, "claimed")
                     claimed = self._get_in(conn, row.ticket_id)
+                    self._changed(conn, row.ticket_id, claimed.centre)
             if claimed is not None:
                 # Published after the commit: a listener must never see a claim that could still roll back.
                 self.event_bus.publish(TicketClaimed(claimed, actor.username))
@@ -243,44 +255,49 @@ class SqlEscalationService:
     def transfer(self, ticket_id: str, actor: Actor, *, to_centre: str | None = None, to_worker: str | None = None,
                  reason: str = "") -> Ticket:
         ticket = self._held_by(ticket_id, actor, allow_unclaimed=True)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             to_status = self._move(conn, ticket_id, "transfer", ticket.status, assignee=to_worker,
                                    centre=to_centre or ticket.centre)
             self._event(conn, ticket_id, actor, "transfer", ticket.status, to_status, reason[:1000],
                         {"to_centre": to_centre or ticket.centre, "to_worker": to_worker})
+            self._changed(conn, ticket_id, ticket.centre, to_centre or ticket.centre)  # leaves one queue for another
         return self._current(ticket_id)
 
     def resolve(self, ticket_id: str, actor: Actor, outcome: str) -> Ticket:
         if not outcome.strip():
             raise LinliError("请填写处理结果。", "Please describe the outcome.")
         ticket = self._held_by(ticket_id, actor)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             to_status = self._move(conn, ticket_id, "resolve", ticket.status, outcome=mask_pii(outcome[:2000]),
                                    resolved_at=utcnow())
             self._event(conn, ticket_id, actor, "resolve", ticket.status, to_status, outcome[:2000])
+            self._changed(conn, ticket_id, ticket.centre)
         resolved = self._current(ticket_id)
         self.event_bus.publish(TicketResolved(resolved))
         return resolved
 
     def close(self, ticket_id: str, actor: Actor, reason: str = "") -> Ticket:
         ticket = self.view(ticket_id, actor)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             to_status = self._move(conn, ticket_id, "close", ticket.status)
             self._event(conn, ticket_id, actor, "close", ticket.status, to_status, reason[:1000])
+            self._changed(conn, ticket_id, ticket.centre)
         return self._current(ticket_id)
 
     def reopen(self, ticket_id: str, actor: Actor, reason: str) -> Ticket:
         ticket = self.view(ticket_id, actor)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             to_status = self._move(conn, ticket_id, "reopen", ticket.status, assignee=None,
                                    due_at=due_at(ticket.priority, utcnow(), self.settings), breached=False)
             self._event(conn, ticket_id, actor, "reopen", ticket.status, to_status, reason[:1000])
+            self._changed(conn, ticket_id, ticket.centre)
         return self._current(ticket_id)
 
     def add_note(self, ticket_id: str, actor: Actor, text: str) -> Ticket:
         ticket = self.view(ticket_id, actor)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             self._event(conn, ticket_id, actor, "note", ticket.status, ticket.status, text[:4000])
+            self._changed(conn, ticket_id, ticket.centre)
         return ticket
 
     def reveal(self, ticket_id: str, actor: Actor) -> dict[str, Any]:
@@ -291,7 +308,7 @@ class SqlEscalationService:
         if ticket.status not in HELD or ticket.assignee != actor.username or ticket.centre != actor.centre:
             raise Forbidden("只有认领这张工单的本中心工作人员可以查看完整个人信息。",
                             "Only the worker of this centre who claimed the ticket may see the full personal data.")
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # an audit entry, no change to the queue: consoles are not told
             self._event(conn, ticket_id, actor, "reveal", ticket.status, ticket.status, "查看了完整个人信息",
                         {"fields": sorted(ticket.form_data)})
         log.info("ticket %s: %s saw the full personal data", ticket_id, actor.username)
@@ -302,9 +319,9 @@ class SqlEscalationService:
     def sweep_breaches(self, now: datetime | None = None) -> builtins.list[str]:
         """Flag tickets nobody claimed in time and escalate them to a supervisor."""
         now = now or utcnow()
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             late = conn.execute(
-                select(tickets.c.ticket_id, tickets.c.status)
+                select(tickets.c.ticket_id, tickets.c.status, tickets.c.centre)
                 .where(tickets.c.status.in_(CLAIMABLE), tickets.c.breached.is_(False), tickets.c.due_at < now)
             ).all()
             flagged = []
@@ -317,6 +334,7 @@ class SqlEscalationService:
                     flagged.append(row.ticket_id)
                     self._event(conn, row.ticket_id, SYSTEM, "sla_breach", row.status, row.status,
                                 "超过认领时限，已升级给主管。", {"escalated_to": "supervisor"})
+                    self._changed(conn, row.ticket_id, row.centre)
         for ticket_id in flagged:
             log.warning("ticket %s breached its SLA; escalated to a supervisor", ticket_id)
         return flagged
@@ -328,14 +346,37 @@ class SqlEscalationService:
         if not text:
             raise LinliError("回复内容不能为空。", "The reply is empty.")
         ticket = self._held_by(ticket_id, actor)
-        with self.engine.begin() as conn:
+        with self._changing() as conn:
             to_status = ticket.status
             if action == "ask_resident":
                 to_status = self._move(conn, ticket_id, "ask_resident", ticket.status)
             self._event(conn, ticket_id, actor, action, ticket.status, to_status, text[:4000])
+            self._changed(conn, ticket_id, ticket.centre)
         spoken = self._current(ticket_id)
         self.event_bus.publish(WorkerReplied(spoken, actor.display_name or actor.username, text))
         return spoken
+
+    @contextmanager
+    def _changing(self) -> Iterator[Connection]:
+        """`engine.begin()` for a write to the queue. What `_changed` notes in it reaches every open
+        console: announced inside this transaction (PostgreSQL sends its NOTIFY at the commit),
+        and to this process's listeners once it committed. A rollback tells no one."""
+        changes: list[QueueChange] = []
+        with self.engine.begin() as conn:
+            conn.info[_CHANGES] = changes
+            try:
+                yield conn
+            finally:
+                conn.info.pop(_CHANGES, None)
+            if changes:
+                self.queue_changes.announce(conn, changes)
+        if changes:
+            self.queue_changes.committed(changes)
+
+    def _changed(self, conn: Connection, ticket_id: str, *centres: str) -> None:
+        """Notes, in a `_changing` transaction, that this ticket's row in these centres' queues
+        changed (no centre: every queue looks again)."""
+        conn.info[_CHANGES].append(QueueChange(ticket_id, tuple(dict.fromkeys(centres))))
 
     def _held_by(self, ticket_id: str, actor: Actor, allow_unclaimed: bool = False) -> Ticket:
         ticket = self.view(ticket_id, actor)

@@ -11,18 +11,45 @@
   countdowns();
   setInterval(countdowns, 1000);
 
+  // The queue page waits for the server to say the queue changed (server-sent events), then fetches
+  // its rows; it polls slowly only while the server cannot listen for changes, or the stream is down.
   var rows = document.getElementById("queue-rows");
-  if (rows && window.EventSource) {
-    var source = new EventSource("/console/events");
-    source.addEventListener("queue", function () {
+  if (rows) {
+    var poll = null;
+    var refresh = function (flash) {
       fetch("/console/queue-rows" + window.location.search, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (r) {
+          if (r.status === 401) { window.location.reload(); }  // logged out: the page sends to the login
+          return r.ok ? r.text() : Promise.reject(r.status);
+        })
         .then(function (html) {
           rows.innerHTML = html; countdowns();
+          if (!flash) return;
           var live = document.getElementById("live"); live.hidden = false;
           setTimeout(function () { live.hidden = true; }, 4000);
-        });
-    });
+        })
+        .catch(function () {});
+    };
+    var pollEvery = function (seconds) {
+      if (poll) { clearInterval(poll); poll = null; }
+      if (seconds) { poll = setInterval(function () { refresh(false); }, seconds * 1000); }
+      var stale = document.getElementById("stale");
+      if (stale) { stale.hidden = !(seconds && seconds <= 10); }
+    };
+    if (window.EventSource) {
+      var source = new EventSource("/console/events");
+      // Sent on every (re)connection and whenever listening stops or resumes.
+      source.addEventListener("mode", function (ev) {
+        var mode = JSON.parse(ev.data);
+        pollEvery(mode.poll_s || 0);
+        refresh(false);
+      });
+      source.addEventListener("queue", function () { refresh(true); });
+      // EventSource reconnects by itself; until it does, the page polls.
+      source.addEventListener("error", function () { pollEvery(10); });
+    } else {
+      pollEvery(10);
+    }
   }
 
   function post(url, body) {
