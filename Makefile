@@ -10,7 +10,7 @@ PORT   ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install install-test index run lint check test eval bench bench-answer bench-wechat system-deps clean
+.PHONY: install install-test index run cluster lint check test eval bench bench-answer bench-wechat system-deps clean
 
 # pytest exits 5 when it collected no tests: that must fail loudly, never pass.
 define pytest
@@ -48,6 +48,17 @@ run: index system-deps
 	$(BIN)/python -m connectors.sandbox --host 127.0.0.1 --port 8100 & \
 	$(BIN)/linli worker & \
 	$(BIN)/linli serve --host $(HOST) --port $(PORT)
+
+# Linli as a cluster on this machine, one command: PostgreSQL (127.0.0.1:5432 when it answers,
+# else one of its own under var/cluster/pg), Redis (the machine's, else its own), HAProxy, 3
+# `linli serve` replicas, 2 `linli worker`s and the sandbox backend; prints the URL, and Ctrl-C
+# stops everything (docs/deployment.md). Options: make cluster CLUSTER_ARGS="--replicas 2 --port 9090".
+cluster: install
+	@command -v haproxy >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && { apt-get install -y -qq haproxy || \
+	    { apt-get update -qq && apt-get install -y -qq haproxy; }; } >/dev/null 2>&1; } || \
+	  { echo "haproxy is missing: apt-get install -y haproxy (as root)" >&2; exit 1; }
+	$(BIN)/linli cluster $(CLUSTER_ARGS)
 
 # From Debian, where missing: ffmpeg (decoding voice messages), espeak-ng (English test speech),
 # headless Chromium and CJK fonts (the console's browser test). Without root or network the

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assistant.cluster import cluster_command
 from assistant.core.domain import SearchFilters
 from assistant.core.errors import IndexNotBuilt, LinliError
 from assistant.core.privacy import private_file
@@ -586,7 +587,6 @@ def worker(
     application outbox and follow status changes, run knowledge-base jobs, sweep SLA breaches,
     pre-count analytics, answer WeChat messages and send their pushes. Stops cleanly on SIGTERM."""
     from assistant.background import BackgroundWork  # noqa: PLC0415 - loads the features it runs
-
     from assistant.ops.logs import configure_logging  # noqa: PLC0415 - the worker's log lines, as the server's
 
     services = _services(ctx)
@@ -679,7 +679,8 @@ def tickets_sweep(ctx: typer.Context) -> None:
     out.print(f"超时升级 {len(flagged)} 张工单：{', '.join(flagged) or '无'}")
 
 
-app.command("cluster")(__import__("assistant.cluster", fromlist=["cluster_command"]).cluster_command)
+# `linli cluster`: HAProxy, replicas, workers, PostgreSQL and Redis on this machine (assistant/cluster.py).
+app.command("cluster")(cluster_command)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

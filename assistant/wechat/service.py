@@ -178,7 +178,10 @@ class UndeliveredNote:
 
 
 class WechatService:
-    def __init__(self, settings: Settings, services: Services, outbox: PushOutbox, lease_s: float = 300.0) -> None:
+    # A message's lease: a worker killed while answering it (and so the resident's later messages,
+    # which wait in line behind it) is taken over by another worker this long after it took it.
+    # Answering takes seconds, a long voice clip about twenty on two cores.
+    def __init__(self, settings: Settings, services: Services, outbox: PushOutbox, lease_s: float = 45.0) -> None:
         self.settings = settings.wechat
         if not self.settings.enabled or self.settings.token is None:
             raise WechatDisabled("微信渠道未开启。", "The WeChat channel is off (LINLI_WECHAT__TOKEN is not set).")
