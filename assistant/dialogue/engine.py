@@ -82,7 +82,8 @@ class DialogueEngine:
             return self._handle(session_id, text, channel, user_id, None, centre)
         key = message_key(session_id, message_id)
         try:
-            first = self.receipts.claim(key, session_id)
+            # Under the conversation's lock: a copy still unfinished was abandoned by a dead process.
+            first = self.receipts.claim(key, session_id, serialised=True)
         except StillProcessing:
             language = self.store.get_or_create(session_id, channel, user_id).language
             return Reply("clarify", self.replies.say("still_processing", language), session_id=session_id,
@@ -92,12 +93,11 @@ class DialogueEngine:
                          first.get("quick_replies", []), first.get("ticket_id"), session_id,
                          trace={"duplicate_of": message_id}, turn_id=first.get("turn_id"))
         try:
-            reply = self._handle(session_id, text, channel, user_id, message_id, centre)
+            # The reply's receipt is kept with its turns (`_remember`), in one transaction.
+            return self._handle(session_id, text, channel, user_id, message_id, centre)
         except BaseException:
             self.receipts.release(key)
             raise
-        self.receipts.finish(key, reply.public())
-        return reply
 
     def _handle(self, session_id: str, text: str, channel: str, user_id: str, message_id: str | None,
                 centre: str | None) -> Reply:
@@ -158,13 +158,19 @@ class DialogueEngine:
         return self.router.route(turn, state)
 
     def _remember(self, conversation: Conversation, said: str, reply: Reply) -> Reply:
-        """Keep both turns and the conversation's state; every reply goes through here."""
-        asked = self.store.add_turn(conversation.session_id, "resident", said[: self.settings.max_message_chars])
-        # The reply names the question it answers: the analytics page reads refused and 👎
-        # questions by it, one row by its key, not a search of the conversation per refusal.
-        reply.turn_id = self.store.add_turn(conversation.session_id, "assistant", reply.text, reply.reply_type,
-                                            {**reply.trace, "question_turn_id": asked})
-        self.store.save(conversation)
+        """Keep both turns, the conversation's state and the message's receipt, all or none (a
+        process killed half-way leaves the message to be answered again, never half-kept); every
+        reply goes through here."""
+        with self.store.transaction() as conn:
+            asked = self.store.add_turn(conversation.session_id, "resident", said[: self.settings.max_message_chars],
+                                        conn=conn)
+            # The reply names the question it answers: the analytics page reads refused and 👎
+            # questions by it, one row by its key, not a search of the conversation per refusal.
+            reply.turn_id = self.store.add_turn(conversation.session_id, "assistant", reply.text, reply.reply_type,
+                                                {**reply.trace, "question_turn_id": asked}, conn=conn)
+            self.store.save(conversation, conn)
+            if conversation.message_key:
+                self.receipts.finish(conversation.message_key, reply.public(), conn)
         self.on_reply(conversation.channel, reply.reply_type)
         return reply
 

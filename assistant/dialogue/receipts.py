@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from sqlalchemy import JSON, Column, DateTime, String, Table, delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
@@ -43,10 +43,15 @@ class MessageReceipts:
         self.wait_s = wait_s
         self.poll_s = poll_s
 
-    def claim(self, key: str, session_id: str) -> dict[str, Any] | None:
+    def claim(self, key: str, session_id: str, *, serialised: bool = False) -> dict[str, Any] | None:
         """None when this caller is the first with `key` and must process the message; otherwise
         the first copy's stored reply, waiting for it while the first copy is still being answered.
-        The primary key decides who is first, across threads and server processes."""
+        The primary key decides who is first, across threads and server processes.
+
+        `serialised`: the caller holds the conversation's lock (ConversationStore.one_at_a_time),
+        so an unfinished receipt belongs to a process that died while answering (a live one would
+        hold the lock): the message is this caller's to answer. Its turns were never kept, since a
+        reply's turns, state and receipt are written in one transaction."""
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(message_receipts).values(message_key=key, session_id=session_id,
@@ -54,6 +59,13 @@ class MessageReceipts:
             return None
         except IntegrityError:
             pass
+        if serialised:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(message_receipts.c.reply, message_receipts.c.finished_at)
+                                   .where(message_receipts.c.message_key == key)).first()
+            if row is None:
+                return self.claim(key, session_id, serialised=True)
+            return dict(row.reply or {}) if row.finished_at is not None else None
         deadline = time.monotonic() + self.wait_s
         while True:
             with self.engine.connect() as conn:
@@ -67,10 +79,14 @@ class MessageReceipts:
                 raise StillProcessing(key)
             time.sleep(self.poll_s)
 
-    def finish(self, key: str, reply: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(message_receipts).where(message_receipts.c.message_key == key)
-                         .values(reply=reply, finished_at=utcnow()))
+    def finish(self, key: str, reply: dict[str, Any], conn: Connection | None = None) -> None:
+        """Keep the reply as the message's answer; on `conn` to write it with the reply's turns."""
+        if conn is None:
+            with self.engine.begin() as own:
+                self.finish(key, reply, own)
+            return
+        conn.execute(update(message_receipts).where(message_receipts.c.message_key == key)
+                     .values(reply=reply, finished_at=utcnow()))
 
     def release(self, key: str) -> None:
         """Processing failed: a retry of the same message may try again."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, metadata
@@ -104,26 +104,35 @@ class ConversationStore:
             )
         return Conversation(session_id, channel, user_id, is_new=True)
 
-    def save(self, conversation: Conversation) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(conversations)
-                .where(conversations.c.session_id == conversation.session_id)
-                .values(language=conversation.language,
-                        state=self.vault.encrypt_fields(conversation.state.model_dump(exclude_none=True)),
-                        # A conversation's centre is fixed by its first message that names one.
-                        centre=func.coalesce(conversations.c.centre, conversation.centre),
-                        updated_at=utcnow())
-            )
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One transaction for several writes (a reply's turns, state and receipt together)."""
+        return self.engine.begin()
+
+    def save(self, conversation: Conversation, conn: Connection | None = None) -> None:
+        if conn is None:
+            with self.engine.begin() as own:
+                self.save(conversation, own)
+            return
+        conn.execute(
+            update(conversations)
+            .where(conversations.c.session_id == conversation.session_id)
+            .values(language=conversation.language,
+                    state=self.vault.encrypt_fields(conversation.state.model_dump(exclude_none=True)),
+                    # A conversation's centre is fixed by its first message that names one.
+                    centre=func.coalesce(conversations.c.centre, conversation.centre),
+                    updated_at=utcnow())
+        )
 
     def add_turn(self, session_id: str, role: str, text: str, reply_type: str | None = None,
-                 trace: dict[str, Any] | None = None) -> int:
+                 trace: dict[str, Any] | None = None, conn: Connection | None = None) -> int:
         """Keeps one turn; returns its id (a resident rates an answer by it)."""
-        with self.engine.begin() as conn:
-            result = conn.execute(insert(turns).values(session_id=session_id, role=role, text=mask_pii(text),
-                                                       reply_type=reply_type,
-                                                       trace=self.vault.masked_fields(trace) if trace else trace,
-                                                       created_at=utcnow()))
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.add_turn(session_id, role, text, reply_type, trace, own)
+        result = conn.execute(insert(turns).values(session_id=session_id, role=role, text=mask_pii(text),
+                                                   reply_type=reply_type,
+                                                   trace=self.vault.masked_fields(trace) if trace else trace,
+                                                   created_at=utcnow()))
         key = result.inserted_primary_key
         assert key is not None  # an INSERT of one row always has one
         return int(key[0])
