@@ -129,3 +129,18 @@ def test_a_killed_holder_releases_the_conversation(postgres_database):
             assert time.monotonic() - started < 10
     finally:
         holder.kill()
+
+
+def test_under_the_lock_an_unfinished_receipt_is_a_dead_processs_and_is_taken_over(database_url):
+    from assistant.dialogue.receipts import MessageReceipts  # noqa: PLC0415 - this test only
+
+    store = ConversationStore(database_url)
+    receipts = MessageReceipts(store.engine, wait_s=0.2)
+    session = f"s-{uuid.uuid4().hex[:8]}"
+    assert receipts.claim("key-1", session) is None  # a process claims the message, then dies
+    with store.one_at_a_time(session):
+        assert receipts.claim("key-1", session, serialised=True) is None  # answered again
+        with store.transaction() as conn:
+            receipts.finish("key-1", {"text": "答复", "turn_id": 7}, conn)
+    with store.one_at_a_time(session):
+        assert receipts.claim("key-1", session, serialised=True) == {"text": "答复", "turn_id": 7}

@@ -73,13 +73,17 @@ def test_notifier_follows_the_database_url(tmp_path):
 
 
 def test_every_write_path_reaches_a_waiting_listener(desk):
-    """Each change runs in another thread (another connection) while the listener waits."""
+    """Each change runs in another thread (another connection) while the listener waits. The
+    PostgreSQL database is shared by the whole run, so this test's queue is a centre of its own
+    (claim_next must find the reopened ticket, not another test's)."""
+    home, away = f"centre-{uuid.uuid4().hex[:6]}", f"centre-{uuid.uuid4().hex[:6]}"
+    wang, boss = Actor("wang", "worker", home, "王社工"), Actor("boss", "supervisor", home, "主管")
 
     async def scenario() -> None:
         subscription = await _listening(desk)
 
         async def expect(change: Callable[[], object], ticket_id: str | None = None,
-                         centres: tuple[str, ...] = ("centre-a",)) -> None:
+                         centres: tuple[str, ...] = (home,)) -> None:
             started = time.monotonic()
             result = await asyncio.to_thread(change)
             ticket_id = ticket_id or str(result)
@@ -87,25 +91,25 @@ def test_every_write_path_reaches_a_waiting_listener(desk):
             assert QueueChange(ticket_id, centres) in heard, (getattr(change, "__name__", change), heard)
             assert time.monotonic() - started < WITHIN_S + 1
 
-        tid = await asyncio.to_thread(_open, desk)
-        assert QueueChange(tid, ("centre-a",)) in await _next_change(subscription)
-        await expect(lambda: desk.claim(tid, WANG), tid)
-        await expect(lambda: desk.reply(tid, WANG, "您好，我是王社工。"), tid)
-        await expect(lambda: desk.ask_resident(tid, WANG, "请问您住几号楼？"), tid)
+        tid = await asyncio.to_thread(_open, desk, centre=home)
+        assert QueueChange(tid, (home,)) in await _next_change(subscription)
+        await expect(lambda: desk.claim(tid, wang), tid)
+        await expect(lambda: desk.reply(tid, wang, "您好，我是王社工。"), tid)
+        await expect(lambda: desk.ask_resident(tid, wang, "请问您住几号楼？"), tid)
         await expect(lambda: desk.record_resident_message(tid, "3号楼"), tid, ())  # waiting -> claimed
-        await expect(lambda: desk.add_note(tid, WANG, "已电话联系"), tid)
-        await expect(lambda: desk.transfer(tid, BOSS, to_centre="centre-b"), tid, ("centre-a", "centre-b"))
-        await expect(lambda: desk.transfer(tid, BOSS, to_centre="centre-a"), tid, ("centre-b", "centre-a"))
-        await expect(lambda: desk.claim(tid, WANG), tid)
-        await expect(lambda: desk.resolve(tid, WANG, "已上门协调"), tid)
-        await expect(lambda: desk.close(tid, BOSS, "已办结"), tid)
-        await expect(lambda: desk.reopen(tid, BOSS, "居民说还没解决"), tid)
+        await expect(lambda: desk.add_note(tid, wang, "已电话联系"), tid)
+        await expect(lambda: desk.transfer(tid, boss, to_centre=away), tid, (home, away))
+        await expect(lambda: desk.transfer(tid, boss, to_centre=home), tid, (away, home))
+        await expect(lambda: desk.claim(tid, wang), tid)
+        await expect(lambda: desk.resolve(tid, wang, "已上门协调"), tid)
+        await expect(lambda: desk.close(tid, boss, "已办结"), tid)
+        await expect(lambda: desk.reopen(tid, boss, "居民说还没解决"), tid)
 
-        await expect(lambda: desk.claim_next(WANG).ticket_id, tid)  # the reopened one is the most urgent
-        await expect(lambda: desk.resolve(tid, WANG, "已办结"), tid)
+        await expect(lambda: desk.claim_next(wang).ticket_id, tid)  # the reopened one is the most urgent
+        await expect(lambda: desk.resolve(tid, wang, "已办结"), tid)
         await expect(lambda: desk.record_rating(tid, 5), tid, ())
 
-        late = await asyncio.to_thread(_open, desk)
+        late = await asyncio.to_thread(_open, desk, centre=home)
         await _next_change(subscription)
         await expect(lambda: desk.sweep_breaches(now=utcnow() + timedelta(days=30)), late)
         subscription.close()
