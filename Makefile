@@ -61,14 +61,14 @@ cluster: install
 	$(BIN)/linli cluster $(CLUSTER_ARGS)
 
 # From Debian, where missing: ffmpeg (decoding voice messages), espeak-ng (English test speech),
-# headless Chromium and CJK fonts (the console's browser test). Without root or network the
-# tests that need them are skipped with the reason printed.
+# headless Chromium and CJK fonts (the console's browser test), HAProxy (the chaos test's
+# cluster). Without root or network the tests that need them are skipped with the reason printed.
 system-deps:
 	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && command -v chromium >/dev/null && \
-	  command -v chromedriver >/dev/null || \
+	  command -v chromedriver >/dev/null && command -v haproxy >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && apt-get install -y -qq ffmpeg espeak-ng chromium chromium-driver \
-	    fonts-noto-cjk) >/dev/null 2>&1; } || \
-	  echo "note: could not install ffmpeg/espeak-ng/chromium; the tests that need them will be skipped"
+	    fonts-noto-cjk haproxy) >/dev/null 2>&1; } || \
+	  echo "note: could not install ffmpeg/espeak-ng/chromium/haproxy; the tests that need them will be skipped"
 
 # Lint and types (configured in pyproject.toml): ruff on everything, mypy on the packages.
 lint: install-test
