@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant.core.domain import Answer, Document, Hit, SearchFilters
-from assistant.core.errors import IngestError, UnknownDocument
+from assistant.core.errors import IndexNotBuilt, IngestError, UnknownDocument
 from assistant.core.settings import Settings
 from knowledge_base.answering import ConfidenceModel, Cues, GroundedAnswerer, sentence_texts
 from knowledge_base.benefits import BenefitTable, RegionResolver
@@ -264,7 +264,10 @@ class KnowledgeBase:
     def document_title(self, doc_id: str) -> str:
         """The title of a corpus document, or its id when it is not in the index."""
         try:
+            meta = self.store.load().metas.get(doc_id)  # in memory: no database read per reply
+            if meta is not None:
+                return meta.title
             return self.store.get_document(doc_id)[0].title
-        except UnknownDocument:
+        except (UnknownDocument, IndexNotBuilt):
             return doc_id
 

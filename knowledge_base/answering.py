@@ -480,7 +480,10 @@ class GroundedAnswerer:
         candidates: list[Candidate] = []
         top = hits[0]
         retrieved_rank = {h.chunk.chunk_id: r for r, h in reversed(list(enumerate(hits)))}
-        _meta, _body, chunks = self.retriever.store.get_document(top.chunk.doc_id)
+        # From the loaded index (no database read per answer); a hit of a generation this
+        # process has not loaded yet is read from the store.
+        chunks = self.retriever.store.load().chunks_of(top.chunk.doc_id) \
+            or self.retriever.store.get_document(top.chunk.doc_id)[2]
         # The whole best document is read, retrieved chunks first: the sentence that answers
         # "要带什么" sits in the materials section even when another section ranked higher.
         chunks.sort(key=lambda c: (retrieved_rank.get(c.chunk_id, len(hits)), c.ordinal))

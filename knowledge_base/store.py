@@ -64,6 +64,14 @@ log = logging.getLogger(__name__)
 # Bump when loaders, chunking or index text change in a way that needs a rebuild.
 INDEX_FORMAT = "2"
 
+# Every question used to read the generation number from the database (2-3 times per message).
+# It is read again after GENERATION_RECHECK_S; a write through this process forgets it at once
+# (every IndexStore of one database shares the number), so only another process's write is seen
+# up to this late.
+GENERATION_RECHECK_S = 1.0
+_generations: dict[str, tuple[float, int]] = {}
+_BUMPED = "linli_generation_bumped"
+
 metadata = MetaData()
 
 documents_table = Table(
@@ -178,6 +186,17 @@ class LoadedIndex:
     # FAISS's ids are the chunks' row ids: row id -> position in `chunks`.
     positions: dict[int, int]
 
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        """A document's chunks in order, from memory (a new list each call)."""
+        if not hasattr(self, "_by_document"):
+            by_document: dict[str, list[Chunk]] = {}
+            for chunk in self.chunks:
+                by_document.setdefault(chunk.doc_id, []).append(chunk)
+            for chunks in by_document.values():
+                chunks.sort(key=lambda c: c.ordinal)
+            self._by_document = by_document
+        return list(self._by_document.get(doc_id, ()))
+
     def inverse_document_frequency(self, term: str) -> float:
         """BM25-style idf of a term over chunks; a term the corpus never uses gets the maximum."""
         if not hasattr(self, "_df"):
@@ -225,6 +244,10 @@ class IndexStore:
             self.engine = create_engine(database_url)
         if not self.shared:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._generation_key = self.engine.url.render_as_string(hide_password=True)
+        # After the commit (the connection goes back to the pool then), not at it: a reader must
+        # not cache the old number in between.
+        event.listen(self.engine, "checkin", self._forget_generation_after_write)
         with self.engine.begin() as conn:
             # Replicas starting together on an empty database create the tables once.
             self._lock_writers(conn)
@@ -402,7 +425,13 @@ class IndexStore:
             if searchable:
                 self.rebuild_artifacts()
 
+    def _forget_generation_after_write(self, _dbapi_connection, connection_record) -> None:
+        if connection_record is not None and connection_record.info.pop(_BUMPED, False):
+            _generations.pop(self._generation_key, None)
+
     def _bump_generation(self, conn) -> int:
+        conn.info[_BUMPED] = True
+        _generations.pop(self._generation_key, None)
         current = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
         generation = int(current or 0) + 1
         if current is None:
@@ -421,9 +450,15 @@ class IndexStore:
     # ---- reads ----------------------------------------------------------------------------
 
     def generation(self) -> int:
+        seen = _generations.get(self._generation_key)
+        if seen is not None and time.monotonic() - seen[0] < GENERATION_RECHECK_S:
+            return seen[1]
         with self.engine.connect() as conn:
             value = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
-        return int(value or 0)
+        generation = int(value or 0)
+        if generation:  # an empty index is looked at again each time: its build is on its way
+            _generations[self._generation_key] = (time.monotonic(), generation)
+        return generation
 
     def list_documents(self) -> list[dict]:
         with self.engine.connect() as conn:

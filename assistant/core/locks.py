@@ -118,11 +118,13 @@ class KeyedLock:
                 yield
             return
         with _lock_engine(self.engine).connect() as conn, conn.begin():
-            conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"),
-                         {"ms": f"{max(1, int(self.timeout_s * 1000))}ms"})
             try:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:namespace, hashtext(:key))"),
-                             {"namespace": self._namespace_id, "key": key})
+                # One round trip: the wait's limit is set before the lock is asked for (the select
+                # list is evaluated left to right), for this transaction only.
+                conn.execute(text("SELECT set_config('lock_timeout', :ms, true), "
+                                  "pg_advisory_xact_lock(:namespace, hashtext(:key))"),
+                             {"ms": f"{max(1, int(self.timeout_s * 1000))}ms", "namespace": self._namespace_id,
+                              "key": key})
             except OperationalError as exc:
                 if getattr(exc.orig, "sqlstate", None) == LOCK_NOT_AVAILABLE:
                     raise self._busy() from exc

