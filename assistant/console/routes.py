@@ -25,6 +25,7 @@ from assistant.escalation.base import KINDS, PRIORITIES
 from assistant.escalation.notifier import IN_PROCESS, LISTENING, QueueNotifier
 from assistant.escalation.service import Actor, SqlEscalationService
 from assistant.escalation.states import ACTION_LABELS_ZH, HELD, OPEN, STATUS_LABELS_ZH, STATUSES
+from assistant.ops.health import shutting_down
 from assistant.security.http import bearer_token
 from assistant.security.limits import LoginThrottle
 
@@ -365,6 +366,7 @@ def _ticket_page(request: Request, actor: Actor, desk: SqlEscalationService, ser
 # one listener per process hears every replica's changes (assistant/escalation/notifier.py).
 HEARTBEAT_S = 15.0  # a comment line this often keeps proxies from closing a quiet stream
 DEBOUNCE_S = 0.5  # a burst of changes is one refetch of the rows
+STOP_CHECK_S = 1.0  # how soon a stream notices that its replica is stopping
 SETTLE_S = 3.0  # how long a new stream waits for the listener to connect before telling the page to poll
 FALLBACK_POLL_S = 10  # the page polls this often while PostgreSQL cannot be listened to
 IN_PROCESS_POLL_S = 30  # SQLite: other processes' writes (CLI, `linli worker`) are unheard, so a slow poll too
@@ -395,14 +397,21 @@ async def _queue_stream(notifier: QueueNotifier, actor: Actor) -> AsyncIterator[
         yield _sse("mode", _mode(state))
         sent = time.monotonic()
         while True:
-            heard = await subscription.wait(HEARTBEAT_S)
+            heard = await subscription.wait(STOP_CHECK_S)
+            if shutting_down():
+                # A stopping replica ends its streams at once rather than holding its shutdown
+                # for the whole grace period: the page's EventSource reconnects (retry above),
+                # through the proxy, to a replica that is not stopping.
+                return
             if subscription.state != state:
                 state = subscription.state
                 yield _sse("mode", _mode(state))
                 sent = time.monotonic()
                 continue
             if heard is None:
-                yield ": heartbeat\n\n"
+                if time.monotonic() - sent >= HEARTBEAT_S:
+                    yield ": heartbeat\n\n"
+                    sent = time.monotonic()
                 continue
             if not any(change.concerns(centre) for change in heard):
                 continue

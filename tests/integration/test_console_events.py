@@ -9,6 +9,8 @@ import asyncio
 import json
 import os
 import queue
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +27,7 @@ from tests.integration.test_reliability import _start_server
 
 
 @pytest.fixture
-def server(small_index_dir, tmp_path, database_url) -> Iterator[tuple[str, str]]:
+def server(small_index_dir, tmp_path, database_url) -> Iterator[tuple[str, str, subprocess.Popen]]:
     data_dir = tmp_path / "var"
     data_dir.mkdir()
     users = UserStore(database_url)
@@ -36,7 +38,7 @@ def server(small_index_dir, tmp_path, database_url) -> Iterator[tuple[str, str]]
                LINLI_LAW_CORPUS="", LINLI_DATABASE_URL=database_url, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     port = free_port()
     process = _start_server(env, port)
-    yield f"http://127.0.0.1:{port}", database_url
+    yield f"http://127.0.0.1:{port}", database_url, process
     process.terminate()
     process.wait(timeout=20)
 
@@ -70,6 +72,11 @@ class EventStream:
         finally:
             self._response_ready.set()
 
+    def ended(self, timeout: float) -> bool:
+        """Whether the server ended the stream within `timeout` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def next(self, kind: str, timeout: float) -> dict:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -90,7 +97,7 @@ def _log_in(console: httpx.Client, base: str) -> None:
 
 
 def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(server):
-    base, url = server
+    base, url, process = server
     for headers in ({}, {"Cookie": "linli_session=forged"}, {"Authorization": "Basic d2FuZzp4"}):
         refused = httpx.get(f"{base}/console/events", headers=headers, timeout=10)
         assert refused.status_code == 401 and refused.json()["error"] == "not_authenticated"
@@ -121,6 +128,14 @@ def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(server
             assert ticket.ticket_id in stream.next("queue", 5)["tickets"]
             desk.claim(ticket.ticket_id, Actor("wang", "worker", "default"))
             assert ticket.ticket_id in stream.next("queue", 5)["tickets"]
+
+        # A stopping replica ends its open streams at once (the page reconnects elsewhere), not
+        # after the whole grace period (api.shutdown_grace_s, 10 s): drain 2 s + a 1 s check.
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert stream.ended(10)
+        assert time.monotonic() - started < 5, time.monotonic() - started
+        assert process.wait(10) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once stopped
 
 
 def test_a_notifier_that_cannot_listen_tells_the_page_to_poll():
