@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
@@ -78,6 +78,10 @@ class MintedSession:
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _not_yours() -> Forbidden:
+    return Forbidden("这个对话不属于您。", "This conversation belongs to someone else.")
 
 
 class ResidentSessions:
@@ -155,24 +159,17 @@ class ResidentSessions:
         # An owner and a centre, once set, never change: a conversation already bound to this
         # owner needs no lock (one read instead of a lock round trip and a transaction per message).
         with self.engine.connect() as conn:
-            row = conn.execute(select(conversations.c.owner, conversations.c.centre)
-                               .where(conversations.c.session_id == session_id)).first()
-        if row is not None and row.owner is not None:
-            if row.owner != owner:
-                raise Forbidden("这个对话不属于您。", "This conversation belongs to someone else.")
-            if row.centre is not None:
-                return str(row.centre)
+            row = self._binding(conn, session_id, owner)
+        if row is not None and row.owner is not None and row.centre is not None:
+            return str(row.centre)
         with self._conversation_lock.hold(session_id):
             return self._bind(session_id, owner=owner, channel=channel, user_id=user_id, centre=centre)
 
     def _bind(self, session_id: str, *, owner: str, channel: str, user_id: str, centre: str | None) -> str:
         for _ in range(3):
             with self.engine.begin() as conn:
-                row = conn.execute(select(conversations.c.owner, conversations.c.centre)
-                                   .where(conversations.c.session_id == session_id)).first()
+                row = self._binding(conn, session_id, owner)
                 if row is not None:
-                    if row.owner is not None and row.owner != owner:
-                        raise Forbidden("这个对话不属于您。", "This conversation belongs to someone else.")
                     if row.owner is None or row.centre is None:
                         mine_or_nobodys = conversations.c.owner.is_(None) | (conversations.c.owner == owner)
                         conn.execute(update(conversations).where(conversations.c.session_id == session_id,
@@ -189,7 +186,17 @@ class ResidentSessions:
                 return self.centre(centre)
             except IntegrityError:
                 continue  # started by a concurrent first message: read it again
-        raise Forbidden("这个对话不属于您。", "This conversation belongs to someone else.")
+        raise _not_yours()
+
+    @staticmethod
+    def _binding(conn: Connection, session_id: str, owner: str) -> Row | None:
+        """The conversation's owner and centre (None: a new conversation); refused when another
+        owner holds it."""
+        row = conn.execute(select(conversations.c.owner, conversations.c.centre)
+                           .where(conversations.c.session_id == session_id)).first()
+        if row is not None and row.owner is not None and row.owner != owner:
+            raise _not_yours()
+        return row
 
     def check_owner(self, session_id: str, resident: Resident) -> None:
         """Reading a conversation's messages needs its own credential."""
@@ -197,7 +204,7 @@ class ResidentSessions:
             owner = conn.execute(select(conversations.c.owner)
                                  .where(conversations.c.session_id == session_id)).scalar()
         if owner is None or owner != resident.owner:
-            raise Forbidden("这个对话不属于您。", "This conversation belongs to someone else.")
+            raise _not_yours()
 
     def centre_of(self, session_id: str) -> str | None:
         with self.engine.connect() as conn:
