@@ -430,8 +430,7 @@ class IndexStore:
             _generations.pop(self._generation_key, None)
 
     def _bump_generation(self, conn) -> int:
-        conn.info[_BUMPED] = True
-        _generations.pop(self._generation_key, None)
+        conn.info[_BUMPED] = True  # forgotten once this connection's transaction is over
         current = conn.execute(select(state_table.c.value).where(state_table.c.key == "generation")).scalar()
         generation = int(current or 0) + 1
         if current is None:
