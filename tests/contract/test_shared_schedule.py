@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 from assistant.core.db import get_engine
 from assistant.core.leases import SharedSchedule
@@ -12,7 +13,10 @@ from assistant.core.leases import SharedSchedule
 
 def test_one_turn_per_period_across_many_askers(database_url):
     engine = get_engine(database_url)
-    schedule = SharedSchedule(engine, "sla_sweep", every_s=1.0)
+    # Names of this test's own: the PostgreSQL database is shared by the run, whose servers and
+    # workers take the real schedules' turns.
+    sweep, precount = f"sla_sweep-{uuid.uuid4().hex[:8]}", f"analytics_precount-{uuid.uuid4().hex[:8]}"
+    schedule = SharedSchedule(engine, sweep, every_s=1.0)
     winners: list[str] = []
     start = threading.Barrier(6)
 
@@ -30,5 +34,5 @@ def test_one_turn_per_period_across_many_askers(database_url):
     assert not schedule.my_turn(winners[0])  # not even the holder, before the period is over
     time.sleep(1.1)
     assert schedule.my_turn("worker-late")  # due again: whoever asks first takes it
-    assert not SharedSchedule(engine, "sla_sweep", every_s=1.0).my_turn("worker-0")
-    assert SharedSchedule(engine, "analytics_precount", every_s=60).my_turn("worker-0")  # its own turns
+    assert not SharedSchedule(engine, sweep, every_s=1.0).my_turn("worker-0")
+    assert SharedSchedule(engine, precount, every_s=60).my_turn("worker-0")  # its own turns
