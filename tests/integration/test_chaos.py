@@ -140,7 +140,11 @@ def _wechat_user(replicas: dict[str, str], index: int, log: Log, stop: threading
     """A WeChat follower: each callback sent to two replicas at once, as WeChat's retries may land
     (directly, not through HAProxy, so that the two copies surely meet on different replicas)."""
     openid = f"o-chaos-{index}"
-    clients = [(name, httpx.Client(base_url=url, timeout=10)) for name, url in replicas.items()]
+    # A new connection per callback, as WeChat's servers make them: a kept-alive connection that a
+    # replica left idle for its keep-alive timeout (uvicorn: 5 s) can be closed just as the next
+    # callback goes out on it, a race of the client's reuse, not a failure of the replica.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    clients = [(name, httpx.Client(base_url=url, timeout=10, limits=no_reuse)) for name, url in replicas.items()]
     for n in itertools.count():
         if stop.is_set():
             return
