@@ -120,12 +120,14 @@ class DatabaseCollector(Collector):
             .group_by(tickets.c.status)
         undelivered = select(func.min(applications.c.created_at)).where(applications.c.status == "queued")
         due_push = select(func.min(wechat_pushes.c.next_attempt_at)).where(
-            wechat_pushes.c.status == "queued", wechat_pushes.c.next_attempt_at <= now)
+            wechat_pushes.c.status.in_(("queued", "sending")), wechat_pushes.c.next_attempt_at <= now)
+        in_doubt = select(func.count()).where(wechat_pushes.c.status == "unconfirmed")
         job_counts = select(kb_jobs.c.status, func.count()).group_by(kb_jobs.c.status)
         with engine.connect() as conn:
             by_status: dict[str, int] = {row[0]: row[1] for row in conn.execute(open_tickets)}
             oldest_application = conn.execute(undelivered).scalar()
             oldest_push = conn.execute(due_push).scalar()
+            unconfirmed = conn.execute(in_doubt).scalar() or 0
             jobs: dict[str, int] = {row[0]: row[1] for row in conn.execute(job_counts)}
         queue = GaugeMetricFamily("linli_ticket_queue_depth", "Open tickets by status", labels=["status"])
         for status in sorted(OPEN):
@@ -138,7 +140,10 @@ class DatabaseCollector(Collector):
         job_states = GaugeMetricFamily("linli_kb_jobs", "Knowledge-base jobs by status", labels=["status"])
         for status in (*KB_JOB_STATES, *sorted(set(jobs) - set(KB_JOB_STATES))):
             job_states.add_metric([str(status)], int(jobs.get(status, 0)))
-        return [queue, lag, job_states]
+        pushes = GaugeMetricFamily("linli_wechat_pushes_unconfirmed",
+                                   "WeChat pushes in doubt (sender stopped mid-send, no answer): never sent twice")
+        pushes.add_metric([], int(unconfirmed))
+        return [queue, lag, job_states, pushes]
 
 
 def _age(now: Any, oldest: Any) -> float:

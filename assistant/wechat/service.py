@@ -160,8 +160,8 @@ def format_reply(reply: Reply, language: str, heard: str | None = None, feedback
 
 
 class UndeliveredNote:
-    """The push outbox's `on_failed`: a worker's reply that WeChat refused becomes a system note on
-    the ticket, so the console says the resident never got it."""
+    """The push outbox's `on_failed`: a worker's reply that WeChat refused, or that may not have
+    reached it (unconfirmed), becomes a system note on the ticket, so the console says so."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -169,7 +169,9 @@ class UndeliveredNote:
     def __call__(self, push: Push, errcode: int | None) -> None:
         if not push.ticket_id:
             return
-        if errcode == OUTSIDE_WINDOW:
+        if push.status == "unconfirmed":
+            note = WORDING.say("unconfirmed", "zh", error=push.last_error or "")
+        elif errcode == OUTSIDE_WINDOW:
             note = WORDING.say("undelivered_window", "zh")
         else:
             note = WORDING.say("undelivered", "zh", error=push.last_error or str(errcode))

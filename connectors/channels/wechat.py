@@ -3,14 +3,21 @@ database, customer-service messages (`/cgi-bin/message/custom/send`) from a dura
 outbox, and media downloads for voice messages.
 
 A push is a row first and a request second. Whoever sends it holds a lease on the row
-(`FOR UPDATE SKIP LOCKED` on PostgreSQL, a conditional UPDATE on SQLite) and marks it sent in
-the same row, so two workers never send one push twice. While WeChat is unreachable a push
-stays queued and is retried with growing delays; an answer WeChat refuses for good (45015: the
-resident has not written for 48 hours) is marked failed and reported through `on_failed`.
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL, a conditional UPDATE on SQLite), marks it `sending`
+before the request and `sent` after it, so two workers never send one push twice. While WeChat
+is unreachable (no connection, or WeChat says it is busy) a push stays queued and is retried
+with growing delays; an answer WeChat refuses for good (45015: the resident has not written for
+48 hours) is marked failed and reported through `on_failed`.
 
-WeChat has no idempotency key for customer-service messages: a worker killed between WeChat's
-acknowledgement and the commit would send that one push again after its lease. That window is
-one HTTP round trip."""
+WeChat has no idempotency key for customer-service messages, so a push whose request may have
+reached WeChat without its answer reaching us is *in doubt*: its sender was killed after marking
+it `sending` (its lease ran out), or the connection failed after the request went out (read
+timeout, connection dropped). Such a push is never sent again: it is marked `unconfirmed` and
+reported through `on_failed` (a worker's reply gets a note on its ticket), and `/metrics` counts
+it. Sending it again would double every push whose sender died after WeChat took it, which is
+most of that window (the request's whole round trip); not sending it loses only a push whose
+sender died in the microseconds between the mark and the request. A resident who got no answer
+asks again; two copies of every in-doubt answer would be the product's habit."""
 
 from __future__ import annotations
 
@@ -55,6 +62,8 @@ OUTSIDE_WINDOW = 45015
 # WeChat is busy: try again later, like a network failure.
 BUSY = frozenset({-1, 45009, 45047})
 WINDOW = timedelta(hours=48)
+# Transport failures before a request was sent in full: WeChat cannot have acted on it.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError, httpx.WriteTimeout)
 
 wechat_pushes = Table(
     "wechat_pushes",
@@ -66,7 +75,7 @@ wechat_pushes = Table(
     Column("session_id", String(128), nullable=False),
     Column("ticket_id", String(40)),
     Column("text", Text, nullable=False),
-    Column("status", String(16), nullable=False, index=True),  # queued | sent | failed
+    Column("status", String(16), nullable=False, index=True),  # queued | sending | sent | failed | unconfirmed
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", DateTime, nullable=False),
     Column("lease_owner", String(64)),
@@ -89,6 +98,11 @@ wechat_tokens = Table(
 
 class WechatUnreachable(Exception):
     """WeChat did not answer (network, 5xx, busy): try again later."""
+
+
+class WechatNoAnswer(Exception):
+    """The request went out but no answer came back (read timeout, connection dropped): WeChat
+    may or may not have acted on it, so a message is not sent again."""
 
 
 class WechatRefused(Exception):
@@ -213,13 +227,15 @@ class WechatApi:
         body = {"touser": openid, "msgtype": "text", "text": {"content": text}}
         token = self.access_token()
         try:
-            self._call("POST", "/cgi-bin/message/custom/send", params={"access_token": token}, json=body)
+            self._call("POST", "/cgi-bin/message/custom/send", params={"access_token": token}, json=body,
+                       once=True)
         except WechatRefused as exc:
             if exc.errcode not in TOKEN_ERRORS:
                 raise
             log.warning("wechat refused the access token (%s); refreshing once", exc.errcode)
             token = self.access_token(stale=token)
-            self._call("POST", "/cgi-bin/message/custom/send", params={"access_token": token}, json=body)
+            self._call("POST", "/cgi-bin/message/custom/send", params={"access_token": token}, json=body,
+                       once=True)
 
     def download_media(self, media_id: str) -> bytes:
         """A voice message's audio (AMR) by its MediaId."""
@@ -237,8 +253,8 @@ class WechatApi:
             self._check(response.json())  # an error comes back as JSON
         return response.content
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        payload = self._request(method, path, **kwargs).json()
+    def _call(self, method: str, path: str, *, once: bool = False, **kwargs: Any) -> dict[str, Any]:
+        payload = self._request(method, path, once=once, **kwargs).json()
         self._check(payload)
         return dict(payload)
 
@@ -252,11 +268,16 @@ class WechatApi:
 
     @retry(retry=retry_if_exception_type(WechatUnreachable), stop=stop_after_attempt(3),
            wait=wait_exponential(multiplier=0.2, max=2), reraise=True)
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request, tried up to three times with backoff while WeChat is unreachable."""
+    def _request(self, method: str, path: str, *, once: bool = False, **kwargs: Any) -> httpx.Response:
+        """One request, tried up to three times with backoff while WeChat is unreachable. A `once`
+        request (a message to a resident) is retried only when it surely never reached WeChat."""
         try:
             response = self.client.request(method, path, **kwargs)
+        except NOT_SENT as exc:
+            raise WechatUnreachable(f"{type(exc).__name__}: {exc}") from exc
         except httpx.TransportError as exc:
+            if once:
+                raise WechatNoAnswer(f"{type(exc).__name__}: {exc}") from exc
             raise WechatUnreachable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500:
             raise WechatUnreachable(f"HTTP {response.status_code}")
@@ -284,7 +305,7 @@ OnFailed = Callable[[Push, int | None], None]
 
 
 class PushOutbox:
-    """Queued customer-service messages, each sent at most once."""
+    """Queued customer-service messages, each sent at most once (see the module's note)."""
 
     def __init__(self, url: str, api: WechatApi, settings: WechatSettings, on_failed: OnFailed | None = None,
                  lease_s: float = 60.0) -> None:
@@ -316,14 +337,21 @@ class PushOutbox:
 
     def _lease(self, worker: str, limit: int) -> list[int]:
         now = utcnow()
-        due = and_(wechat_pushes.c.status == "queued", wechat_pushes.c.next_attempt_at <= now,
-                   or_(wechat_pushes.c.lease_until.is_(None), wechat_pushes.c.lease_until < now))
+        # A `sending` push whose lease ran out lost its sender mid-send: leased to be marked unconfirmed.
+        due = or_(and_(wechat_pushes.c.status == "queued", wechat_pushes.c.next_attempt_at <= now,
+                       or_(wechat_pushes.c.lease_until.is_(None), wechat_pushes.c.lease_until < now)),
+                  and_(wechat_pushes.c.status == "sending", wechat_pushes.c.lease_until < now))
         return lease_due(self.engine, wechat_pushes.c.id, due, worker=worker, until=now + self.lease, limit=limit,
                          order_by=wechat_pushes.c.id)
 
     def _deliver(self, push_id: int, worker: str) -> int:
-        push = self.get(push_id)
         mine = and_(wechat_pushes.c.id == push_id, wechat_pushes.c.lease_owner == worker)
+        push = self._start(mine)
+        if push is None:
+            return 0  # the lease ran out and another worker took the push
+        if push.status == "sending":  # its last sender died after marking it: in doubt
+            return self._fail(push, mine, None, "发送进程中途停止，无法确认微信是否已送达",
+                              status="unconfirmed")
         try:
             self.api.send_text(push.openid, push.text)
         except WechatUnreachable as exc:
@@ -333,9 +361,11 @@ class PushOutbox:
             log.warning("wechat unreachable; push %s retried in %.1f s (%s)", push_id, delay, exc)
             with self.engine.begin() as conn:
                 conn.execute(update(wechat_pushes).where(mine).values(
-                    attempts=push.attempts + 1, next_attempt_at=utcnow() + timedelta(seconds=delay), lease_owner=None,
-                    lease_until=None, last_error=str(exc)[:500]))
+                    status="queued", attempts=push.attempts + 1, next_attempt_at=utcnow() + timedelta(seconds=delay),
+                    lease_owner=None, lease_until=None, last_error=str(exc)[:500]))
             return 0
+        except WechatNoAnswer as exc:
+            return self._fail(push, mine, None, f"微信没有回应，无法确认是否已送达：{exc}", status="unconfirmed")
         except WechatRefused as exc:
             return self._fail(push, mine, exc.errcode, f"{exc.errcode} {exc.errmsg}")
         with self.engine.begin() as conn:
@@ -344,12 +374,22 @@ class PushOutbox:
         log.info("wechat push %s sent to %s", push_id, mask_pii(push.openid[:8]))
         return 1
 
-    def _fail(self, push: Push, mine: Any, errcode: int | None, error: str) -> int:
+    def _start(self, mine: Any) -> Push | None:
+        """The leased push as it was, marked `sending` (committed before the request goes out)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(wechat_pushes).where(mine)).one_or_none()
+            if row is None:
+                return None
+            if row.status == "queued":
+                conn.execute(update(wechat_pushes).where(mine).values(status="sending"))
+        return Push(**{k: getattr(row, k) for k in Push.__dataclass_fields__})
+
+    def _fail(self, push: Push, mine: Any, errcode: int | None, error: str, status: str = "failed") -> int:
         with self.engine.begin() as conn:
             result = conn.execute(update(wechat_pushes).where(mine).values(
-                status="failed", attempts=push.attempts + 1, errcode=errcode, last_error=error[:500],
+                status=status, attempts=push.attempts + 1, errcode=errcode, last_error=error[:500],
                 lease_owner=None, lease_until=None))
-        log.warning("wechat push %s failed: %s", push.id, error)
+        log.warning("wechat push %s %s: %s", push.id, status, error)
         if result.rowcount == 1 and self.on_failed is not None:
             try:
                 self.on_failed(self.get(push.id), errcode)

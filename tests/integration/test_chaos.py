@@ -56,9 +56,6 @@ FILING = ["帮我做一下养老金资格认证", "张建国", ADULT, "139123456
 
 
 def _missing() -> str | None:
-    if os.environ.get("LINLI_CHAOS") != "1":
-        # Off in `make test` for now: clean-clone runs found a WeChat reply pushed twice after a worker kill (issue 29).
-        return "the chaos test runs with LINLI_CHAOS=1 (LINLI_CHAOS=1 make test)"
     if shutil.which("haproxy") is None:
         return "HAProxy is not installed (apt-get install -y haproxy)"
     try:
@@ -289,7 +286,7 @@ def test_nothing_is_lost_or_doubled_when_processes_die(cluster):
         driver.start()
     kills: list[tuple[float, str, str]] = []
     try:
-        job_id = _drive(running, root, log, kills, began)
+        job_id = _drive(running, standin, root, log, kills, began)
     finally:
         stop.set()
     deadline = time.monotonic() + 60
@@ -303,7 +300,8 @@ def test_nothing_is_lost_or_doubled_when_processes_die(cluster):
     ARTIFACT.write_text(_report(figures, kills, began), encoding="utf-8")
 
 
-def _drive(running: Cluster, root: Path, log: Log, kills: list[tuple[float, str, str]], began: float) -> str:
+def _drive(running: Cluster, standin: str, root: Path, log: Log, kills: list[tuple[float, str, str]],
+           began: float) -> str:
     """The faults, on a timetable; returns the upload's job id."""
 
     def at(fraction: float) -> None:
@@ -315,18 +313,42 @@ def _drive(running: Cluster, root: Path, log: Log, kills: list[tuple[float, str,
     kills.append((time.monotonic(), "replica-1", "kill -9"))
     running.kill("replica-1", signal.SIGKILL)
     log.taken_out_s = running.wait_backend({"replica-1": "DOWN"}, timeout=15)
+    # WeChat slow for a moment, and the worker killed is one caught mid-push: its push is then in
+    # doubt and must not be sent twice (the defect an earlier run of this test found).
+    at(0.38)
+    httpx.post(f"{standin}/_admin/faults", json={"fault": "none", "send_delay_s": 1.0}, timeout=5).raise_for_status()
     at(0.40)
-    kills.append((time.monotonic(), "worker-1", "kill -9"))
-    running.kill("worker-1", signal.SIGKILL)
+    victim = _worker_sending(running) or "worker-1"
+    kills.append((time.monotonic(), victim, "kill -9"))
+    running.kill(victim, signal.SIGKILL)
+    httpx.post(f"{standin}/_admin/faults", json={"fault": "none", "send_delay_s": 0}, timeout=5).raise_for_status()
     at(0.55)
     kills.append((time.monotonic(), "replica-2", "SIGTERM"))
     running.kill("replica-2", signal.SIGTERM)
     at(0.70)
     running.start_process("replica-1")  # returns once it is ready
     kills.append((time.monotonic(), "replica-1", "back"))
-    running.start_process("worker-1")
+    running.start_process(victim)
     at(1.0)
     return job_id
+
+
+def _worker_sending(running: Cluster, within_s: float = 3.0) -> str | None:
+    """The name of a worker that is sending a WeChat push right now (leased and marked `sending`)."""
+    engine = create_engine(running.database_url)
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                owners = conn.execute(text("SELECT lease_owner FROM wechat_pushes WHERE status = 'sending'")).scalars()
+                for owner in owners:
+                    for name in running.worker_names:
+                        if owner and owner.endswith(f"-{name}"):
+                            return name
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    return None
 
 
 def _settle(running: Cluster, standin: str, log: Log, timeout_s: float = 90) -> None:
@@ -337,7 +359,7 @@ def _settle(running: Cluster, standin: str, log: Log, timeout_s: float = 90) -> 
         with engine.connect() as conn:
             waiting = conn.execute(text(
                 "SELECT (SELECT count(*) FROM wechat_inbound WHERE status IN ('queued', 'processing'))"
-                " + (SELECT count(*) FROM wechat_pushes WHERE status = 'queued')"
+                " + (SELECT count(*) FROM wechat_pushes WHERE status IN ('queued', 'sending'))"
                 " + (SELECT count(*) FROM applications WHERE status = 'queued')")).scalar()
         if not waiting:
             return
@@ -363,6 +385,8 @@ def _check(running: Cluster, standin: str, log: Log, kills: list[tuple[float, st
             tickets.c.session_id.like("chaos-r%")).group_by(tickets.c.session_id)).all()
         inbound = conn.execute(select(wechat_inbound.c.dedup_key, func.count())
                                .group_by(wechat_inbound.c.dedup_key)).all()
+        in_doubt = dict(conn.execute(text("SELECT openid, count(*) FROM wechat_pushes WHERE status = 'unconfirmed' "
+                                          "GROUP BY openid")).all())
         applications = conn.execute(text("SELECT status, count(*) FROM applications GROUP BY status")).all()
     by_session: dict[str, list] = defaultdict(list)
     for row in rows:
@@ -390,7 +414,8 @@ def _check(running: Cluster, standin: str, log: Log, kills: list[tuple[float, st
     assert not doubled, f"messages handled twice: {doubled[:5]}"
     assert not disordered, f"turns out of the order sent: {disordered[:5]}"
 
-    # Each WeChat MsgId: one stored message and one answer pushed.
+    # Each WeChat MsgId: one stored message and one answer pushed, never two. A push whose worker
+    # was killed mid-send is in doubt (unconfirmed): it is not sent again, so it may be missing.
     keys = Counter({key: n for key, n in inbound})
     acked_ids = {(openid, m) for openid, ids in log.wechat.items() for m in ids}
     stored = {key for key in keys if key.startswith("msg:o-chaos-")}
@@ -399,8 +424,13 @@ def _check(running: Cluster, standin: str, log: Log, kills: list[tuple[float, st
     assert all(n == 1 for n in keys.values()), "a WeChat message stored twice"
     assert {f"msg:{o}:{m}" for o, m in acked_ids} <= stored, "an acknowledged WeChat message was lost"
     per_user = Counter(key.split(":")[1] for key in stored)
-    assert all(pushed[o] == n for o, n in per_user.items()), f"pushes {dict(pushed)} vs messages {dict(per_user)}"
-    token_fetches = httpx.get(f"{standin}/_admin/stats", timeout=10).json()["token_fetches"]
+    figures.update(wechat_pushes_unconfirmed=sum(in_doubt.values()))
+    assert all(pushed[o] <= n for o, n in per_user.items()), f"pushed twice: {dict(pushed)} vs {dict(per_user)}"
+    assert all(n - pushed[o] <= in_doubt.get(o, 0) for o, n in per_user.items()), \
+        f"a push lost that was not in doubt: {dict(pushed)} vs {dict(per_user)}, in doubt {in_doubt}"
+    stats = httpx.get(f"{standin}/_admin/stats", timeout=10).json()
+    token_fetches = stats["token_fetches"]
+    figures.update(wechat_send_requests=stats.get("send_attempts"))
     figures.update(wechat_callbacks_acked=len(acked_ids), wechat_messages_stored=len(stored), wechat_pushes=len(pushes),
                    wechat_token_fetches=token_fetches)
     assert token_fetches == 1, "more than one process refreshed the WeChat token"

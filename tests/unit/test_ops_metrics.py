@@ -41,7 +41,8 @@ def _fill(services: Services) -> None:
                 application_id=f"A{n}", procedure="elderly_allowance", session_id="s", channel="web", user_id="u",
                 data={}, status=status, attempts=0, next_attempt_at=now, created_at=now - timedelta(seconds=age),
                 updated_at=now))
-        for n, (status, due_in) in enumerate([("queued", -45), ("queued", 600), ("sent", -999)]):
+        for n, (status, due_in) in enumerate([("queued", -45), ("queued", 600), ("sent", -999),
+                                                    ("unconfirmed", -999), ("unconfirmed", -999)]):
             conn.execute(insert(wechat_pushes).values(
                 push_key=f"p{n}", openid="o", session_id="s", text="您好", status=status, attempts=0,
                 next_attempt_at=now + timedelta(seconds=due_in), created_at=now))
@@ -60,6 +61,7 @@ def test_the_gauges_read_queue_depth_outbox_lag_and_jobs(services):
     assert 119 <= samples[("linli_outbox_lag_seconds", (("outbox", "applications"),))] < 125
     # The oldest due push is 45 s overdue; the one due in 10 minutes is not late yet, the sent one is gone.
     assert 44 <= samples[("linli_outbox_lag_seconds", (("outbox", "wechat_pushes"),))] < 50
+    assert samples[("linli_wechat_pushes_unconfirmed", ())] == 2, "the pushes in doubt are counted"
     assert samples[("linli_kb_jobs", (("status", "done"),))] == 2
     assert samples[("linli_kb_jobs", (("status", "queued"),))] == 1
     assert samples[("linli_kb_jobs", (("status", "failed"),))] == 1
