@@ -21,14 +21,19 @@ endef
 
 # `make run` installs what serving needs; `make test` adds the test tools and the optional
 # sentence-transformers extra (torch, CPU build), whose embedder and reranker the contract tests cover.
+# One pip pass each (a second pass re-resolves everything); --no-compile: byte-compiling every
+# installed file (torch's thousands) took half of a clean install, and Python compiles what it imports.
+PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --no-compile
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(PIP_INSTALL) -e .
 	@touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,st]'
-	@touch $(TEST_STAMP)
+$(TEST_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) -e '.[test,st]'
+	@touch $(STAMP) $(TEST_STAMP)
 
 install: $(STAMP)
 
