@@ -21,18 +21,23 @@ endef
 
 # `make run` installs what serving needs; `make test` adds the test tools and the optional
 # sentence-transformers extra (torch, CPU build), whose embedder and reranker the contract tests cover.
-# One pip pass each (a second pass re-resolves everything); --no-compile: byte-compiling every
-# installed file (torch's thousands) took half of a clean install, and Python compiles what it imports.
+# One pip pass each (a second pass re-resolves everything). pip byte-compiles on one core; compileall
+# on both cores is faster (a clean test install: two pip passes 105 s, now 87 s). The compiling must happen:
+# machines here set PYTHONDONTWRITEBYTECODE, so what is not compiled now every process compiles again
+# on import. (compileall's status is ignored: some packages ship test files that are not Python 3.)
 PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check --no-compile
+COMPILE := $(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null || true
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -e .
+	@$(COMPILE)
 	@touch $(STAMP)
 
 $(TEST_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) -e '.[test,st]'
+	@$(COMPILE)
 	@touch $(STAMP) $(TEST_STAMP)
 
 install: $(STAMP)
