@@ -77,7 +77,7 @@ def _clean(text: str) -> str:
 class IntentClassifier:
     def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None, path: Path = DATA_FILE) -> None:
         self.embedder = embedder
-        self.examples, self.rules, self.specs = load_intent_data(path)
+        self.examples, self.rules, _ = load_intent_data(path)
         texts = [_clean(e.text) for e in self.examples]
         vectors = cache.embed_passages(embedder, texts) if cache else embedder.embed_passages(texts)
         # Examples and incoming messages are embedded the same way (passage side), so the model
@@ -124,7 +124,3 @@ class IntentClassifier:
         sims = self._procedure_vectors[mask] @ vector
         candidates = [p for p, m in zip(self._procedures, mask, strict=True) if m]
         return candidates[int(np.argmax(sims))]
-
-    def label(self, intent: str, language: str) -> str:
-        description = (self.specs.get(intent) or {}).get("label") or {}
-        return description.get(language) or intent

@@ -7,7 +7,6 @@ import logging
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
@@ -213,7 +212,3 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         spans.append((start + inner, end))
     return [(s, e) for s, e in spans if text[s:e].strip()]
 
-
-def iter_sentences(text: str) -> Iterable[str]:
-    for s, e in split_sentences(text):
-        yield text[s:e].strip()
