@@ -12,7 +12,7 @@ centre's own test would; the table says how many cores there were. Per-address l
 sessions and requests are raised for the run (every resident comes from 127.0.0.1 here). Timings
 are reported, never asserted.
 
-    .venv/bin/python -m bench.cluster_throughput [--replicas 1,3] [--clients 20,100] [--seconds 30]
+    .venv/bin/python -m bench.cluster_throughput [--replicas 1,3] [--clients 20,100] [--seconds 30] [--unique]
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
+import string
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,8 +70,15 @@ class Run:
         return f"{total} ({kinds})" if total else "0"
 
 
-async def _resident(client: httpx.AsyncClient, number: int, deadline: float, run: Run) -> None:
+def _made_new(text: str, rng: random.Random) -> str:
+    """The message with a tag of random letters (no digits: those would be read as ages or
+    amounts), so that no cache in any process has seen it: every encoding and answer is fresh."""
+    return f"{text} ({''.join(rng.choices(string.ascii_lowercase, k=6))})"
+
+
+async def _resident(client: httpx.AsyncClient, number: int, deadline: float, run: Run, unique: bool) -> None:
     turn = number
+    rng = random.Random(number)
     while time.perf_counter() < deadline:
         conversation = CONVERSATIONS[turn % len(CONVERSATIONS)]
         turn += 1
@@ -89,7 +98,8 @@ async def _resident(client: httpx.AsyncClient, number: int, deadline: float, run
                 return
             started = time.perf_counter()
             try:
-                response = await client.post("/api/v1/messages", headers=headers, json={"text": text})
+                response = await client.post("/api/v1/messages", headers=headers,
+                                             json={"text": _made_new(text, rng) if unique else text})
             except httpx.HTTPError as exc:
                 run.error(type(exc).__name__)
                 break
@@ -103,12 +113,12 @@ async def _resident(client: httpx.AsyncClient, number: int, deadline: float, run
             run.by_replica[replica] = run.by_replica.get(replica, 0) + 1
 
 
-async def _drive(url: str, clients: int, seconds: float, run: Run) -> None:
+async def _drive(url: str, clients: int, seconds: float, run: Run, unique: bool = False) -> None:
     limits = httpx.Limits(max_connections=clients + 10, max_keepalive_connections=clients + 10)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         deadline = time.perf_counter() + seconds
         # Messages in flight at the deadline are waited for: their latency (or error) counts.
-        await asyncio.gather(*(_resident(client, i, deadline, run) for i in range(clients)))
+        await asyncio.gather(*(_resident(client, i, deadline, run, unique) for i in range(clients)))
         run.seconds = seconds
 
 
@@ -133,6 +143,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=None, help="PostgreSQL server (default: the machine's, else own)")
     parser.add_argument("--check-path", default=None, help="readiness path (default /readyz, else /healthz)")
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT / "var" / "bench-cluster")
+    parser.add_argument("--unique", action="store_true",
+                        help="every message new (a random tag): no remembered encoding or answer helps")
     args = parser.parse_args()
     console = Console()
     runs: list[Run] = []
@@ -150,14 +162,15 @@ def main() -> None:
             for clients in (int(c) for c in args.clients.split(",")):
                 run = Run(replicas, clients)
                 console.print(f"{replicas} replica(s), {clients} residents, {args.seconds:.0f} s …")
-                asyncio.run(_drive(cluster.url, clients, args.seconds, run))
+                asyncio.run(_drive(cluster.url, clients, args.seconds, run, args.unique))
                 runs.append(run)
                 console.print(f"  {len(run.latencies)} messages, errors {run.error_text()}, "
                               f"by replica {run.by_replica}")
     if server is not None:
         drop_database(server, args.database)
 
-    table = Table(title=f"resident messages through HAProxy on PostgreSQL, {args.workers} workers, "
+    table = Table(title=f"resident messages{' (every one new)' if args.unique else ''} through HAProxy on "
+                        f"PostgreSQL, {args.workers} workers, "
                         f"{args.seconds:.0f} s per row, {os.cpu_count()} cores shared with the load generator "
                         f"(cluster start to URL: " + ", ".join(f"{r} replica(s) {s:.0f} s" for r, s in startup.items())
                         + ")")
