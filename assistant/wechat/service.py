@@ -150,8 +150,13 @@ def format_reply(reply: Reply, language: str, heard: str | None = None, feedback
     lines.append(reply.text)
     if reply.citations:
         lines += ["", WORDING.say("sources", language)]
-        lines += [WORDING.say("citation_line", language, number=n, title=c.get("title") or c.get("doc_id", ""))
-                  for n, c in enumerate(reply.citations, 1)]
+        # One line per document, with the numbers of all its cited passages: "[1][3] title".
+        documents: dict[str, tuple[list[int], str]] = {}
+        for n, c in enumerate(reply.citations, 1):
+            title = c.get("title") or c.get("doc_id", "")
+            documents.setdefault(c.get("doc_id") or title, ([], title))[0].append(n)
+        lines += [WORDING.say("citation_line", language, number="][".join(map(str, numbers)), title=title)
+                  for numbers, title in documents.values()]
     if reply.quick_replies:
         lines += ["", WORDING.say("quick_replies", language, options=" / ".join(reply.quick_replies))]
     if feedback_hint:

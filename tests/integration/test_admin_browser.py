@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 
 import pytest
@@ -142,6 +143,11 @@ def test_upload_answer_retire_feedback_analytics_csv(server, browser, tmp_path):
 
     # 👎 with a reason in the chat, then the question is on the analytics page.
     reply = _ask_chat(browser, server, DISLIKED_QUESTION)
+    wait_for(lambda: reply.find_elements(By.CSS_SELECTOR, "[data-testid=feedback-down]"), what="the thumbs")
+    thumbs = [reply.find_element(By.CSS_SELECTOR, f"[data-testid=feedback-{d}]") for d in ("up", "down")]
+    # Icons drawn as SVG, never emoji (a machine without an emoji font shows an empty box), and words.
+    assert all(t.find_elements(By.CSS_SELECTOR, "svg.feedback-icon path") and t.text.strip() for t in thumbs)
+    assert not re.search("[\U0001F300-\U0001FAFF\u2600-\u27BF]", "".join(t.text for t in thumbs)), thumbs[0].text
     reply.find_element(By.CSS_SELECTOR, "[data-testid=feedback-down]").click()
     reasons = wait_for(lambda: reply.find_elements(By.CSS_SELECTOR, "[data-testid=feedback-reason]"), what="reasons")
     reasons[0].click()

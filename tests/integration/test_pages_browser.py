@@ -164,6 +164,11 @@ def test_kiosk_typed_question_answer_with_citation(server, browser):
     citation = reply.find_element(By.CSS_SELECTOR, "[data-testid=citation]")
     passage = reply.find_element(By.CSS_SELECTOR, "[data-testid=passage]")
     assert "高龄津贴" in citation.text and not passage.is_displayed()
+    # One entry per document ("[1][3] title"), the answer's numbers 1..n each under exactly one.
+    entries = [c.text for c in reply.find_elements(By.CSS_SELECTOR, "[data-testid=citation]")]
+    titles = [entry.rsplit("] ", 1)[1] for entry in entries]
+    numbers = sorted(int(n) for entry in entries for n in re.findall(r"\[(\d+)\]", entry.rsplit("] ", 1)[0] + "]"))
+    assert len(titles) == len(set(titles)) and numbers == list(range(1, len(numbers) + 1)), entries
     citation.click()
     _wait(passage.is_displayed, what="the cited passage")
     assert "500" in passage.text and "90至99周岁" in passage.text

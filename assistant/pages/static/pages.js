@@ -123,6 +123,17 @@
     log.querySelectorAll(".msg .quick-replies").forEach((row) => row.remove());
   }
 
+  // Citations grouped by document, in the order of first citation; each keeps its number.
+  function citationGroups(citations) {
+    const groups = new Map();
+    citations.forEach((citation, index) => {
+      const key = citation.doc_id || citation.title || `#${index}`;
+      if (!groups.has(key)) groups.set(key, {title: citation.title || citation.doc_id || "", cited: []});
+      groups.get(key).cited.push([index + 1, (citation.text || "").trim()]);
+    });
+    return [...groups.values()];
+  }
+
   function showReply(reply) {
     const bubble = element("div", "msg bot");
     bubble.dataset.testid = "reply";
@@ -134,13 +145,20 @@
     if (citations.length) {
       const sources = element("div", "sources");
       sources.appendChild(element("span", "label", T.sources_label));
-      citations.forEach((citation, index) => {
-        const button = element("button", "citation", `[${index + 1}] ${citation.title || citation.doc_id}`);
+      // One entry per document, however many of its passages the answer cites: "[1][3] title",
+      // opening to those passages, each under its number.
+      citationGroups(citations).forEach((group) => {
+        const numbers = group.cited.map(([number]) => `[${number}]`).join("");
+        const button = element("button", "citation", `${numbers} ${group.title}`);
         button.type = "button";
         button.dataset.testid = "citation";
         button.setAttribute("aria-expanded", "false");
-        const passage = element("div", "passage", (citation.text || "").trim() || T.no_passage);
+        const passage = element("div", "passage");
         passage.dataset.testid = "passage";
+        group.cited.forEach(([number, text]) => {
+          const shown = text || T.no_passage;
+          passage.appendChild(element("p", null, group.cited.length > 1 ? `[${number}] ${shown}` : shown));
+        });
         passage.hidden = true;
         button.addEventListener("click", () => {
           passage.hidden = !passage.hidden;
@@ -162,7 +180,7 @@
     scrollDown();
   }
 
-  // ---- feedback: 👍 / 👎 under each answer, then an optional reason and a few words ---------------
+  // ---- feedback: thumbs up / down under each answer, then an optional reason and a few words ---------------
 
   const RATED_REPLY_TYPES = ["answer", "refusal"];
   // The buttons' words and the reasons, in the page's language (assistant/analytics/feedback.yaml).
@@ -177,6 +195,27 @@
     return button;
   }
 
+  // Thumbs as inline SVG, not emoji: a kiosk without an emoji font draws 👍 as an empty box. The
+  // outline is Feather's "thumbs-up" (MIT, feathericons.com); down is the same hand mirrored.
+  // It strokes in the button's own colour, so a pressed button's icon turns white with its text.
+  const THUMB = "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 "
+    + "1-2-2v-7a2 2 0 0 1 2-2h3";
+
+  function thumbButton(direction, label, testid) {
+    const button = feedbackButton(direction, "", testid);
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("class", `feedback-icon ${direction}`);
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    path.setAttribute("d", THUMB);
+    svg.appendChild(path);
+    button.appendChild(svg);
+    button.appendChild(element("span", "feedback-label", label));
+    return button;
+  }
+
   async function offerFeedback(bubble, turnId) {
     const words = await feedbackWords;
     if (!words) return;
@@ -188,8 +227,8 @@
     row.setAttribute("role", "group");
     row.setAttribute("aria-label", W.prompt);
     row.appendChild(element("span", "feedback-prompt", W.prompt));
-    const up = feedbackButton("up", `👍 ${W.helpful}`, "feedback-up");
-    const down = feedbackButton("down", `👎 ${W.not_helpful}`, "feedback-down");
+    const up = thumbButton("up", W.helpful, "feedback-up");
+    const down = thumbButton("down", W.not_helpful, "feedback-down");
     row.appendChild(up);
     row.appendChild(down);
     box.appendChild(row);
@@ -229,7 +268,7 @@
     });
     down.addEventListener("click", async () => {
       press(down);
-      // The 👎 counts at once; a reason and a few words, if given, replace it with more detail.
+      // Thumbs down counts at once; a reason and a few words, if given, replace it with more detail.
       if (!(await rate("down")) || details) return;
       details = element("div", "feedback-details");
       details.appendChild(element("span", "label", W.why));
