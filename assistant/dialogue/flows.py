@@ -255,7 +255,8 @@ class ProcedureFiling:
             first = exc.errors[0]
             flow.values.pop(first["field"], None)
             prompt = procedure.form.field(first["field"]).prompt[language]
-            return Reply("form", f"{prefix}{first['message']}\n{prompt}",
+            said = first["message_en"] if language == "en" else first["message"]
+            return Reply("form", f"{prefix}{said}\n{prompt}",
                          quick_replies=[self.replies.label("cancel", language)])
         eligibility = procedure.check_eligibility(values, self.today(), self.applications.benefit_tables)
         flow.confirming = True

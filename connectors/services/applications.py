@@ -74,8 +74,12 @@ class InvalidApplication(LinliError):
     http_status = 422
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
-        first = errors[0]["message"] if errors else "申请内容有误"
-        super().__init__(first, first, errors=errors)
+        """`errors`: {field, message (Chinese), message_en}; a backend's message that came
+        without an English one is named as the backend's, in its own words."""
+        errors = [{**e, "message_en": e.get("message_en") or f"The government system did not accept it: {e['message']}"}
+                  for e in errors]
+        first = errors[0] if errors else {"message": "申请内容有误", "message_en": "The application is not valid."}
+        super().__init__(first["message"], first["message_en"], errors=errors)
         self.errors = errors
 
 
@@ -217,7 +221,8 @@ class ApplicationService:
         today = today or date.today()
         cleaned, errors = procedure.validate(data, today)
         if errors:
-            raise InvalidApplication([{"field": e.field, "message": e.message("zh")} for e in errors])
+            raise InvalidApplication([{"field": e.field, "message": e.message("zh"), "message_en": e.message("en")}
+                                      for e in errors])
         eligibility = procedure.check_eligibility(cleaned, today, self.benefit_tables)
         if not eligibility.eligible:
             citations = [{"doc_id": eligibility.doc_id}] if eligibility.doc_id else []

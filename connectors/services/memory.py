@@ -27,8 +27,11 @@ class InMemoryServiceConnector:
 
     def validate(self, procedure: str, data: dict[str, Any]) -> list[dict[str, str]]:
         if procedure not in PROCEDURES:
-            return [{"field": "procedure", "message": f"后台不受理这个办事项目：{procedure}"}]
-        return [] if data else [{"field": "data", "message": "申请内容不能为空"}]
+            return [{"field": "procedure", "message": f"后台不受理这个办事项目：{procedure}",
+                     "message_en": f"The government system does not take this procedure: {procedure}"}]
+        if not data:
+            return [{"field": "data", "message": "申请内容不能为空", "message_en": "The application is empty."}]
+        return []
 
     def submit(self, procedure: str, data: dict[str, Any], idempotency_key: str) -> Submission:
         if self.down:

@@ -3,6 +3,7 @@ through a dead backend, competing workers and a worker that dies holding a lease
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from datetime import date, timedelta
@@ -62,6 +63,9 @@ def test_elderly_allowance_data_needs_a_field_check(service):
     fields = {e["field"] for e in caught.value.errors}
     assert fields == {"applicant_id", "mobile"}
     assert all(e["message"] for e in caught.value.errors)
+    # Every resident sentence in both languages: the English one has no Chinese in it.
+    assert all(e["message_en"] and not re.search(r"[\u4e00-\u9fff]", e["message_en"]) for e in caught.value.errors)
+    assert caught.value.message("en") == caught.value.errors[0]["message_en"]
 
 
 def test_a_65_year_old_is_told_why_not_with_the_source(service):
