@@ -32,8 +32,18 @@ QUESTION_ERRORS = ("question_not_text", "question_empty", "question_too_long", "
 WORDING = Wording.load(WORDING_FILE).require(*QUESTION_ERRORS)
 
 
-def check_question(text: object, max_chars: int) -> str:
+class CheckedQuestion(str):
+    """A question `check_question` has passed (cleaned, within the limit, readable): a later step
+    on the same message's path (the dialogue engine checks, the answerer would again) need not
+    check it twice. Any new text made from it is a plain `str` again and is checked."""
+
+    __slots__ = ()
+
+
+def check_question(text: object, max_chars: int) -> CheckedQuestion:
     """Return the cleaned question or raise InvalidQuestion with a resident-friendly message."""
+    if isinstance(text, CheckedQuestion) and len(text) <= max_chars:
+        return text
     if not isinstance(text, str):
         raise InvalidQuestion(*WORDING.both("question_not_text"))
     cleaned = text.replace("\x00", "").strip()
@@ -47,7 +57,7 @@ def check_question(text: object, max_chars: int) -> str:
     )
     if printable / len(cleaned) < 0.8 or not any(unicodedata.category(ch)[0] in "LN" for ch in cleaned):
         raise InvalidQuestion(*WORDING.both("question_unreadable"))
-    return re.sub(r"\s+", " ", cleaned)
+    return CheckedQuestion(re.sub(r"\s+", " ", cleaned))
 
 
 # What an instruction asks the assistant to do with the claim that follows it.

@@ -17,6 +17,7 @@ from assistant.core.settings import DialogueSettings
 from assistant.dialogue.engine import DialogueEngine, Reply
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.base import InMemoryEscalationService
+from knowledge_base.guards import CheckedQuestion
 
 pytestmark = pytest.mark.slow
 
@@ -221,6 +222,27 @@ def run_script(engine: DialogueEngine, steps: list[Step], session: str | None = 
             assert expect["rewritten"] in (reply.trace["rewritten_query"] or ""), context
         replies.append(reply)
     return replies
+
+
+def test_a_typed_question_is_checked_once_on_its_way_to_the_answer(shipped_kb, intent_classifier, tmp_path):
+    asked: list[str] = []
+
+    class Watched:
+        """The knowledge base, noting what the dialogue asks it."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(shipped_kb, name)
+
+        def ask(self, question: str, *args: Any, **kwargs: Any) -> Any:
+            asked.append(question)
+            return shipped_kb.ask(question, *args, **kwargs)
+
+    store = ConversationStore(f"sqlite:///{tmp_path / 'checked.sqlite'}")
+    engine = DialogueEngine(Watched(), intent_classifier, store, InMemoryEscalationService(), DialogueSettings())
+    reply = engine.handle("checked-once", "  高龄津贴\t每月发多少钱？ ")
+    assert reply.reply_type == "answer", reply.text
+    # The engine's check is the one: the answerer gets the checked text and does not check it again.
+    assert asked == ["高龄津贴 每月发多少钱？"] and isinstance(asked[0], CheckedQuestion)
 
 
 def test_there_are_at_least_thirty_scripts():

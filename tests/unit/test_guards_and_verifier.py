@@ -2,7 +2,7 @@ import pytest
 
 from assistant.core.errors import InvalidQuestion
 from knowledge_base.answering import requested_detail, ungrounded_numerals
-from knowledge_base.guards import check_question, looks_like_injection
+from knowledge_base.guards import CheckedQuestion, check_question, looks_like_injection
 
 
 @pytest.mark.parametrize(
@@ -51,3 +51,12 @@ def test_detail_questions():
     assert requested_detail("社区食堂几点开门").name == "clock_time"
     assert requested_detail("社区探访要收费不") is None
     assert requested_detail("低保怎么申请") is None
+
+
+def test_a_checked_question_is_not_checked_again_but_still_held_to_a_smaller_limit():
+    checked = check_question("  高龄津贴\t怎么申请 ", 100)
+    assert isinstance(checked, CheckedQuestion) and checked == "高龄津贴 怎么申请"
+    assert check_question(checked, 100) is checked, "checked once: the same object back, no second pass"
+    with pytest.raises(InvalidQuestion):
+        check_question(checked, 4)  # a step with a smaller limit still refuses it
+    assert not isinstance(checked + "？", CheckedQuestion), "new text made from it is checked afresh"
