@@ -97,11 +97,6 @@ class WechatBadRequest(LinliError):
     http_status = 400
 
 
-class WechatTooLarge(LinliError):
-    code = "wechat_too_large"
-    http_status = 413
-
-
 class WechatDisabled(LinliError):
     code = "wechat_disabled"
     http_status = 404
@@ -211,8 +206,6 @@ class WechatService:
 
     def receive(self, body: bytes, *, signature: str, timestamp: str, nonce: str, encrypt_type: str | None = None,
                 msg_signature: str | None = None) -> Ack:
-        if len(body) > self.settings.max_body_bytes:
-            raise WechatTooLarge("消息太大。", "The message is too large.")
         self._check_signature(signature, timestamp, nonce)
         _safe_xml(body)
         safe_mode = (encrypt_type or "raw").lower() == "aes"
