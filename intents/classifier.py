@@ -50,7 +50,7 @@ class IntentPrediction:
     rule: str | None = None
 
 
-def load_intent_data(path: Path = DATA_FILE) -> tuple[list[Example], dict[str, list[re.Pattern[str]]], dict]:
+def load_intent_data(path: Path = DATA_FILE) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     examples: list[Example] = []
     for intent, spec in (data.get("intents") or {}).items():
@@ -66,7 +66,7 @@ def load_intent_data(path: Path = DATA_FILE) -> tuple[list[Example], dict[str, l
         intent: [re.compile(p, re.IGNORECASE) for p in patterns or []]
         for intent, patterns in (data.get("keyword_rules") or {}).items()
     }
-    return examples, rules, data.get("intents") or {}
+    return examples, rules
 
 
 def _clean(text: str) -> str:
@@ -77,7 +77,7 @@ def _clean(text: str) -> str:
 class IntentClassifier:
     def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None, path: Path = DATA_FILE) -> None:
         self.embedder = embedder
-        self.examples, self.rules, _ = load_intent_data(path)
+        self.examples, self.rules = load_intent_data(path)
         texts = [_clean(e.text) for e in self.examples]
         vectors = cache.embed_passages(embedder, texts) if cache else embedder.embed_passages(texts)
         # Examples and incoming messages are embedded the same way (passage side), so the model

@@ -153,7 +153,7 @@ class SpeechCorrector:
         # services (each `linli` command, the WeChat service) paid it, though few ever learn this.
         from intents.classifier import load_intent_data  # noqa: PLC0415 - +1.3 s at import, see above
 
-        examples, _rules, _spec = load_intent_data()
+        examples, _rules = load_intent_data()
         # The examples spell some terms wrong on purpose (底保, 医宝) to teach the classifier typos;
         # the language model must learn the right spelling.
         lexicon = load_lexicon(settings.domain_terms, settings.synonyms)

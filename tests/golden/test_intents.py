@@ -17,7 +17,7 @@ def intent_result(intent_classifier):
 
 def test_heldout_is_large_and_disjoint_from_the_examples():
     items = load_heldout()
-    examples, _, _ = load_intent_data()
+    examples, _ = load_intent_data()
     assert len(items) >= 300
     assert {i["intent"] for i in items} == set(INTENTS)
     training = {e.text.strip() for e in examples}
@@ -26,7 +26,7 @@ def test_heldout_is_large_and_disjoint_from_the_examples():
 
 
 def test_every_intent_has_enough_examples():
-    examples, rules, _ = load_intent_data()
+    examples, rules = load_intent_data()
     for intent in INTENTS:
         zh = sum(e.intent == intent and e.language == "zh" for e in examples)
         en = sum(e.intent == intent and e.language == "en" for e in examples)
