@@ -53,6 +53,18 @@ class CircuitBreaker:
                 self.opened_at = time.monotonic()
 
 
+def refusals(procedure: str, data: dict[str, Any]) -> list[dict[str, str]]:
+    """What the government backend refuses before filing ({field, message, message_en}): a
+    procedure it does not take, an empty application. The HTTP connector and the in-memory one
+    answer the same."""
+    if procedure not in PROCEDURES:
+        return [{"field": "procedure", "message": f"后台不受理这个办事项目：{procedure}",
+                 "message_en": f"The government system does not take this procedure: {procedure}"}]
+    if not data:
+        return [{"field": "data", "message": "申请内容不能为空", "message_en": "The application is empty."}]
+    return []
+
+
 class HttpServiceConnector:
     name = "http"
 
@@ -68,12 +80,7 @@ class HttpServiceConnector:
                 "breaker": self.breaker.state}
 
     def validate(self, procedure: str, data: dict[str, Any]) -> list[dict[str, str]]:
-        if procedure not in PROCEDURES:
-            return [{"field": "procedure", "message": f"后台不受理这个办事项目：{procedure}",
-                     "message_en": f"The government system does not take this procedure: {procedure}"}]
-        if not data:
-            return [{"field": "data", "message": "申请内容不能为空", "message_en": "The application is empty."}]
-        return []
+        return refusals(procedure, data)
 
     def submit(self, procedure: str, data: dict[str, Any], idempotency_key: str) -> Submission:
         body = self._call("POST", "/applications", json={"procedure": procedure, "data": data,

@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 from connectors.services.base import BackendRejected, BackendStatus, BackendUnavailable, Submission
-from connectors.services.http import PROCEDURES
+from connectors.services.http import PROCEDURES, refusals
 
 
 class InMemoryServiceConnector:
@@ -26,12 +26,7 @@ class InMemoryServiceConnector:
         return {"name": self.name, "procedures": list(PROCEDURES)}
 
     def validate(self, procedure: str, data: dict[str, Any]) -> list[dict[str, str]]:
-        if procedure not in PROCEDURES:
-            return [{"field": "procedure", "message": f"后台不受理这个办事项目：{procedure}",
-                     "message_en": f"The government system does not take this procedure: {procedure}"}]
-        if not data:
-            return [{"field": "data", "message": "申请内容不能为空", "message_en": "The application is empty."}]
-        return []
+        return refusals(procedure, data)
 
     def submit(self, procedure: str, data: dict[str, Any], idempotency_key: str) -> Submission:
         if self.down:
