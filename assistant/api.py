@@ -116,9 +116,13 @@ def create_app() -> FastAPI:
         refuse_development_key(settings.privacy)
         services = Services(settings)
         app.state.services = services
-        # Load the models and the index once at start-up, not on the first resident's question.
+        # Load the models and the index once at start-up, not on the first resident's question. The
+        # intent classifier too (scikit-learn's import and a fit, seconds of holding the interpreter,
+        # once per process): built on the first message, it stalled a restarted replica's every
+        # request, WeChat's callbacks included, for 10 s and more on a busy machine (chaos test).
         if services.knowledge_base.is_built():
             services.knowledge_base.store.load()
+            services.classifier.predict("你好")
         follower = asyncio.create_task(_follow_index(services, settings.api.index_poll_s))
         me = f"server-{socket.gethostname()}-{os.getpid()}"
         # A cluster's replicas (api.background false) leave all of this to `linli worker`.

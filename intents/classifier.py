@@ -5,6 +5,7 @@ vectors, whose probability is the calibrated confidence. Examples and rules are 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from dataclasses import dataclass, field
@@ -74,21 +75,52 @@ def _clean(text: str) -> str:
     return drop_end_punctuation(to_simplified(normalize_width(text)).strip())
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """What fitting costs (the examples embedded, scikit-learn's model): the same for every
+    classifier over one embedder and one intents file, so a process fits it once (`_fitted`)."""
+
+    examples: list[Example]
+    rules: dict[str, list[re.Pattern[str]]]
+    model: LogisticRegression
+    vectors: np.ndarray
+    lock: threading.Lock
+
+
+_FITTED: dict[tuple[str, str, str], _Fitted] = {}
+_FITTING = threading.Lock()
+
+
+def _fitted(embedder: Embedder, cache: EmbeddingCache | None, path: Path) -> _Fitted:
+    """The fitted model for this embedder and intents file, fitted on first use in this process.
+    A replica builds it before it answers /readyz and every test app reuses it: built on the
+    first message, the fit (seconds of a busy CPU) stalled a restarted replica's every request."""
+    raw = path.read_bytes()
+    key = (embedder.name, str(path), hashlib.sha256(raw).hexdigest())
+    with _FITTING:
+        found = _FITTED.get(key)
+        if found is not None:
+            return found
+        examples, rules = load_intent_data(path)
+        texts = [_clean(e.text) for e in examples]
+        # Examples and incoming messages are embedded the same way (passage side), so the model
+        # sees one distribution; the example vectors are cached on disk.
+        vectors = cache.embed_passages(embedder, texts) if cache else embedder.embed_passages(texts)
+        model = LogisticRegression(C=20.0, max_iter=2000, class_weight="balanced")
+        model.fit(vectors, np.array([e.intent for e in examples]))
+        found = _FITTED[key] = _Fitted(examples, rules, model, vectors, threading.Lock())
+        return found
+
+
 class IntentClassifier:
     def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None, path: Path = DATA_FILE) -> None:
         self.embedder = embedder
-        self.examples, self.rules = load_intent_data(path)
-        texts = [_clean(e.text) for e in self.examples]
-        vectors = cache.embed_passages(embedder, texts) if cache else embedder.embed_passages(texts)
-        # Examples and incoming messages are embedded the same way (passage side), so the model
-        # sees one distribution; the example vectors are cached on disk.
-        labels = np.array([e.intent for e in self.examples])
-        self.model = LogisticRegression(C=20.0, max_iter=2000, class_weight="balanced")
-        self.model.fit(vectors, labels)
-        self._procedure_vectors = vectors
+        fitted = _fitted(embedder, cache, path)
+        self.examples, self.rules, self.model = fitted.examples, fitted.rules, fitted.model
+        self._procedure_vectors = fitted.vectors
         self._procedures = [e.procedure for e in self.examples]
-        self._intents = labels
-        self._lock = threading.Lock()
+        self._intents = np.array([e.intent for e in self.examples])
+        self._lock = fitted.lock  # one model, one lock, whichever classifier holds it
 
     def rule_match(self, text: str) -> tuple[str, str] | None:
         cleaned = _clean(text)

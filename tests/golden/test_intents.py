@@ -86,3 +86,17 @@ def test_how_a_message_ends_does_not_change_its_intent(intent_classifier):
         text = item["text"].rstrip("。？?！!")
         intents = {intent_classifier.predict(text + ending).intent for ending in ("", "。", "？", "?")}
         assert len(intents) == 1, (text, intents)
+
+
+def test_a_process_fits_one_model_per_intents_file(tmp_path, shipped_kb, intent_classifier):
+    """A replica's classifier is fitted once per process (before /readyz), so a second one over the
+    same file is the same model; an edited file is fitted anew, never served from the memo."""
+    again = IntentClassifier(shipped_kb.embedder, shipped_kb.cache)
+    assert again.model is intent_classifier.model
+    edited = tmp_path / "intents.yaml"
+    edited.write_text(DATA_FILE.read_text(encoding="utf-8").replace(
+        "keyword_rules:\n  emergency:\n", "keyword_rules:\n  emergency:\n    - '蓝色警报'\n", 1), encoding="utf-8")
+    other = IntentClassifier(shipped_kb.embedder, shipped_kb.cache, path=edited)
+    assert other.model is not intent_classifier.model
+    assert other.predict("蓝色警报").intent == "emergency"
+    assert intent_classifier.predict("蓝色警报").intent != "emergency"
