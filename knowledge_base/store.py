@@ -13,6 +13,7 @@ it is restored."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -185,6 +186,7 @@ class LoadedIndex:
     bm25: bm25s.BM25
     # FAISS's ids are the chunks' row ids: row id -> position in `chunks`.
     positions: dict[int, int]
+    directory: Path  # the artifacts' folder, named by the rows' content
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
         """A document's chunks in order, from memory (a new list each call)."""
@@ -345,12 +347,12 @@ class IndexStore:
             generation = self._bump_generation(conn)
             # The new generation is built and checked inside the transaction, from its uncommitted
             # rows: readers keep the last one until it commits, and a failed check rolls it back.
-            directory = self._rebuild_artifacts(force=True, conn=conn, generation=generation)
+            candidate = self._load(conn, generation)
             if check is not None:
                 try:
-                    check(CandidateIndex(self, conn, self._load(conn, directory, generation)))
+                    check(CandidateIndex(self, conn, candidate))
                 except BaseException:
-                    shutil.rmtree(directory, ignore_errors=True)
+                    shutil.rmtree(candidate.directory, ignore_errors=True)
                     raise
         self._prune_generations()
         return n_chunks
@@ -486,27 +488,35 @@ class IndexStore:
 
     # ---- derived artifacts ----------------------------------------------------------------
 
-    def _artifact_dir(self, generation: int) -> Path:
-        return self.directory / f"gen-{generation:06d}"
+    def _artifact_dir(self, generation: int, rows: Sequence) -> Path:
+        """Where FAISS and BM25 for exactly these chunk rows live: the folder is named by the rows'
+        content (row ids, index texts, the embedder), so a folder never changes once written and a
+        reader's arrays always match the rows it read, whatever commits in between. (A folder
+        named by the generation alone was rebuilt in place under a reader that had read the
+        number before another process's commit: row ids from one build, BM25 from the next.)"""
+        digest = hashlib.blake2b(self.embedder.name.encode(), digest_size=8)
+        for row in rows:
+            digest.update(int(row.row_id).to_bytes(8, "little", signed=True))
+            digest.update(row.index_text.encode())
+        return self.directory / f"gen-{generation:06d}-{digest.hexdigest()}"
 
-    def rebuild_artifacts(self, *, force: bool = False) -> Path:
-        with self._write_lock:
-            return self._rebuild_artifacts(force)
+    def rebuild_artifacts(self) -> Path:
+        """Build the current generation's FAISS and BM25 now (after a write), so that no reader
+        waits for them."""
+        generation = self.generation()
+        with self.engine.connect() as conn:
+            rows = conn.execute(_ARTIFACT_ROWS).all()
+        target = self._build_artifacts(generation, rows)
+        self._prune_generations()
+        return target
 
-    def _rebuild_artifacts(self, force: bool, conn=None, generation: int | None = None) -> Path:
-        """FAISS and BM25 for `generation` (default: the current one), from the rows `conn` sees
-        (default: a new connection, the committed rows)."""
-        generation = self.generation() if generation is None else generation
-        target = self._artifact_dir(generation)
-        if not force and self._stamp_matches(target):
-            return target  # another process built this generation while we waited for the lock
-        query = select(chunks_table.c.row_id, chunks_table.c.index_text, chunks_table.c.vector).order_by(
-            chunks_table.c.row_id)
-        if conn is None:
-            with self.engine.connect() as own:
-                rows = own.execute(query).all()
-        else:
-            rows = conn.execute(query).all()
+    def _build_artifacts(self, generation: int, rows: Sequence) -> Path:
+        """FAISS and BM25 for these chunk rows, in their content's folder; reused when it exists.
+        Written to a temporary folder and renamed in whole, so no one reads half of it; two
+        processes building the same rows at once both end with the same folder."""
+        target = self._artifact_dir(generation, rows)
+        if (target / "STAMP.json").exists():
+            return target
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=self.directory))
         try:
             row_ids = np.array([r.row_id for r in rows], dtype=np.int64)
@@ -529,29 +539,23 @@ class IndexStore:
                 json.dumps({"generation": generation, "embedder": self.embedder.name, "chunks": len(rows)})
             )
             restrict_tree(tmp)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
+            try:
+                os.replace(tmp, target)
+            except OSError:
+                if not (target / "STAMP.json").exists():
+                    raise
+                # Another thread or process built the same rows meanwhile: the same content.
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if conn is None:
-            self._prune_generations()
         return target
 
     def _prune_generations(self) -> None:
         # The generation before stays a while: another process may be loading it right now.
-        for old in sorted(self.directory.glob("gen-*"))[:-2]:
-            shutil.rmtree(old, ignore_errors=True)
-
-    def _stamp_matches(self, directory: Path) -> bool:
-        try:
-            stamp = json.loads((directory / "STAMP.json").read_text())
-        except (OSError, ValueError):
-            return False  # the usual case after a write: this generation has no folder yet
-        with self.engine.connect() as conn:
-            count = conn.execute(select(func.count()).select_from(chunks_table)).scalar()
-        return stamp.get("chunks") == count and stamp.get("embedder") == self.embedder.name
+        folders = [(int(p.name[4:10]), p) for p in self.directory.glob("gen-*") if p.name[4:10].isdigit()]
+        kept = sorted({generation for generation, _ in folders})[-2:]
+        for generation, folder in folders:
+            if generation not in kept:
+                shutil.rmtree(folder, ignore_errors=True)
 
     @property
     def loaded_generation(self) -> int:
@@ -580,28 +584,28 @@ class IndexStore:
                 raise IndexNotBuilt(
                     "知识库索引还没有建立，请先运行 linli kb build", "the index is empty: run `linli kb build` first"
                 )
-            directory = self._artifact_dir(generation)
-            if not (directory / "STAMP.json").exists():
-                directory = self.rebuild_artifacts()
             with self.engine.connect() as conn:
-                self._loaded = self._load(conn, directory, generation)
+                self._loaded = self._load(conn, generation)
+            self._prune_generations()
             return self._loaded
 
-    def _load(self, conn, directory: Path, generation: int) -> LoadedIndex:
+    def _load(self, conn, generation: int) -> LoadedIndex:
+        """The rows `conn` sees, with the FAISS and BM25 built from exactly those rows."""
         chunk_rows = conn.execute(select(chunks_table).order_by(chunks_table.c.row_id)).all()
         doc_rows = conn.execute(select(documents_table)).all()
-        row_ids = np.load(directory / "row_ids.npy")
-        if len(row_ids) != len(chunk_rows) or any(
-            int(a) != b.row_id for a, b in zip(row_ids, chunk_rows, strict=False)
-        ):
-            directory = self.rebuild_artifacts(force=True)
+        directory = self._build_artifacts(generation, chunk_rows)
+        faiss_index = faiss.read_index(str(directory / "vectors.faiss"))
+        bm25 = bm25s.BM25.load(str(directory / "bm25"))
+        if faiss_index.ntotal != len(chunk_rows) or (chunk_rows and bm25.scores["num_docs"] != len(chunk_rows)):
+            raise RuntimeError(f"index folder {directory.name} does not match its {len(chunk_rows)} chunks")
         return LoadedIndex(
             generation=generation,
             chunks=[_chunk_from_row(r) for r in chunk_rows],
             metas={r.doc_id: _meta_from_row(r) for r in doc_rows},
-            faiss_index=faiss.read_index(str(directory / "vectors.faiss")),
-            bm25=bm25s.BM25.load(str(directory / "bm25")),
+            faiss_index=faiss_index,
+            bm25=bm25,
             positions={int(r.row_id): i for i, r in enumerate(chunk_rows)},
+            directory=directory,
         )
 
 
@@ -665,6 +669,10 @@ def _listing(row) -> dict:
         "effective_to": row.effective_to.isoformat() if row.effective_to else None,
         "added_at": row.added_at.isoformat(timespec="seconds") if row.added_at else None,
     }
+
+
+_ARTIFACT_ROWS = select(chunks_table.c.row_id, chunks_table.c.index_text, chunks_table.c.vector).order_by(
+    chunks_table.c.row_id)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

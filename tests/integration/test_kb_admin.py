@@ -301,4 +301,4 @@ def test_a_generation_that_fails_its_smoke_question_is_never_published(client, a
     assert "smoke-fails" not in client.get("/admin/kb", headers=admin).text
     monkeypatch.undo()
     _ask(client, MEALS_QUESTION)  # residents' questions are answered (200) by the generation before
-    assert not list((client.app.state.services.settings.resolved_index_dir).glob(f"gen-{before + 1:06d}"))
+    assert not list((client.app.state.services.settings.resolved_index_dir).glob(f"gen-{before + 1:06d}-*"))

@@ -119,3 +119,22 @@ def test_langchain_retriever_returns_documents_with_metadata(kb):
     assert docs and docs[0].metadata["doc_id"] == "dibao"
     assert {"chunk_id", "title", "section", "region", "version", "start", "end"} <= set(docs[0].metadata)
     assert docs[0].page_content
+
+
+def test_a_reader_behind_another_process_commit_never_mixes_two_builds(kb, tmp_path, monkeypatch):
+    """A replica that read the generation number just before another process committed the next
+    one reads the newer rows: it must get FAISS and BM25 of those rows, and must not rewrite the
+    folder other readers are loading (once: row ids of one build, BM25 of the next, and a 500)."""
+    store = kb.store
+    old = store.load()
+    old_folder_files = {p.name: p.read_bytes() for p in old.directory.rglob("*") if p.is_file()}
+    stale = old.generation
+    kb.add(write_doc(tmp_path, "meals", "# 助餐\n\n## 收费\n社区老年助餐点每餐收费8元。\n", title="社区助餐",
+                     category="elderly_care"))
+    monkeypatch.setattr(type(store), "generation", lambda self: stale)  # the number read too early
+    store._loaded = None
+    mixed = store.load()
+    assert mixed.faiss_index.ntotal == len(mixed.chunks) == mixed.bm25.scores["num_docs"]
+    assert "meals" in mixed.metas and mixed.directory != old.directory
+    assert {p.name: p.read_bytes() for p in old.directory.rglob("*") if p.is_file()} == old_folder_files
+    assert kb.search("助餐点每餐收费多少", k=1)[0].chunk.doc_id == "meals"
