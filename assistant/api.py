@@ -35,7 +35,6 @@ from assistant.residents.routes import residents_api
 from assistant.security.http import install_security
 from assistant.services import Services
 from assistant.wechat.routes import wechat
-from connectors.services.procedures import load_procedures
 from knowledge_base.text import detect_language
 
 CONSOLE_STATIC = str(Path(__file__).resolve().parent / "console" / "static")
@@ -188,8 +187,9 @@ def create_app() -> FastAPI:
         return answer.public()
 
     @app.get("/api/v1/procedures", tags=["procedures"], summary="可办理的事项 / Procedures Linli can file")
-    def list_procedures() -> dict:
-        return {"procedures": [p.describe() for p in load_procedures().values()]}
+    def list_procedures(request: Request) -> dict:
+        procedures = request.app.state.services.procedures.all()
+        return {"procedures": [p.describe() for p in procedures.values()]}
 
     app.include_router(residents_api)
     app.include_router(ticket_api)

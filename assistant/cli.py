@@ -35,7 +35,6 @@ from assistant.escalation.service import SYSTEM
 from assistant.escalation.states import OPEN
 from assistant.services import Services
 from connectors.services.applications import Ineligible, InvalidApplication
-from connectors.services.procedures import load_procedures
 from knowledge_base.guards import check_question
 
 if TYPE_CHECKING:
@@ -511,9 +510,9 @@ def _refuse(payload: dict, as_json: bool, code: int) -> NoReturn:
 
 
 @app.command()
-def procedures(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def procedures(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The government procedures Linli can file, with their fields."""
-    described = [p.describe() for p in load_procedures().values()]
+    described = [p.describe() for p in _services(ctx).procedures.all().values()]
     if as_json:
         _emit_json({"procedures": described})
         return

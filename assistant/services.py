@@ -30,6 +30,7 @@ from assistant.wechat.service import UndeliveredNote, WechatService
 from connectors.channels import ChannelRegistry
 from connectors.channels.wechat import PushOutbox, WechatApi, WechatChannel
 from connectors.services.applications import Application, ApplicationService, FilingLimits
+from connectors.services.procedures import ProcedureCatalogue
 from connectors.services.registry import make_connector
 
 if TYPE_CHECKING:
@@ -197,12 +198,18 @@ class Services:
         return RateLimiter.from_settings(self.settings.limits, self.settings.resolved_database_url)
 
     @built_once
+    def procedures(self) -> ProcedureCatalogue:
+        """The procedure files: the one list every part that files, routes or describes reads."""
+        return ProcedureCatalogue(self.settings.connectors.procedures_dir)
+
+    @built_once
     def applications(self) -> ApplicationService:
         """The application outbox: notices go to the resident's channel, and a worker takes over
         (a ticket) when filing keeps failing. Eligibility reads the indexed benefit tables."""
         connectors = self.settings.connectors
         return ApplicationService(
-            self.settings.resolved_database_url, make_connector(connectors),
+            self.settings.resolved_database_url, make_connector(connectors, self.procedures),
+            procedures=self.procedures.get,
             notify=ApplicationNotices(self.channels, self.conversations),
             escalate=ApplicationHandOff(self.escalation),
             # The knowledge base, not its answerer: a rebuilt index gets a new answerer.
@@ -228,7 +235,8 @@ class Services:
             return self._prepared_classifier
         from intents.classifier import IntentClassifier  # noqa: PLC0415 - see above
 
-        return IntentClassifier(self.knowledge_base.embedder, self.knowledge_base.cache)
+        return IntentClassifier(self.knowledge_base.embedder, self.knowledge_base.cache,
+                                procedures_dir=self.procedures.directory)
 
     @built_once
     def dialogue(self) -> DialogueEngine:
@@ -239,7 +247,7 @@ class Services:
                               self.settings.dialogue, replies=self.replies, applications=self.applications,
                               handoff_limit=self.limits,
                               handoffs_per_hour=self.settings.limits.handoffs_per_session_per_hour,
-                              on_reply=count_message)
+                              on_reply=count_message, procedures=self.procedures.get)
 
     # ---- speech ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from sklearn.linear_model import LogisticRegression
 
+from connectors.services.procedures import ProcedureCatalogue
 from knowledge_base.embedders import Embedder, EmbeddingCache
 from knowledge_base.text import drop_end_punctuation, normalize_width, to_simplified
 
@@ -51,7 +52,10 @@ class IntentPrediction:
     rule: str | None = None
 
 
-def load_intent_data(path: Path = DATA_FILE) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
+def load_intent_data(path: Path = DATA_FILE, procedures_dir: Path | None = None
+                     ) -> tuple[list[Example], dict[str, list[re.Pattern[str]]]]:
+    """The examples and keyword rules of the intents file, and each procedure file's `requests`
+    as service_procedure examples of that procedure (a procedure is declared in its file alone)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     examples: list[Example] = []
     for intent, spec in (data.get("intents") or {}).items():
@@ -63,6 +67,9 @@ def load_intent_data(path: Path = DATA_FILE) -> tuple[list[Example], dict[str, l
                     examples.append(Example(str(item["text"]), intent, language, item.get("procedure")))
                 else:
                     examples.append(Example(str(item), intent, language))
+    for procedure in ProcedureCatalogue(procedures_dir).all().values():
+        for language, said in procedure.requests.items():
+            examples.extend(Example(text, "service_procedure", language, procedure.id) for text in said)
     rules = {
         intent: [re.compile(p, re.IGNORECASE) for p in patterns or []]
         for intent, patterns in (data.get("keyword_rules") or {}).items()
@@ -91,17 +98,19 @@ _FITTED: dict[tuple[str, str, str], _Fitted] = {}
 _FITTING = threading.Lock()
 
 
-def _fitted(embedder: Embedder, cache: EmbeddingCache | None, path: Path) -> _Fitted:
+def _fitted(embedder: Embedder, cache: EmbeddingCache | None, path: Path, procedures_dir: Path | None) -> _Fitted:
     """The fitted model for this embedder and intents file, fitted on first use in this process.
     A replica builds it before it answers /readyz and every test app reuses it: built on the
     first message, the fit (seconds of a busy CPU) stalled a restarted replica's every request."""
-    raw = path.read_bytes()
-    key = (embedder.name, str(path), hashlib.sha256(raw).hexdigest())
+    digest = hashlib.sha256(path.read_bytes())
+    for procedure_file in sorted(ProcedureCatalogue(procedures_dir).directory.glob("*.yaml")):
+        digest.update(procedure_file.name.encode() + procedure_file.read_bytes())
+    key = (embedder.name, str(path), digest.hexdigest())
     with _FITTING:
         found = _FITTED.get(key)
         if found is not None:
             return found
-        examples, rules = load_intent_data(path)
+        examples, rules = load_intent_data(path, procedures_dir)
         texts = [_clean(e.text) for e in examples]
         # Examples and incoming messages are embedded the same way (passage side), so the model
         # sees one distribution; the example vectors are cached on disk.
@@ -113,9 +122,10 @@ def _fitted(embedder: Embedder, cache: EmbeddingCache | None, path: Path) -> _Fi
 
 
 class IntentClassifier:
-    def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None, path: Path = DATA_FILE) -> None:
+    def __init__(self, embedder: Embedder, cache: EmbeddingCache | None = None, path: Path = DATA_FILE,
+                 procedures_dir: Path | None = None) -> None:
         self.embedder = embedder
-        fitted = _fitted(embedder, cache, path)
+        fitted = _fitted(embedder, cache, path, procedures_dir)
         self.examples, self.rules, self.model = fitted.examples, fitted.rules, fitted.model
         self._procedure_vectors = fitted.vectors
         self._procedures = [e.procedure for e in self.examples]

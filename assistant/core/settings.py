@@ -147,6 +147,9 @@ class EscalationSettings(BaseModel):
 class ConnectorSettings(BaseModel):
     # Which ServiceConnector files applications (registry in connectors/services/registry.py).
     name: str = "http"
+    # The procedures, one YAML each: all the dialogue, the intents, the connectors and the sandbox
+    # read of them (None: the shipped connectors/services/procedures).
+    procedures_dir: Path | None = None
     # The government backend; `make run` starts the sandbox stand-in here.
     backend_url: str = "http://127.0.0.1:8100"
     timeout_s: float = 5.0

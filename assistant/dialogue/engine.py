@@ -25,6 +25,7 @@ from assistant.dialogue.store import Conversation, ConversationStore
 from assistant.dialogue.tickets import Handoffs
 from assistant.escalation.base import EscalationService
 from connectors.services.applications import ApplicationService
+from connectors.services.procedures import Procedure, get_procedure
 from knowledge_base.guards import check_question
 from knowledge_base.text import detect_language
 
@@ -40,7 +41,8 @@ class DialogueEngine:
                  escalation: EscalationService, settings: DialogueSettings, *, replies: Replies | None = None,
                  applications: ApplicationService | None = None, today: Callable[[], date] = date.today,
                  handoff_limit: RateLimit | None = None, handoffs_per_hour: int = 3,
-                 on_reply: Callable[[str, str], None] | None = None) -> None:
+                 on_reply: Callable[[str, str], None] | None = None,
+                 procedures: Callable[[str], Procedure] | None = None) -> None:
         self.kb = knowledge_base
         self.classifier = classifier
         self.store = store
@@ -62,6 +64,7 @@ class DialogueEngine:
         self.dialogue = Dialogue(
             intents=classifier, escalation=escalation, replies=self.replies, answers=answers,
             forms=FormFlow(purposes, answers, self.replies, today), handoffs=handoffs, applications=applications,
+            procedures=procedures or (applications.get_procedure if applications is not None else get_procedure),
             form_emergency_threshold=settings.form_emergency_threshold,
             answer_when_unsure=settings.answer_when_unsure, route=self._route)
         self.router = build_router(self.dialogue)

@@ -25,7 +25,7 @@ from assistant.dialogue.state import ActiveForm, ConversationState, FlowKind
 from assistant.dialogue.tickets import Handoffs
 from connectors.forms import FieldError, FormField, FormSpec, load_form
 from connectors.services.applications import ApplicationService, Ineligible, InvalidApplication, TooManyApplications
-from connectors.services.procedures import Procedure, get_procedure
+from connectors.services.procedures import Procedure
 
 FORMS_DIR = Path(__file__).resolve().parent.parent / "data" / "forms"
 
@@ -213,7 +213,7 @@ class ProcedureFiling:
         self.today = today
 
     def procedure(self, form_id: str) -> Procedure:
-        return get_procedure(form_id)
+        return self.applications.get_procedure(form_id)
 
     def spec(self, form_id: str) -> FormSpec:
         return self.procedure(form_id).form

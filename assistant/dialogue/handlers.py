@@ -33,7 +33,7 @@ from assistant.dialogue.state import ConversationState, PendingQuestion
 from assistant.dialogue.tickets import Handoffs
 from assistant.escalation.base import EscalationService
 from connectors.services.applications import ApplicationService, status_name
-from connectors.services.procedures import get_procedure
+from connectors.services.procedures import Procedure
 from knowledge_base.text import detect_language
 
 
@@ -48,6 +48,8 @@ class Dialogue:
     forms: FormFlow
     handoffs: Handoffs
     applications: ApplicationService | None
+    # A procedure by id, from the catalogue the container built (connectors.procedures_dir).
+    procedures: Callable[[str], Procedure]
     form_emergency_threshold: float
     answer_when_unsure: bool
     # Routes a message again from the top of the list (the rest of "算了，…").
@@ -218,7 +220,8 @@ class ApplicationStatus(DialogueHandler):
         if not found:
             return Reply("answer", self.replies.say("filing_none", language))
         lines = [self.replies.say("filing_status_line", language,
-                                  title=get_procedure(a.procedure).title[language], reference=a.application_id,
+                                  title=self.dialogue.procedures(a.procedure).title[language],
+                                  reference=a.application_id,
                                   status=status_name(a.status, language)) for a in found]
         reply = Reply("answer", self.replies.say("filing_status", language, lines="\n".join(lines)))
         rejected = next((a.application_id for a in found if a.status == "rejected"), None)
@@ -403,7 +406,7 @@ class ProcedureRequest(DialogueHandler):
         if self.dialogue.forms.can_run("procedure"):
             return self.dialogue.forms.start(turn, state, "procedure", procedure_id)
         language = turn.language
-        title = get_procedure(procedure_id).title[language]
+        title = self.dialogue.procedures(procedure_id).title[language]
         reply = self.dialogue.answers.must_answer(turn, state, turn.text)
         if reply.reply_type == "refusal":
             how_to = self.replies.say("procedure_how_to_question", language, title=title)

@@ -22,17 +22,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.services.procedures import ProcedureCatalogue
+
 Fault = Literal["none", "error500", "timeout", "flaky"]
 
-# Short codes that make a reference readable at a glance: GOV-ELD-20250101-1A2B3C.
-PROCEDURES: dict[str, str] = {
-    "elderly_allowance": "ELD",
-    "pension_certification": "PEN",
-    "unemployment_registration": "UNE",
-    "medical_insurance_enrolment": "MED",
-    "legal_aid": "LAW",
-    "appointment": "APT",
-}
 DECIDED = ("approved", "rejected")
 REJECT_REASON = "材料不全：缺少户口簿复印件"
 
@@ -66,6 +59,8 @@ class SandboxSettings(BaseSettings):
     review_after_s: float = Field(2.0, ge=0)
     decide_after_s: float = Field(5.0, ge=0)
     seed: int | None = None
+    # The procedures it takes: the same files Linli files from (None: the shipped ones).
+    procedures_dir: Path | None = None
 
 
 class FaultUpdate(BaseModel):
@@ -158,6 +153,7 @@ class Sandbox:
         self.settings = settings
         self.store = SandboxStore(settings.db_path)
         self.rng = random.Random(settings.seed)
+        self.procedures = ProcedureCatalogue(settings.procedures_dir)
 
     def set_faults(self, update: FaultUpdate) -> dict[str, Any]:
         changes = update.model_dump(exclude_unset=True)
@@ -171,7 +167,9 @@ class Sandbox:
 
     def new_reference(self, procedure: str, now: float) -> str:
         day = datetime.fromtimestamp(now).strftime("%Y%m%d")
-        return f"GOV-{PROCEDURES[procedure]}-{day}-{self.rng.getrandbits(24):06X}"
+        # The procedure's short code makes a reference readable at a glance: GOV-ELD-20250101-1A2B3C.
+        code = self.procedures.get(procedure).backend_code
+        return f"GOV-{code}-{day}-{self.rng.getrandbits(24):06X}"
 
     def repeat(self, row: sqlite3.Row) -> JSONResponse:
         """The answer to an Idempotency-Key seen before: the original reference, never a new application."""
@@ -254,7 +252,7 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
             return _error(400, "missing_idempotency_key", "缺少 Idempotency-Key 请求头")
         if (existing := store.by_key(idempotency_key)) is not None:
             return sandbox.repeat(existing)
-        if body.procedure not in PROCEDURES:
+        if body.procedure not in sandbox.procedures.all():
             return _error(422, "unknown_procedure", f"本系统不受理这个办事项目：{body.procedure}")
         if not body.data:
             return _error(422, "invalid_field", "申请内容不能为空", field="data")

@@ -13,10 +13,9 @@ import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from connectors.services.base import BackendRejected, BackendStatus, BackendUnavailable, Submission
+from connectors.services.procedures import ProcedureCatalogue
 
 log = logging.getLogger("linli.connectors")
-PROCEDURES = ("elderly_allowance", "pension_certification", "unemployment_registration",
-              "medical_insurance_enrolment", "legal_aid", "appointment")
 
 
 class _Transient(Exception):
@@ -53,11 +52,11 @@ class CircuitBreaker:
                 self.opened_at = time.monotonic()
 
 
-def refusals(procedure: str, data: dict[str, Any]) -> list[dict[str, str]]:
+def refusals(procedure: str, data: dict[str, Any], procedures: ProcedureCatalogue) -> list[dict[str, str]]:
     """What the government backend refuses before filing ({field, message, message_en}): a
-    procedure it does not take, an empty application. The HTTP connector and the in-memory one
-    answer the same."""
-    if procedure not in PROCEDURES:
+    procedure it does not take (one no file in the catalogue declares), an empty application.
+    The HTTP connector and the in-memory one answer the same."""
+    if procedure not in procedures.all():
         return [{"field": "procedure", "message": f"后台不受理这个办事项目：{procedure}",
                  "message_en": f"The government system does not take this procedure: {procedure}"}]
     if not data:
@@ -69,18 +68,20 @@ class HttpServiceConnector:
     name = "http"
 
     def __init__(self, base_url: str, *, timeout_s: float = 5.0, attempts: int = 3, breaker_threshold: int = 3,
-                 breaker_cooldown_s: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+                 breaker_cooldown_s: float = 30.0, transport: httpx.BaseTransport | None = None,
+                 procedures: ProcedureCatalogue | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.procedures = procedures or ProcedureCatalogue()
         self.client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout_s), transport=transport)
         self.attempts = attempts
         self.breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_s)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "base_url": self.base_url, "procedures": list(PROCEDURES),
+        return {"name": self.name, "base_url": self.base_url, "procedures": self.procedures.ids(),
                 "breaker": self.breaker.state}
 
     def validate(self, procedure: str, data: dict[str, Any]) -> list[dict[str, str]]:
-        return refusals(procedure, data)
+        return refusals(procedure, data, self.procedures)
 
     def submit(self, procedure: str, data: dict[str, Any], idempotency_key: str) -> Submission:
         body = self._call("POST", "/applications", json={"procedure": procedure, "data": data,

@@ -9,13 +9,15 @@ import uuid
 from typing import Any
 
 from connectors.services.base import BackendRejected, BackendStatus, BackendUnavailable, Submission
-from connectors.services.http import PROCEDURES, refusals
+from connectors.services.http import refusals
+from connectors.services.procedures import ProcedureCatalogue
 
 
 class InMemoryServiceConnector:
     name = "memory"
 
-    def __init__(self) -> None:
+    def __init__(self, procedures: ProcedureCatalogue | None = None) -> None:
+        self.procedures = procedures or ProcedureCatalogue()
         self.down = False
         self.submissions_received = 0
         self._by_key: dict[str, str] = {}
@@ -23,10 +25,10 @@ class InMemoryServiceConnector:
         self._lock = threading.Lock()
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "procedures": list(PROCEDURES)}
+        return {"name": self.name, "procedures": self.procedures.ids()}
 
     def validate(self, procedure: str, data: dict[str, Any]) -> list[dict[str, str]]:
-        return refusals(procedure, data)
+        return refusals(procedure, data, self.procedures)
 
     def submit(self, procedure: str, data: dict[str, Any], idempotency_key: str) -> Submission:
         if self.down:

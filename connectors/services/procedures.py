@@ -10,8 +10,9 @@ indexed (`BenefitTables`), the same ones grounded answers cite.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,7 @@ __all__ = [
     "MinAgeRule",
     "MissingBenefitTable",
     "Procedure",
+    "ProcedureCatalogue",
     "UnknownProcedure",
     "age_on",
     "get_procedure",
@@ -179,6 +181,10 @@ class Procedure:
     materials: dict[str, list[str]]
     description: dict[str, str]
     eligibility: tuple[EligibilityRule, ...] = ()
+    # The government backend's short code (a reference reads GOV-ELD-…), and what residents say
+    # to start it ({zh: [..], en: [..]}: the intent classifier's examples for this procedure).
+    backend_code: str = ""
+    requests: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -239,6 +245,24 @@ def _file_signature(paths: Iterable[Path]) -> tuple[tuple[str, int], ...]:
     return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in paths))
 
 
+class ProcedureCatalogue:
+    """The procedures of one folder, the one list that the dialogue, the intents, the connectors
+    and the sandbox read (built once by the container from `connectors.procedures_dir`). An
+    edited or added file is read on the next call, without a restart."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else DEFAULT_DIR
+
+    def all(self) -> dict[str, Procedure]:
+        return load_procedures(self.directory)
+
+    def ids(self) -> list[str]:
+        return list(self.all())
+
+    def get(self, procedure_id: str) -> Procedure:
+        return get_procedure(procedure_id, self.directory)
+
+
 def get_procedure(procedure_id: str, directory: Path = DEFAULT_DIR) -> Procedure:
     procedures = load_procedures(directory)
     if procedure_id not in procedures:
@@ -253,7 +277,9 @@ def get_procedure(procedure_id: str, directory: Path = DEFAULT_DIR) -> Procedure
 
 # ---- loading the YAML (the field schema is the form engine's: connectors/forms/loading.py) ----
 
-_PROCEDURE_KEYS = frozenset({"id", "title", "description", "doc_id", "materials", "eligibility", "fields"})
+_PROCEDURE_KEYS = frozenset({"id", "title", "description", "doc_id", "backend_code", "requests", "materials",
+                             "eligibility", "fields"})
+_BACKEND_CODE = re.compile(r"[A-Z]{3}")
 _PROCEDURE_REQUIRED_KEYS = _PROCEDURE_KEYS - {"eligibility"}
 _RULE_KEYS = {
     "min_age": frozenset({"type", "field", "age", "doc_id", "reason"}),
@@ -281,7 +307,25 @@ def _procedure_from_file(path: Path) -> Procedure:
         materials={lang: reader.text_list(materials.get(lang), f"materials.{lang}") for lang in ("zh", "en")},
         description=reader.bilingual(data["description"], "description"),
         eligibility=rules,
+        backend_code=_backend_code(reader, data["backend_code"]),
+        requests=_requests(reader, data["requests"]),
     )
+
+
+def _backend_code(reader: SchemaReader, value: Any) -> str:
+    code = reader.text(value, "backend_code")
+    if not _BACKEND_CODE.fullmatch(code):
+        raise reader.fail("backend_code", "必须是三个大写英文字母，例如 ELD", "must be three capital letters, e.g. ELD")
+    return code
+
+
+def _requests(reader: SchemaReader, value: Any) -> dict[str, tuple[str, ...]]:
+    data = reader.mapping(value, "requests", {"zh", "en"})
+    out = {lang: tuple(reader.text_list(data.get(lang), f"requests.{lang}")) for lang in ("zh", "en")}
+    for lang, said in out.items():
+        if not said:
+            raise reader.fail(f"requests.{lang}", "至少写一句居民会怎么说", "give at least one thing a resident says")
+    return out
 
 
 def _rule_from(reader: SchemaReader, spec: Any, where: str, fields: Mapping[str, FormField]) -> EligibilityRule:

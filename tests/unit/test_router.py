@@ -19,6 +19,7 @@ from assistant.dialogue.routing import Turn
 from assistant.dialogue.state import ActiveForm, ConversationState, PendingQuestion, Topic
 from assistant.dialogue.store import Conversation, ConversationStore
 from assistant.escalation.base import InMemoryEscalationService
+from connectors.services.procedures import get_procedure
 from intents.classifier import IntentPrediction
 
 SETTINGS = DialogueSettings()
@@ -69,6 +70,7 @@ class FakeApplications:
     """Enough of the application service for routing decisions."""
 
     benefit_tables = None
+    get_procedure = staticmethod(get_procedure)  # the shipped procedure files
 
     def refresh(self) -> int:
         return 0
