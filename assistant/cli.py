@@ -49,6 +49,9 @@ users_app = typer.Typer(help="Worker accounts for the console: add, list, passwd
 app.add_typer(users_app, name="users")
 tickets_app = typer.Typer(help="The escalation queue: list, sweep (SLA breaches).", no_args_is_help=True)
 app.add_typer(tickets_app, name="tickets")
+conversation_app = typer.Typer(help="One conversation replayed: its turns and what each changed.",
+                               no_args_is_help=True)
+app.add_typer(conversation_app, name="conversation")
 err = Console(stderr=True)
 out = Console()
 
@@ -658,6 +661,47 @@ def users_passwd(ctx: typer.Context, username: str,
     """Set a new password (signs the user out everywhere)."""
     _services(ctx).users.set_password(username, _password(password_env))
     out.print(f"已更新 {username} 的密码")
+
+
+@conversation_app.command("show")
+def conversation_show(
+    ctx: typer.Context,
+    session: Annotated[str, typer.Argument(help="The conversation's session id")],
+    limit: Annotated[int, typer.Option(help="The last N turns")] = 200,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A conversation turn by turn: what the resident said, what Linli replied and why (handler,
+    intent), and what each reply changed in the conversation's state. ID and phone numbers are
+    masked, as in every stored turn."""
+    turns = _services(ctx).conversations.history(session, limit)
+    if not turns:
+        err.print(f"没有这个会话：{session} / no conversation {session!r}", style="red", markup=False)
+        raise typer.Exit(1)
+    if as_json:
+        _emit_json({"session_id": session, "turns": turns})
+        return
+    for number, turn in enumerate(turns, 1):
+        when = turn["created_at"][11:19]
+        if turn["role"] != "assistant":
+            out.print(f"[bold]#{number} {turn['role']}[/bold] {when}  ", end="")
+            out.print(turn["text"], markup=False)
+            continue
+        trace = turn.get("trace") or {}
+        why = " · ".join(str(x) for x in (turn.get("reply_type"), trace.get("handler"), trace.get("intent")) if x)
+        out.print(f"[bold]#{number} linli[/bold] {when}  [dim]{why}[/dim]")
+        out.print(f"    {turn['text']}", markup=False)
+        for change in trace.get("changes") or []:
+            out.print(f"      {_change_line(change)}", style="cyan", markup=False)
+
+
+def _change_line(change: dict) -> str:
+    """One state change as a line: + set, ~ changed, - cleared."""
+    path, before, after = change.get("path"), change.get("from"), change.get("to")
+    if before is None:
+        return f"+ {path} = {after!r}"
+    if after is None:
+        return f"- {path} (was {before!r})"
+    return f"~ {path}: {before!r} → {after!r}"
 
 
 @tickets_app.command("list")

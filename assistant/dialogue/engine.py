@@ -20,7 +20,7 @@ from assistant.dialogue.receipts import MessageReceipts, StillProcessing, messag
 from assistant.dialogue.replies import Replies
 from assistant.dialogue.reply import Reply
 from assistant.dialogue.routing import Turn
-from assistant.dialogue.state import ConversationState, FlowKind, PendingQuestion
+from assistant.dialogue.state import ConversationState, FlowKind, PendingQuestion, state_changes
 from assistant.dialogue.store import Conversation, ConversationStore
 from assistant.dialogue.tickets import Handoffs
 from assistant.escalation.base import EscalationService
@@ -121,8 +121,8 @@ class DialogueEngine:
         reply.session_id = session_id
         trace.update(reply_type=reply.reply_type, latency_ms=round((time.perf_counter() - started) * 1000, 1))
         reply.trace = trace
-        conversation.state = state
-        return self._remember(conversation, raw, reply)
+        before, conversation.state = conversation.state, state
+        return self._remember(conversation, raw, reply, before)
 
     def ask_back(self, session_id: str, heard: str, question: str, meant: str | None, channel: str = "web",
                  user_id: str = "anonymous") -> Reply:
@@ -131,10 +131,11 @@ class DialogueEngine:
         session_id = _session_key(session_id)
         with self.store.one_at_a_time(session_id):
             conversation = self.store.get_or_create(session_id, channel, user_id)
+            before = conversation.state.model_copy(deep=True)
             conversation.state.pending = PendingQuestion(kind="heard_meant", meant=meant) if meant else None
             reply = Reply("clarify", question, quick_replies=[meant] if meant else [], session_id=session_id,
                           trace={"intent": None, "reply_type": "clarify", "asked_back": heard})
-            return self._remember(conversation, heard, reply)
+            return self._remember(conversation, heard, reply, before)
 
     # ---- one message -------------------------------------------------------------------------
 
@@ -160,10 +161,12 @@ class DialogueEngine:
     def _route(self, turn: Turn, state: ConversationState) -> Reply:
         return self.router.route(turn, state)
 
-    def _remember(self, conversation: Conversation, said: str, reply: Reply) -> Reply:
+    def _remember(self, conversation: Conversation, said: str, reply: Reply, before: ConversationState) -> Reply:
         """Keep both turns, the conversation's state and the message's receipt, all or none (a
         process killed half-way leaves the message to be answered again, never half-kept); every
-        reply goes through here."""
+        reply goes through here. The reply's turn records what it changed in the state (`changes`),
+        so the conversation can be replayed turn by turn."""
+        reply.trace["changes"] = state_changes(before, conversation.state)
         with self.store.transaction() as conn:
             asked = self.store.add_turn(conversation.session_id, "resident", said[: self.settings.max_message_chars],
                                         conn=conn)

@@ -69,3 +69,31 @@ class ConversationState(BaseModel):
     def pending_of(self, kind: PendingKind) -> PendingQuestion | None:
         return self.pending if self.pending is not None and self.pending.kind == kind else None
 
+
+
+def state_changes(before: ConversationState, after: ConversationState) -> list[dict[str, Any]]:
+    """What one turn changed in the conversation's record, as events a person can read (in the
+    manner of Rasa's tracker events): each a dotted path with its value before and after, e.g.
+    ``{"path": "flow.values.applicant_name", "from": None, "to": "王秀英"}``. Kept in the turn's
+    trace (masked like it), so a conversation can be replayed: `linli conversation show`."""
+    old, new = _flatten(before.model_dump(exclude_none=True)), _flatten(after.model_dump(exclude_none=True))
+    return [{"path": path, "from": old.get(path), "to": new.get(path)}
+            for path in sorted(old.keys() | new.keys(), key=_path_order) if old.get(path) != new.get(path)]
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):  # an empty one ({} values of a form just started) is no change
+            flat.update(_flatten(value, f"{path}."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _path_order(path: str) -> tuple[int, str]:
+    # The record's own order (flow, pending, topic, ...), then alphabetical within each part.
+    head = path.split(".", 1)[0]
+    fields = list(ConversationState.model_fields)
+    return (fields.index(head) if head in fields else len(fields), path)

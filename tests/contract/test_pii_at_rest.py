@@ -22,7 +22,7 @@ from assistant.core.db import MIGRATIONS_DIR, get_engine, metadata
 from assistant.core.errors import Forbidden
 from assistant.core.settings import EscalationSettings, get_settings
 from assistant.core.vault import PREFIX, Vault, generate_key
-from assistant.dialogue.state import ActiveForm, ConversationState
+from assistant.dialogue.state import ActiveForm, ConversationState, state_changes
 from assistant.dialogue.store import ConversationStore, conversations, turns
 from assistant.escalation.service import Actor, SqlEscalationService
 from assistant.escalation.tables import ticket_events, tickets
@@ -60,11 +60,14 @@ def test_turns_and_state_hold_no_raw_numbers(database_url, vault):
     session = f"s-{uuid.uuid4().hex[:8]}"
     conversation = store.get_or_create(session, "web", "u1")
     store.add_turn(session, "resident", f"我的身份证{ID}，电话138 1234 5678")
-    store.add_turn(session, "assistant", f"您的电话是{PHONE}吗？", trace={"heard": PHONE})
-    conversation.state = ConversationState(
+    filled = ConversationState(
         flow=ActiveForm(kind="procedure", form_id="elderly_allowance",
                         values={"applicant_id": ID, "phone": PHONE, "applicant_name": "王秀英"}),
         last_question=f"我电话{PHONE}能办吗")
+    # A turn's record of what it changed (replay) names the form's values: masked like the rest.
+    store.add_turn(session, "assistant", f"您的电话是{PHONE}吗？",
+                   trace={"heard": PHONE, "changes": state_changes(ConversationState(), filled)})
+    conversation.state = filled
     store.save(conversation)
     dumped = raw_text_of_every_table(database_url)
     assert not any(value in dumped for value in RAW)

@@ -85,6 +85,14 @@ def test_say_json_keeps_the_thread_across_processes(small_index_dir):
     second = run_linli(small_index_dir, "say", "--session", "cli-thread", "那80岁呢?", "--json")
     follow = _one_json(second.stdout)
     assert follow["reply_type"] == "refusal" and "80至89" in follow["text"]
+    # Replayed: both questions, both replies, and what each reply changed in the state.
+    shown = run_linli(small_index_dir, "conversation", "show", "cli-thread")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert [ln.split()[1] for ln in lines if ln.startswith("#")] == ["resident", "linli", "resident", "linli"]
+    assert "+ last_question = '我奶奶今年92了，每个月能领多少高龄补贴？'" in shown.stdout
+    assert "~ last_question: '我奶奶今年92了，每个月能领多少高龄补贴？' → '那80岁呢?'" in shown.stdout
+    assert run_linli(small_index_dir, "conversation", "show", "no-such-session").returncode == 1
 
 
 def test_say_json_bad_text_is_still_one_json_object(small_index_dir):
