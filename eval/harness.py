@@ -8,7 +8,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +18,14 @@ from rich.table import Table
 from assistant.core.domain import Document, DocumentMeta
 from assistant.core.settings import Settings
 from assistant.knowledge import KnowledgeBase
+from eval.baseline import BigramDenseBaseline
 from knowledge_base.answering import ungrounded_numerals
 from knowledge_base.loaders import iter_law_articles
 from knowledge_base.retrieval import MODES, unique_docs
 from knowledge_base.store import INDEX_FORMAT
 
-GOLDEN_DIR = Path(__file__).resolve().parent / "datasets" / "golden"
+DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
+GOLDEN_DIR = DATASETS_DIR / "golden"
 KS = (1, 5, 10)
 
 
@@ -228,29 +230,114 @@ def is_shipped_law_corpus(settings: Settings, path: Path) -> bool:
                 and shipped.read_bytes() == corpus.read_bytes())
 
 
+def recorded_split(path: Path) -> dict[str, str]:
+    """query id -> 'tune' | 'heldout' for a dataset whose held-out part was cut and recorded in
+    eval/datasets/<name>/split.json (seed and ids), else {}."""
+    recorded = DATASETS_DIR / Path(path).name / "split.json"
+    if not recorded.is_file():
+        return {}
+    heldout = set(json.loads(recorded.read_text(encoding="utf-8"))["heldout"])
+    queries = _read_jsonl(Path(path) / "queries.jsonl")
+    return {str(q["_id"]): "heldout" if q["_id"] in heldout else "tune" for q in queries}
+
+
+def _external_items(path: Path) -> list[dict[str, Any]]:
+    """Queries with two golds: `exact` (the qrels' document ids) and `expected_doc_ids` (also
+    the same article in another version of the law, when the qrels name one)."""
+    queries = {q["_id"]: q["text"] for q in _read_jsonl(path / "queries.jsonl")}
+    exact: dict[str, set[str]] = {}
+    versions: dict[str, set[str]] = {}
+    for row in _read_jsonl(path / "qrels.jsonl"):
+        if float(row.get("score", 1)) > 0:
+            exact.setdefault(row["query_id"], set()).add(row["doc_id"])
+            versions.setdefault(row["query_id"], set()).update(
+                {row["doc_id"], *row.get("other_versions_same_article", [])})
+    return [{"id": qid, "question": queries[qid], "exact": sorted(exact[qid]), "expected_doc_ids": sorted(rel)}
+            for qid, rel in versions.items() if qid in queries]
+
+
+def _baseline(path: Path, kb) -> BigramDenseBaseline:
+    """The plain baseline over the dataset's corpus: each document's title and text."""
+    docs = [(str(row["_id"]), f"{row.get('title') or ''} {row['text']}".strip())
+            for row in _read_jsonl(path / "corpus.jsonl")]
+    return BigramDenseBaseline(docs, kb.embedder, kb.cache)
+
+
+def _timed_rankings(search: Callable[[str], list[str]], items: list[dict[str, Any]]) -> tuple[list[list[str]], float]:
+    """Each item's ranking, and the mean milliseconds per query (warm: one query is asked first,
+    untimed, so that loading the index and the model is not counted)."""
+    if items:
+        search(items[0]["question"])
+    rankings: list[list[str]] = []
+    started = time.perf_counter()
+    for item in items:
+        rankings.append(search(item["question"]))
+    return rankings, (time.perf_counter() - started) * 1000 / max(1, len(items))
+
+
+def _anchor_rows(kb, baseline: BigramDenseBaseline | None, items: list[dict[str, Any]], k: int = 10,
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, list[list[str]]]]:
+    """Per row (the baseline, then each product mode): MRR and R@10 by both counting rules
+    (exact document ids; other versions of an article counted) and ms/query; and the rankings."""
+    searches: dict[str, Callable[[str], list[str]]] = {}
+    if baseline is not None:
+        searches["baseline"] = lambda q: baseline.search(q, k)
+    for mode in _available_modes(kb):
+        searches[mode] = lambda q, mode=mode: unique_docs(kb.search(q, k=k * 3, mode=mode))[:k]
+    rows: dict[str, dict[str, float]] = {}
+    rankings: dict[str, list[list[str]]] = {}
+    for name, search in searches.items():
+        ranked, ms = _timed_rankings(search, items)
+        exact = retrieval_metrics(ranked, [i["exact"] for i in items])
+        versions = retrieval_metrics(ranked, [i["expected_doc_ids"] for i in items])
+        rows[name] = {"mrr_exact": exact["mrr"], "recall@10_exact": exact["recall@10"],
+                      "mrr_versions": versions["mrr"], "recall@10_versions": versions["recall@10"],
+                      "ms_per_query": ms}
+        rankings[name] = ranked
+    return rows, rankings
+
+
+def print_anchor_table(console: Console, title: str, rows: dict[str, dict[str, float]], n: int) -> None:
+    table = Table(title=f"{title} ({n} queries; exact: the qrels' article ids; versions: another version "
+                        "of the article counts)")
+    table.add_column("row")
+    for column in ("MRR exact", "R@10 exact", "MRR versions", "R@10 versions", "ms/query"):
+        table.add_column(column, justify="right")
+    for name, m in rows.items():
+        label = BigramDenseBaseline.name if name == "baseline" else f"Linli {name.replace('_', '+')}"
+        table.add_row(label, f"{m['mrr_exact']:.3f}", f"{m['recall@10_exact']:.3f}", f"{m['mrr_versions']:.3f}",
+                      f"{m['recall@10_versions']:.3f}", f"{m['ms_per_query']:.0f}")
+    console.print(table)
+
+
+def _first_hit(ranking: Sequence[str], gold: Iterable[str]) -> int | None:
+    gold = set(gold)
+    return next((i + 1 for i, d in enumerate(ranking) if d in gold), None)
+
+
 def run_external(settings: Settings, path: Path, limit: int | None = None, console: Console | None = None,
-                 split: str = "all", whole_index: bool | None = None, kb=None) -> dict[str, Any]:
-    """Side-by-side retrieval table on a BEIR-style dataset nobody here wrote.
+                 split: str = "all", whole_index: bool | None = None, kb=None,
+                 baseline: bool = True) -> dict[str, Any]:
+    """Retrieval on a BEIR-style dataset nobody here wrote: the plain baseline (eval/baseline.py)
+    as an anchor row above the product's modes, by both counting rules, with ms/query.
 
     `whole_index` searches the shipped index (policy documents and statutes together, as a
     resident searches) instead of an index of the dataset's corpus alone; by default it does
-    so when the dataset's corpus is the shipped law corpus. Splits: "dev", "test", "all" or
-    "each" (all three tables)."""
+    so when the dataset's corpus is the shipped law corpus. Splits: "dev", "test" (the hashed
+    halves), "tune", "heldout" (a split recorded in eval/datasets/<name>/split.json), "all", or
+    "each": tune, heldout and all where a split is recorded, else dev, test and all."""
     console = console or Console()
     path = Path(path)
     if whole_index is None:
         whole_index = is_shipped_law_corpus(settings, path)
-    queries = {q["_id"]: q["text"] for q in _read_jsonl(path / "queries.jsonl")}
-    qrels: dict[str, set[str]] = {}
-    for row in _read_jsonl(path / "qrels.jsonl"):
-        if float(row.get("score", 1)) > 0:
-            # The same article in another version of the law is the same answer.
-            relevant = {row["doc_id"], *row.get("other_versions_same_article", [])}
-            qrels.setdefault(row["query_id"], set()).update(relevant)
-    items = [{"id": qid, "question": queries[qid], "expected_doc_ids": sorted(rel)} for qid, rel in qrels.items()
-             if qid in queries]
+    items = _external_items(path)
+    recorded = recorded_split(path)
+    part_of = lambda item_id: recorded.get(item_id) or split_of(item_id)  # noqa: E731
+    if split in ("tune", "heldout") and not recorded:
+        raise ValueError(f"no recorded tune/heldout split for {path.name} (eval/datasets/{path.name}/split.json)")
     if split not in ("all", "each"):
-        items = [i for i in items if split_of(i["id"]) == split]
+        items = [i for i in items if (recorded.get(i["id"]) if split in ("tune", "heldout") else split_of(i["id"]))
+                 == split]
     if limit:
         items = items[:limit]
     started = time.perf_counter()
@@ -270,14 +357,28 @@ def run_external(settings: Settings, path: Path, limit: int | None = None, conso
         missing = {d for i in items for d in i["expected_doc_ids"]} - known
         if missing:
             raise ValueError(f"{len(missing)} qrels doc ids are not in the index, e.g. {sorted(missing)[:3]}")
+    anchor = _baseline(path, kb) if baseline else None
     scope = "whole index" if whole_index else "dataset corpus only"
     report: dict[str, Any] = {"dataset": str(path), "split": split, "whole_index": whole_index,
                               "index_build_seconds": build_seconds}
-    for part in (("dev", "test", "all") if split == "each" else (split,)):
-        subset = items if part == "all" else [i for i in items if split_of(i["id"]) == part]
-        retrieval = evaluate_retrieval(kb, subset)
-        print_retrieval_table(console, f"{path.name} {part} ({scope})", retrieval, len(subset))
-        report[part] = {"questions": len(subset), "retrieval": retrieval}
+    if recorded:
+        report["recorded_split"] = str(DATASETS_DIR / path.name / "split.json")
+    if split == "each":
+        parts: tuple[str, ...] = ("tune", "heldout", "all") if recorded else ("dev", "test", "all")
+    else:
+        parts = (split,)
+    for part in parts:
+        subset = items if part == "all" else [
+            i for i in items if (part_of(i["id"]) if part in ("tune", "heldout") else split_of(i["id"])) == part]
+        rows, rankings = _anchor_rows(kb, anchor, subset)
+        print_anchor_table(console, f"{path.name} {part} (Linli: {scope}; baseline: dataset corpus)", rows,
+                           len(subset))
+        report[part] = {"questions": len(subset), "rows": rows, "queries": [
+            {"id": item["id"], "question": item["question"], "exact": item["exact"],
+             "versions": item["expected_doc_ids"],
+             **{f"rank_{name}": _first_hit(ranked[n], item["expected_doc_ids"]) for name, ranked in rankings.items()},
+             "top_hybrid": rankings["hybrid"][n][:3]}
+            for n, item in enumerate(subset)]}
     if split != "each":
         report |= report.pop(split)
     return report
