@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine
 from assistant.core.errors import LinliError, NotAuthenticated
+from assistant.escalation.passwords import check_password
 from assistant.escalation.service import Actor
 from assistant.escalation.tables import auth_tokens, users
-from assistant.security.passwords import check_password
 
 ROLES = ("worker", "supervisor", "admin")
 _hasher = PasswordHasher()

@@ -3,9 +3,8 @@ they wrote from. Subscribed once, in assistant/services.py."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from assistant.dialogue.store import ConversationStore
 from assistant.escalation.events import WorkerReplied
 
 
@@ -22,11 +21,19 @@ class Channels(Protocol):
     def get(self, name: str) -> ResidentChannel: ...
 
 
+class ConversationLog(Protocol):
+    """Where a conversation's turns are kept: assistant/dialogue/store.py's `ConversationStore`. A
+    protocol here, so escalation does not import the dialogue (which imports escalation)."""
+
+    def add_turn(self, session_id: str, role: str, text: str, reply_type: str | None = None,
+                 trace: dict[str, Any] | None = None) -> int: ...
+
+
 class ResidentDelivery:
     """On `WorkerReplied`: sends the worker's words on the resident's channel and keeps them in the
     conversation as a "worker" turn, so the transcript the next worker reads is complete."""
 
-    def __init__(self, channels: Channels, conversations: ConversationStore) -> None:
+    def __init__(self, channels: Channels, conversations: ConversationLog) -> None:
         self.channels = channels
         self.conversations = conversations
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import defusedxml.ElementTree as SafeXml  # type: ignore[import-untyped]
 from defusedxml import DefusedXmlException
@@ -59,8 +59,39 @@ from connectors.channels.wechat import (
 from knowledge_base.text import detect_language
 
 if TYPE_CHECKING:
+    from assistant.analytics.feedback import FeedbackService
+    from assistant.core.vault import Vault
+    from assistant.dialogue.engine import DialogueEngine
+    from assistant.dialogue.store import ConversationStore
     from assistant.escalation.service import SqlEscalationService
-    from assistant.services import Services
+    from assistant.knowledge import KnowledgeBase
+    from assistant.residents.sessions import ResidentSessions
+    from assistant.speech.service import SpeechService
+
+
+
+class WechatNeeds(Protocol):
+    """What the WeChat channel uses of the other parts, and nothing more: the container
+    (assistant/services.py `Services`) is one, built lazily there, so a callback never loads a
+    model; a test hands in its own. Named here so the channel does not import the app above it."""
+
+    @property
+    def dialogue(self) -> DialogueEngine: ...
+    @property
+    def escalation(self) -> SqlEscalationService: ...
+    @property
+    def vault(self) -> Vault: ...
+    @property
+    def speech(self) -> SpeechService: ...
+    @property
+    def knowledge_base(self) -> KnowledgeBase: ...
+    @property
+    def feedback(self) -> FeedbackService: ...
+    @property
+    def conversations(self) -> ConversationStore: ...
+    @property
+    def residents(self) -> ResidentSessions: ...
+
 
 log = logging.getLogger("linli.wechat")
 WORDING_PATH = Path(__file__).resolve().parent / "wording.yaml"
@@ -125,7 +156,7 @@ class _Keyed:
     """The dialogue engine with the inbound message's key on every step it runs, so a voice
     message processed twice (a lost lease) is still one dialogue step."""
 
-    def __init__(self, services: Services, message_id: str) -> None:
+    def __init__(self, services: WechatNeeds, message_id: str) -> None:
         self.services = services
         self.message_id = message_id
 
@@ -163,7 +194,7 @@ class UndeliveredNote:
     """The push outbox's `on_failed`: a worker's reply that WeChat refused, or that may not have
     reached it (unconfirmed), becomes a system note on the ticket, so the console says so."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: WechatNeeds) -> None:
         self.services = services
 
     def __call__(self, push: Push, errcode: int | None) -> None:
@@ -175,15 +206,14 @@ class UndeliveredNote:
             note = WORDING.say("undelivered_window", "zh")
         else:
             note = WORDING.say("undelivered", "zh", error=push.last_error or str(errcode))
-        escalation: SqlEscalationService = self.services.escalation
-        escalation.add_note(push.ticket_id, SYSTEM, note)
+        self.services.escalation.add_note(push.ticket_id, SYSTEM, note)
 
 
 class WechatService:
     # A message's lease: a worker killed while answering it (and so the resident's later messages,
     # which wait in line behind it) is taken over by another worker this long after it took it.
     # Answering takes seconds, a long voice clip about twenty on two cores.
-    def __init__(self, settings: Settings, services: Services, outbox: PushOutbox, lease_s: float = 45.0) -> None:
+    def __init__(self, settings: Settings, services: WechatNeeds, outbox: PushOutbox, lease_s: float = 45.0) -> None:
         self.settings = settings.wechat
         if not self.settings.enabled or self.settings.token is None:
             raise WechatDisabled("微信渠道未开启。", "The WeChat channel is off (LINLI_WECHAT__TOKEN is not set).")
@@ -391,10 +421,8 @@ class WechatService:
         """The pushes that answer one inbound job, and the ticket they belong to (if any)."""
         openid, payload = job.openid, self.services.vault.decrypt_fields(job.payload)
         session_id = f"wechat:{openid}"
-        centre: str | None = None
-        residents = getattr(self.services, "residents", None)
-        if residents is not None and hasattr(residents, "bind"):  # one owner per conversation: wechat:<openid>
-            centre = residents.bind(session_id, owner=session_id, channel="wechat", user_id=openid)
+        # One owner per conversation: wechat:<openid>.
+        centre = self.services.residents.bind(session_id, owner=session_id, channel="wechat", user_id=openid)
         if job.msg_type == "location":
             label = payload.get("label") or f"{payload.get('x')}, {payload.get('y')}"
             return [WORDING.say("location_received", "zh", label=label)], None

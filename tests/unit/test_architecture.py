@@ -52,3 +52,51 @@ def _violations(folder: str, allowed: tuple[str, ...]) -> list[str]:
 ])
 def test_layers_import_one_way(folder: str, allowed: tuple[str, ...]) -> None:
     assert _violations(folder, allowed) == []
+
+
+# Every part of Linli by layer (docs/architecture.md "Layers"); a part is what bench/import_graph.py
+# draws: a package one level down, a feature's routes.py apart from its feature.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "ground": ("assistant.core",),
+    "libraries": ("knowledge_base", "intents", "connectors.channels", "connectors.forms", "connectors.sandbox",
+                  "connectors.services"),
+    "features": ("assistant.dialogue", "assistant.escalation", "assistant.speech", "assistant.knowledge",
+                 "assistant.residents", "assistant.wechat", "assistant.analytics", "assistant.kb_admin"),
+    "app": ("assistant.api", "assistant.cli", "assistant.console", "assistant.admin", "assistant.pages",
+            "assistant.security", "assistant.services", "assistant.dependencies", "assistant.ops",
+            "assistant.cluster", "assistant.background", "assistant.residents.routes", "assistant.wechat.routes",
+            "assistant.admin.routes", "assistant.console.routes", "assistant.pages.routes"),
+}
+ORDER = list(LAYERS)
+
+
+def _layer(part: str) -> str:
+    found = [layer for layer, parts in LAYERS.items() if part in parts]
+    assert found, f"{part} is in no layer: add it to LAYERS (and to docs/architecture.md)"
+    return found[0]
+
+
+def _graph() -> dict[str, set[str]]:
+    from bench.import_graph import edges  # noqa: PLC0415 - the tool that draws the graph for people
+
+    graph: dict[str, set[str]] = {}
+    for source, target in edges():
+        graph.setdefault(source, set()).add(target)
+    return graph
+
+
+def test_every_import_points_down_or_across_at_every_level() -> None:
+    """app → features → libraries → ground: nothing imports a layer above its own."""
+    upward = [f"{source} ({_layer(source)}) imports {target} ({_layer(target)})"
+              for source, targets in _graph().items() for target in targets
+              if ORDER.index(_layer(target)) > ORDER.index(_layer(source))]
+    assert upward == []
+
+
+def test_no_import_cycle_among_features_or_below() -> None:
+    """A cycle makes two parts one: neither can be changed or tested alone. Only the app's own
+    wiring (the container and the ops endpoints it serves) may know each other."""
+    from bench.import_graph import cycles  # noqa: PLC0415
+
+    tangled = [group for group in cycles(_graph()) if any(_layer(part) != "app" for part in group)]
+    assert tangled == []

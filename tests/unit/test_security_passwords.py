@@ -4,7 +4,7 @@ import pytest
 
 from assistant.core.errors import WeakPassword
 from assistant.escalation.auth import UserStore
-from assistant.security.passwords import check_password, common_passwords
+from assistant.escalation.passwords import check_password, common_passwords
 
 
 @pytest.mark.parametrize(("password", "username", "zh"), [
