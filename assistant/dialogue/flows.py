@@ -276,7 +276,7 @@ class ProcedureFiling:
             application = self.applications.confirm(
                 procedure.id, flow.values, session_id=conversation.session_id, channel=conversation.channel,
                 user_id=conversation.user_id, idempotency_key=f"{conversation.session_id}:{flow.submission_key}",
-                today=self.today(), owner=conversation.owner, centre=conversation.centre)
+                today=self.today(), owner=conversation.owner, centre=conversation.centre, language=turn.language)
         except TooManyApplications as exc:
             return Reply("refusal", exc.message(turn.language),
                          quick_replies=[self.replies.label("human_request", turn.language)])

@@ -4,7 +4,7 @@ alone grants nothing."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Header, Path, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -70,6 +70,8 @@ class ApplicationRequest(BaseModel):
     channel: str = Field(default="web", max_length=32)
     user_id: str = Field(default="anonymous", min_length=1, max_length=128)
     idempotency_key: str | None = Field(default=None, max_length=200)
+    # The resident's language: the application's notices (submitted, new status) are sent in it.
+    language: Literal["zh", "en"] = "zh"
 
 
 def resident_for(services: Services, token: str | None, api_key: str | None, *, user_id: str = "anonymous",
@@ -200,7 +202,7 @@ def file_application(body: ApplicationRequest, request: Request, services: Servi
         application = service.confirm(body.procedure, dict(body.data), session_id=session_id,
                                       channel=resident.channel, user_id=resident.user_id,
                                       idempotency_key=body.idempotency_key, owner=resident.owner, centre=centre,
-                                      client=filing_client(resident, request))
+                                      client=filing_client(resident, request), language=body.language)
     except InvalidApplication as exc:
         return JSONResponse(status_code=422, content={"errors": exc.errors})  # type: ignore[return-value]
     if application.status == "queued":

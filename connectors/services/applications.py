@@ -28,7 +28,7 @@ from assistant.core.errors import LinliError, TooManyRequests
 from assistant.core.keys import digest_key
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import LimitSettings, get_settings
-from assistant.core.vault import SENSITIVE_FIELD_TYPES, Vault
+from assistant.core.vault import SENSITIVE_FIELD_TYPES, UndecryptableValue, Vault
 from connectors.forms.errors import InvalidFormFile, load_messages
 from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
 from connectors.services.procedures import Procedure, get_procedure
@@ -64,9 +64,9 @@ def status_name(status: str, language: str) -> str:
     return names["en" if language == "en" else "zh"] if names else status
 
 
-def _notice(key: str, **values: object) -> str:
-    # Applications do not record the resident's language: notices go out in Chinese.
-    return NOTICES[key]["zh"].format(**values)
+def _notice(key: str, language: str, **values: object) -> str:
+    """A notice in the language the resident filed in (the application's `language`)."""
+    return NOTICES[key]["en" if language == "en" else "zh"].format(**values)
 
 
 class InvalidApplication(LinliError):
@@ -175,6 +175,7 @@ class Application:
     updated_at: datetime
     last_error: str | None = None
     owner: str | None = None
+    language: str = "zh"
 
     def public(self, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {"reference": self.application_id, "procedure": self.procedure, "status": self.status,
@@ -234,7 +235,8 @@ class ApplicationService:
 
     def confirm(self, procedure_id: str, data: dict[str, Any], *, session_id: str, channel: str, user_id: str,
                 idempotency_key: str | None = None, today: date | None = None, owner: str | None = None,
-                centre: str | None = None, client: str | None = None, limited: bool = True) -> Application:
+                centre: str | None = None, client: str | None = None, limited: bool = True,
+                language: str = "zh") -> Application:
         """Store a confirmed application in the outbox (one transaction); the same key twice from
         the same resident (`owner`) returns the first application. A new one counts against the
         filing limits (`client`: the integration or page address it came through, where there is
@@ -261,7 +263,7 @@ class ApplicationService:
                     application_id=application_id, procedure=procedure_id, session_id=session_id, channel=channel,
                     user_id=user_id, owner=owner,
                     data=self.vault.encrypt_fields(cleaned, self._sensitive(procedure_id)),
-                    idempotency_key=key, status="queued", attempts=0,
+                    idempotency_key=key, status="queued", attempts=0, language="en" if language == "en" else "zh",
                     next_attempt_at=now, created_at=now, updated_at=now))
                 self._event(conn, application_id, "queued", "居民已确认")
         except IntegrityError:
@@ -297,7 +299,18 @@ class ApplicationService:
                          limit=limit, order_by=applications.c.created_at)
 
     def _deliver(self, application_id: str, worker: str) -> Application | None:
-        application = self.get(application_id)
+        try:
+            application = self.get(application_id)
+        except UndecryptableValue:
+            # Encrypted under a key this process does not hold (a key rotated without
+            # LINLI_PRIVACY__PREVIOUS_KEYS): kept, tried again in an hour, never blocking the others.
+            log.error("application %s cannot be decrypted with the configured keys; not submitted", application_id)
+            with self.engine.begin() as conn:
+                conn.execute(update(applications).where(applications.c.application_id == application_id,
+                                                        applications.c.lease_owner == worker)
+                             .values(lease_owner=None, lease_until=None, next_attempt_at=utcnow() + timedelta(hours=1),
+                                     last_error="undecryptable: data key", updated_at=utcnow()))
+            return None
         try:
             submission = self.connector.submit(application.procedure, application.data, idempotency_key=application_id)
         except BackendUnavailable as exc:
@@ -315,7 +328,8 @@ class ApplicationService:
                 return None  # our lease ran out and another worker took over; it owns the outcome
             self._event(conn, application_id, "submitted", f"政务系统受理编号 {submission.reference}")
         delivered = self.get(application_id)
-        self._tell(delivered, _notice("submitted", title=self._title(delivered), reference=application_id,
+        self._tell(delivered, _notice("submitted", delivered.language, title=self._title(delivered),
+                                      reference=application_id,
                                       backend_reference=submission.reference))
         return delivered
 
@@ -341,7 +355,7 @@ class ApplicationService:
                                  attempts=attempts or application.attempts + 1, last_error=mask_pii(reason[:500]),
                                  updated_at=utcnow()))
             self._event(conn, application.application_id, "needs_worker", reason[:500])
-        self._tell(application, _notice("handed_to_worker", title=self._title(application),
+        self._tell(application, _notice("handed_to_worker", application.language, title=self._title(application),
                                         reference=application.application_id, ticket_id=ticket_id))
         return self.get(application.application_id)
 
@@ -366,7 +380,12 @@ class ApplicationService:
                                      .where(applications.c.status.in_(IN_FLIGHT))).scalars().all()
         changed = 0
         for application_id in in_flight:
-            application = self.get(application_id)
+            try:
+                application = self.get(application_id)
+            except UndecryptableValue:  # see _deliver: one unreadable row never stops the others
+                log.error("application %s cannot be decrypted with the configured keys; status not followed",
+                          application_id)
+                continue
             if application.backend_reference is None:
                 continue  # in flight means submitted, so this does not happen; the check keeps it so
             try:
@@ -384,9 +403,11 @@ class ApplicationService:
                     continue
                 self._event(conn, application_id, status.status, status.reason)
             changed += 1
-            reason = _notice("status_reason", reason=status.reason) if status.reason else ""
-            self._tell(application, _notice("status_changed", title=self._title(application), reference=application_id,
-                                            status=status_name(status.status, "zh"), reason=reason))
+            language = application.language
+            reason = _notice("status_reason", language, reason=status.reason) if status.reason else ""
+            self._tell(application, _notice("status_changed", language, title=self._title(application),
+                                            reference=application_id, status=status_name(status.status, language),
+                                            reason=reason))
         return changed
 
     def get(self, reference: str) -> Application:
@@ -424,7 +445,7 @@ class ApplicationService:
 
     def _title(self, application: Application) -> str:
         try:
-            return self.get_procedure(application.procedure).title["zh"]
+            return self.get_procedure(application.procedure).title[application.language]
         except LinliError:
             return application.procedure
 

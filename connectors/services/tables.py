@@ -29,6 +29,8 @@ applications = Table(
     Column("last_error", Text),
     Column("backend_reference", String(64)),
     Column("ticket_id", String(40)),
+    # The language the resident filed in: their notices are sent in it (zh or en).
+    Column("language", String(8), nullable=False, server_default="zh"),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
 )

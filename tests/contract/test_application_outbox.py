@@ -11,6 +11,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import update
 
+from assistant.core.vault import Vault, generate_key
 from connectors.services.applications import ApplicationService, Ineligible, InvalidApplication, UnknownApplication
 from connectors.services.memory import InMemoryServiceConnector
 from connectors.services.procedures import UnknownProcedure
@@ -90,6 +91,35 @@ def test_confirmed_then_delivered_once_and_followed(service, backend, told):
     assert [s["status"] for s in service.status(application_id)["history"]] == ["queued", "submitted", "approved"]
     assert any("已提交" in text for _, text in told) and any("已通过" in text for _, text in told)
     assert backend.applications == 1
+
+
+def test_a_resident_who_filed_in_english_is_told_in_english(service, backend, told):
+    """Every resident sentence in both languages: an application remembers the language it was
+    filed in, and each notice about it (submitted, a new status) is sent in that language."""
+    application_id = _confirm(service, language="en", session_id="s-en")
+    service.deliver_due("w1", only=application_id)
+    backend.decide(service.get(application_id).backend_reference, "approved")
+    service.refresh()
+    notices = [text for reference, text in told if reference == application_id]
+    assert len(notices) == 2 and all("Elderly allowance application" in text for text in notices), notices
+    assert not any(re.search(r"[\u4e00-\u9fff]", text) for text in notices), notices
+    assert service.get(application_id).language == "en"
+
+
+def test_an_application_under_another_data_key_never_stops_the_others(service, backend, database_url,
+                                                                       benefit_tables, told):
+    """A row this process cannot decrypt (a key rotated without PREVIOUS_KEYS) is kept and tried
+    again later; the applications after it are still filed and followed."""
+    stranger = ApplicationService(database_url, backend, benefit_tables=benefit_tables, vault=Vault([generate_key()]))
+    unreadable = stranger.confirm("elderly_allowance", ELDERLY, session_id="s-key", channel="web", user_id="u",
+                                  today=TODAY).application_id
+    mine = _confirm(service, session_id="s-mine")
+    delivered = {a.application_id for a in service.deliver_due("w1", limit=100)}
+    assert mine in delivered and unreadable not in delivered
+    assert stranger.get(unreadable).status == "queued" and stranger.get(unreadable).last_error
+    backend.decide(service.get(mine).backend_reference, "approved")
+    service.refresh()
+    assert service.get(mine).status == "approved"
 
 
 def test_same_key_files_once(service, backend):
