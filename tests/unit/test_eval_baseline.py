@@ -14,7 +14,14 @@ from rich.console import Console
 
 from assistant.core.settings import PROJECT_ROOT
 from eval.baseline import BigramDenseBaseline, char_bigrams
-from eval.harness import DATASETS_DIR, _anchor_rows, _external_items, print_anchor_table, recorded_split
+from eval.harness import (
+    DATASETS_DIR,
+    _anchor_rows,
+    _external_items,
+    print_anchor_table,
+    recorded_split,
+    same_text_versions,
+)
 
 SOCIAL_LAW = PROJECT_ROOT.parent / "shared" / "data" / "retrieval" / "social_law"
 
@@ -84,4 +91,17 @@ def test_social_law_held_out_split_was_cut_by_its_recorded_seed():
     assert items["lawbench3-2-243"]["exact"] == ["妇女权益保障法@2018-10-26#45"]
     assert set(items["lawbench3-2-243"]["expected_doc_ids"]) == {"妇女权益保障法@2018-10-26#45",
                                                                  "妇女权益保障法@2022-10-30#45"}
+    # 2022 renumbered the law: the pregnancy article moved from 45 to 64, and 45 is another article.
+    assert items["lawbench3-2-243"]["same_text"] == ["妇女权益保障法@2018-10-26#45", "妇女权益保障法@2022-10-30#64"]
     assert recorded_split(Path("/nonexistent/other")) == {}
+
+
+def test_the_same_article_in_another_version_is_found_by_its_text_not_its_number():
+    corpus = [
+        {"_id": "法@1#5", "law": "法", "version": "1", "text": "第五条 女方在怀孕期间，男方不得提出离婚。"},
+        {"_id": "法@2#5", "law": "法", "version": "2", "text": "第五条 实行男女同工同酬。"},
+        {"_id": "法@2#9", "law": "法", "version": "2", "text": "第九条 女方在怀孕期间，男方不得提出离婚。"},
+        {"_id": "法@2#10", "law": "法", "version": "2", "text": "第十条 全新的条文，与旧版无关。"},
+        {"_id": "他法@1#5", "law": "他法", "version": "1", "text": "第五条 女方在怀孕期间，男方不得提出离婚。"},
+    ]
+    assert same_text_versions(corpus, {"法@1#5", "法@2#10"}) == {"法@1#5": {"法@2#9"}}
