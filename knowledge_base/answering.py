@@ -18,7 +18,14 @@ from assistant.core.domain import Answer, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
 from knowledge_base.benefits import BenefitQuery, BenefitTable, Bracket, RegionResolver, match_benefit_question
 from knowledge_base.claims import Claim, figures, find_claim, settle
-from knowledge_base.composers import Composer, ComposeRequest, ExtractiveComposer, carries_instruction, create_composer
+from knowledge_base.composers import (
+    Composer,
+    ComposeRequest,
+    ExtractiveComposer,
+    carries_instruction,
+    create_composer,
+    without_repeated_facts,
+)
 from knowledge_base.guards import WORDING_FILE, Wording, check_question, looks_like_injection, without_instructions
 from knowledge_base.numbers import extract_age, numerals, with_arabic_numerals
 from knowledge_base.retrieval import HybridRetriever, PreparedQuery
@@ -454,8 +461,8 @@ class GroundedAnswerer:
         if confidence < self.settings.refusal_threshold:
             return self._refuse(language, confidence, reason="low_confidence")
         composed = self.composer.compose(ComposeRequest(query, hits, confidence, claim))
-        # The note is the answerer's, not the composer's: a model's English wording gets it too.
-        composed = noting_chinese_sources(composed, self.wording)
+        # No fact twice, and the note, are the answerer's, not the composer's: a model's wording gets them too.
+        composed = noting_chinese_sources(without_repeated_facts(composed), self.wording)
         return self._keep_unpublished_unpublished(composed, numeric, claim)
 
     def _keep_unpublished_unpublished(self, answer: Answer, numeric: str, claim: Claim | None) -> Answer:

@@ -386,6 +386,121 @@ def _in_language(text: str, language: str) -> bool:
     return chinese >= 0.3 if language == "zh" else chinese <= 0.5
 
 
+# ---- no fact twice ------------------------------------------------------------------------
+
+_FOLD_RE = re.compile(r"[\W_]+")
+_FIGURE_RE = re.compile(r"\d+(?:\.\d+)?")
+_MARKER_RUN_RE = re.compile(r"(?:\[\d+\]){2,}")
+NEAR_DUPLICATE = 0.8
+# A sentence counts as contained in another when that one carries this share of its character pairs.
+CONTAINED = 0.8
+_NEGATION_RE = re.compile(r"[不没无非未否勿]|\bnot?\b|n't|never")
+
+
+def without_repeated_facts(answer: Answer) -> Answer:
+    """The answer with no fact said twice, whichever composer worded it: a cited sentence that
+    another cited sentence contains (its text, or CONTAINED of its character pairs: "失业保险金按月
+    发放[2]" beside "失业保险金由经办机构按月发放[1]") is dropped, as is the later of two
+    near-duplicates (character-pair Jaccard >= NEAR_DUPLICATE); never one with a figure the other
+    lacks, or another negation (不, 没, 无, not …). The kept sentence takes the dropped one's
+    citation numbers, and the citations are numbered again in order of first mention. Sentences
+    without a citation (a verdict, a note, a hand-off) are never dropped and never absorb another."""
+    pieces = _raw_pieces(answer.answer)
+    folded = [_fold(_MARKER_RE.sub("", piece)) for piece in pieces]
+    markers = [[int(m) for m in _MARKER_RE.findall(piece)] for piece in pieces]
+    negations = [sorted(_NEGATION_RE.findall(_MARKER_RE.sub("", piece).lower())) for piece in pieces]
+    cited = [i for i, ms in enumerate(markers) if ms and len(folded[i]) >= 4]
+    into: dict[int, int] = {}
+    for i in cited:
+        for j in cited:
+            if i == j or j in into:
+                continue
+            if not set(_FIGURE_RE.findall(folded[i])) <= set(_FIGURE_RE.findall(folded[j])) \
+                    or negations[i] != negations[j]:
+                continue
+            shorter = len(folded[i]) < len(folded[j]) or (len(folded[i]) == len(folded[j]) and j < i)
+            contained = shorter and (folded[i] in folded[j] or _share(folded[i], folded[j]) >= CONTAINED)
+            if contained or (j < i and _alike(folded[i], folded[j]) >= NEAR_DUPLICATE):
+                into[i] = j
+                break
+    if not into:
+        return answer
+    for i, j in into.items():
+        while j in into:  # merged into a sentence that is itself merged: the last one kept
+            j = into[j]
+        markers[j] = sorted(set(markers[j]) | set(markers[i]))
+    kept: list[str] = []
+    for i, piece in enumerate(pieces):
+        if i in into:
+            continue
+        if markers[i] and set(markers[i]) != {int(m) for m in _MARKER_RE.findall(piece)}:
+            piece = _with_markers(piece, markers[i])
+        kept.append(piece)
+    text = "".join(kept).strip()
+    order = list(dict.fromkeys(int(m) for m in _MARKER_RE.findall(text)))
+    if any(m < 1 or m > len(answer.citations) for m in order):
+        return answer  # markers that name no citation: not this function's to repair
+    mapping = {old: new for new, old in enumerate(order, 1)}
+    text = _MARKER_RE.sub(lambda m: f"[{mapping[int(m.group(1))]}]", text)
+    text = _MARKER_RUN_RE.sub(_ascending, text)
+    # A citation no marker names (a refusal's, say) stays, after those named.
+    rest = [c for n, c in enumerate(answer.citations, 1) if n not in mapping]
+    return answer.model_copy(update={"answer": text,
+                                     "citations": [answer.citations[old - 1] for old in order] + rest})
+
+
+def _ascending(run: re.Match[str]) -> str:
+    """[2][1] as [1][2]."""
+    return "".join(f"[{n}]" for n in sorted({int(d) for d in _MARKER_RE.findall(run.group(0))}))
+
+
+def _raw_pieces(text: str) -> list[str]:
+    """The text cut into sentences as written (markers right after a full stop stay with their
+    sentence; spaces stay where they were), so that joined again they are the text."""
+    pieces: list[str] = []
+    start = 0
+    for match in _SENTENCE_END_RE.finditer(text):
+        if match.start() < start:
+            continue
+        end = match.end()
+        tail = _TRAILING_MARKERS_RE.match(text, end)
+        if tail:
+            end = tail.end()
+        pieces.append(text[start:end])
+        start = end
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
+def _fold(text: str) -> str:
+    return _FOLD_RE.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def _pairs(text: str) -> set[str]:
+    return {text[i : i + 2] for i in range(len(text) - 1)}
+
+
+def _alike(a: str, b: str) -> float:
+    """Jaccard similarity of two folded sentences' character pairs."""
+    pa, pb = _pairs(a), _pairs(b)
+    return len(pa & pb) / len(pa | pb) if pa and pb else 0.0
+
+
+def _share(a: str, b: str) -> float:
+    """The share of a's character pairs that b carries."""
+    pa = _pairs(a)
+    return len(pa & _pairs(b)) / len(pa) if pa else 0.0
+
+
+def _with_markers(piece: str, numbers: list[int]) -> str:
+    """The sentence with its markers replaced by `numbers`, where its markers were."""
+    spans = list(_MARKER_RE.finditer(piece))
+    first, last = spans[0], spans[-1]
+    between = _MARKER_RE.sub("", piece[first.start() : last.end()])
+    return piece[: first.start()] + "".join(f"[{n}]" for n in numbers) + between + piece[last.end() :]
+
+
 # ---- the registry -------------------------------------------------------------------------
 
 def openai_compatible_model(settings: LlmSettings) -> BaseChatModel:
