@@ -16,7 +16,14 @@ import yaml
 
 from assistant.core.domain import Answer, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
-from knowledge_base.benefits import BenefitQuery, BenefitTable, Bracket, RegionResolver, match_benefit_question
+from knowledge_base.benefits import (
+    AllowanceWords,
+    BenefitQuery,
+    BenefitTable,
+    Bracket,
+    RegionResolver,
+    match_benefit_question,
+)
 from knowledge_base.claims import Claim, figures, find_claim, settle
 from knowledge_base.composers import (
     Composer,
@@ -41,6 +48,32 @@ ANSWER_SENTENCES = ("refusal", "handoff", "injection", "amount_not_in_corpus", "
                     "out_of_scope")
 RESIDENT_WORDS_FILE = Path(__file__).resolve().parent / "data" / "resident_words.txt"
 FOREIGN_PLACES_FILE = Path(__file__).resolve().parent / "data" / "foreign_places.txt"
+ALLOWANCE_WORDS_FILE = Path(__file__).resolve().parent / "data" / "allowance_words.yaml"
+DETAIL_WORDS_FILE = Path(__file__).resolve().parent / "data" / "detail_words.yaml"
+
+
+@dataclass(frozen=True)
+class DetailWords:
+    """The words that ask for a detail rather than name its subject, per detail kind, and measure
+    words that count the same things (data/detail_words.yaml)."""
+
+    asking: dict[str, frozenset[str]]
+    kin: dict[str, frozenset[str]]
+
+    @classmethod
+    def load(cls, path: Path) -> DetailWords:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        kin = {m: frozenset(group) for group in data.get("kin_measures") or [] for m in group}
+        asking = {k: frozenset(str(w).lower() for w in v) for k, v in data.items() if k != "kin_measures"}
+        return cls(asking, kin)
+
+    def subject_terms(self, detail: str, terms: list[str]) -> list[str]:
+        """The question's terms less those that only ask for the detail (all of them if none is left)."""
+        rest = [t for t in terms if t not in self.asking.get(detail, frozenset())]
+        return rest or terms
+
+    def measures(self, measure: str) -> frozenset[str]:
+        return self.kin.get(measure, frozenset({measure}))
 SENTENCE_RANKER_FILE = Path(__file__).resolve().parent / "data" / "sentence_ranker.json"
 # What the sentence ranker reads of each candidate sentence (see GroundedAnswerer._score).
 SENTENCE_FEATURES = ("dense", "lexical", "pairs", "heading", "section_cue", "sentence_cue", "detail", "not_stated",
@@ -52,7 +85,7 @@ _TABLE_LINE_RE = re.compile(r"^\s*\|")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.、)）])\s*")
 _FAQ_PREFIX_RE = re.compile(r"^\s*(?:\*\*)?(?:问|答|Q|A)\s*[：:]\s*(?:\*\*)?", re.IGNORECASE)
 # The measure word of a count question: 户 in 受益的住户有多少户, 栋 in 一共涉及几栋楼.
-_ASKED_MEASURE_RE = re.compile(r"(?:多少|(?<![好十])几)\s*([个种类项家名户栋所处条件位座人])")
+_ASKED_MEASURE_RE = re.compile(r"(?:多少|(?<![好十哪])几)\s*([个种类项家名户栋所处条件位座人])")
 # A sentence that says a detail is not published: context when nothing states the detail, never
 # an answer when another sentence does.
 _NOT_STATED_RE = re.compile(
@@ -92,7 +125,7 @@ DETAILS = (
     DetailKind(
         "count",
         re.compile(
-            r"(多少|(?<![好十])几)\s*(个|种|类|项|家|名|户|栋|所|处|条|件|位|座)|多少人|(?<![好十])几人|"
+            r"(多少|(?<![好十哪])几)\s*(个|种|类|项|家|名|户|栋|所|处|条|件|位|座)|多少人|(?<![好十哪])几人|"
             r"(帮|惠及|覆盖|服务|救助)了?多少|"
             r"how many|number of",
             re.IGNORECASE,
@@ -382,6 +415,8 @@ class GroundedAnswerer:
         self._scope: tuple[int, Scope] | None = None
         self._resident_words = read_word_list(RESIDENT_WORDS_FILE)
         self._foreign_places = read_places(FOREIGN_PLACES_FILE)
+        self._allowance_words = AllowanceWords.load(ALLOWANCE_WORDS_FILE)
+        self._detail_words = DetailWords.load(DETAIL_WORDS_FILE)
         self.ranker = ranker or SentenceRanker.load(SENTENCE_RANKER_FILE)
         self._sentence_cache: dict[str, np.ndarray] = {}
         # Built now, so that a misconfigured composer (no endpoint, no `llm` extra) fails at start-up.
@@ -440,7 +475,8 @@ class GroundedAnswerer:
         numeric = with_arabic_numerals(query.normalized)
         claim = find_claim(numeric, cue_required=cue_required)
         benefit = match_benefit_question(numeric, self._benefit_tables(), self.regions, language,
-                                         comparing_ages=claim is not None and claim.other_age is not None)
+                                         comparing_ages=claim is not None and claim.other_age is not None,
+                                         allowance=self._allowance_words)
         if benefit == "other_region":
             return self._refuse(language, 0.0, reason="no_table_for_region")
         if isinstance(benefit, BenefitQuery):
@@ -643,15 +679,17 @@ class GroundedAnswerer:
         for legal cost insurance is no answer to 低保标准是多少. A count of the very thing asked
         ("多少户" and 79997户) needs less of the question's wording around it."""
         idf = self.retriever.store.load().inverse_document_frequency
-        terms = content_terms(query.normalized)
+        # Judged on the question's subject, not on the verb it asks with ("花了多少钱" for 投入).
+        terms = self._detail_words.subject_terms(detail.name, content_terms(query.normalized))
         asked = _ASKED_MEASURE_RE.search(query.normalized)
+        counted = self._detail_words.measures(asked.group(1)) | {"个"} if asked else frozenset()
         for cand in chosen:
             if not detail.present.search(cand.text):
                 continue
             context = " ".join([cand.text, cand.faq_question or "", cand.hit.chunk.section])
             needed = self.settings.detail_subject_overlap
-            # 个 counts anything: "几家食堂" is answered by "23个社区食堂".
-            if asked and any(f.measure in (asked.group(1), "个") for f in figures(cand.text)):
+            # 个 counts anything: "几家食堂" is answered by "23个社区食堂"; 种 is answered by 类.
+            if asked and any(f.measure in counted for f in figures(cand.text)):
                 needed = self.settings.counted_subject_overlap
             elif detail.name == "count" and query.language == "en":
                 # No measure word to match in English, and chatty English questions share few

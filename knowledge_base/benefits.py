@@ -19,7 +19,8 @@ from knowledge_base.numbers import extract_age
 log = logging.getLogger(__name__)
 
 _AMOUNT_QUESTION_RE = re.compile(
-    r"多少|几块|几百|几千|金额|标准|多钱|啥钱|能领|能拿|给多少|\d+\s*(?:元|块)|how much|amount|rate|\d+\s*yuan", re.I)
+    r"多少|几块|几百|几千|金额|标准|多钱|啥钱|能领|能拿|给多少|\d+\s*(?:元|块)|how much|amount|rate|\d+\s*yuan|"
+    r"what(?:'s|\s+is|\s+are)\s+(?:[a-z]+\s+){0,3}(?:allowance|subsidy|benefit)", re.I)
 
 
 # ---- the schema every benefit table is checked against (shipped documents and uploads alike) --
@@ -171,6 +172,49 @@ class InMemoryBenefitTables:
 
 
 @dataclass(frozen=True)
+class AllowanceWords:
+    """Near-synonyms of an allowance (data/allowance_words.yaml) and what may stand right before
+    one for it to be bare, per language."""
+
+    words: dict[str, tuple[str, ...]]
+    bare_after: dict[str, frozenset[str]]
+
+    @classmethod
+    def load(cls, path: Path) -> AllowanceWords:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return cls(words={lang: tuple(str(w).lower() for w in ws) for lang, ws in (data.get("words") or {}).items()},
+                   bare_after={lang: frozenset(str(w).lower() for w in ws)
+                               for lang, ws in (data.get("bare_after") or {}).items()})
+
+    def names_allowance(self, table: BenefitTable) -> bool:
+        """Whether the table is an allowance: its subject or a keyword ends with one of the words."""
+        names = [n.lower() for n in [table.subject, *table.keywords] if n]
+        return any(n.endswith(w) for n in names for w in self.words.get(table.language, ()))
+
+    def bare_in(self, question: str, language: str, regions: RegionResolver) -> bool:
+        """Whether the question names an allowance by one of the words with nothing before it that
+        makes it another one (交通补贴): region names are read as absent ("克拉玛依补助")."""
+        text = question.lower()
+        for names in regions.aliases.values():
+            for name in names:
+                text = text.replace(name.lower(), " ")
+        before_ok = self.bare_after.get(language, frozenset())
+        for word in self.words.get(language, ()):
+            for m in re.finditer(re.escape(word) if language != "en" else rf"\b{re.escape(word)}\b", text):
+                before = text[: m.start()].rstrip()
+                if language == "en":
+                    previous = re.findall(r"[a-z0-9']+|[^\sa-z0-9']", before)
+                    last = previous[-1] if previous else ""
+                    if not last or not last[0].isalpha() or last in before_ok:
+                        return True
+                else:
+                    last = before[-1:] if before else ""
+                    if not last or not ("\u4e00" <= last <= "\u9fff") or last in before_ok:
+                        return True
+        return False
+
+
+@dataclass(frozen=True)
 class BenefitQuery:
     table: BenefitTable
     age: int
@@ -193,7 +237,7 @@ class RegionResolver:
 
 def match_benefit_question(
     question: str, tables: list[BenefitTable], regions: RegionResolver, language: str, *,
-    comparing_ages: bool = False,
+    comparing_ages: bool = False, allowance: AllowanceWords | None = None,
 ) -> BenefitQuery | None | str:
     """A BenefitQuery when the question asks an amount for a stated age against a table (or, with
     `comparing_ages`, whether one age gets the same as another: "我87岁，是不是也跟90岁的一样？");
@@ -205,12 +249,15 @@ def match_benefit_question(
         return None
     lowered = question.lower()
     candidates = [t for t in tables if any(k.lower() in lowered for k in t.keywords)]
+    named = regions.mentioned(question) - {"national"}
+    if not candidates and allowance is not None and named and allowance.bare_in(question, language, regions):
+        # "克拉玛依九十五岁每月补助多少": the allowance of the region named, whatever it is called.
+        candidates = [t for t in tables if t.region in named and allowance.names_allowance(t)]
     if not candidates and comparing_ages:
         # Comparing two ages is a question about an age table even when it names none.
         candidates = list(tables)
     if not candidates:
         return None
-    named = regions.mentioned(question) - {"national"}
     if named:
         candidates = [t for t in candidates if t.region in named]
         if not candidates:

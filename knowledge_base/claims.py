@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from knowledge_base.numbers import with_arabic_numerals
@@ -17,7 +17,8 @@ from knowledge_base.numbers import with_arabic_numerals
 # situation ("我每月退休金3000元，能领低保吗" states a fact; "…是3000元吧？" asks to confirm one).
 _CLAIM_CUE_RE = re.compile(
     r"吧|是不是|对不对|对吗|是吗|没错|确认|证实|应该是|应该有|听说|据说|人家说|有人说|难道|不就是|真的|是否|"
-    r"\bis it\b|isn't it|is that|\bright\b|correct|confirm|i heard|heard that|true that|\bam i right\b",
+    r"\bis it\b|isn't it|is that|\bright\b|correct|confirm|i heard|heard that|true that|\bam i right\b|"
+    r"\b(?:does|do|is|are|has|have|did|was|were)n't (?:it|they|there|he|she)\b|\bis (?:he|she) right\b",
     re.IGNORECASE,
 )
 
@@ -38,6 +39,27 @@ _SAME_AS_AGE_RE = re.compile(
     re.IGNORECASE,
 )
 
+# English counts carry no measure word: the figure and the words after it (up to the end of the
+# clause, other figures skipped) are what it counts: "78 meal-assistance stations", "20 types of
+# services", "90,000 people a year", "86 urban and 305 rural day-care centres". Money in millions:
+# "13.5 million yuan". Ages ("95 year old") are no count.
+_EN_FIGURE_RE = re.compile(
+    r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(million|thousand|billion)?\s*"
+    r"(?:(yuan|rmb)\b|([a-z][a-z' -]*))",
+    re.IGNORECASE,
+)
+_EN_SCALE = {"thousand": 1e3, "million": 1e6, "billion": 1e9}
+_EN_AGE_RE = re.compile(r"\s*(?:-\s*)?(?:years?|yrs?)(?:\s*-?\s*old|\s+of\s+age)?\b", re.IGNORECASE)
+_EN_STOPWORDS = frozenset({
+    "a", "an", "the", "and", "or", "of", "for", "in", "on", "at", "to", "by", "with", "from", "as", "is", "are",
+    "was", "were", "be", "been", "has", "have", "had", "it", "its", "this", "that", "there", "their", "they",
+    "them", "these", "those", "which", "who", "what", "than", "more", "less", "over", "about", "around", "some",
+    "all", "only", "just", "also", "each", "every", "per", "any", "other", "such", "so", "very", "right",
+    "correct", "true", "isn't", "doesn't", "don't", "it's", "not", "no", "yes",
+})
+EN_MEASURE = "en"
+_EN_CONTEXT_WORDS = 4
+
 _APPROXIMATE_RE = re.compile(r"\d\s*(?:多|来|余|几)|约|大约|大概|差不多|左右|上下|about|around|roughly|over|more than",
                             re.IGNORECASE)
 
@@ -53,12 +75,21 @@ class Figure:
     kind: ClaimKind
     measure: str = ""
     context: str = ""
+    # How an English text wrote the number ("200,000", "50 million"): an English reply names the
+    # resident's figure in the resident's words.
+    written: str = field(default="", compare=False)
 
     def overlap(self, other: Figure) -> int:
         """How alike two figures' subjects are: -1 for different kinds or measure words, else the
         character pairs their contexts share (30个社区 and 125个街道和社区服务中心 share 社区)."""
         if self.kind != other.kind or self.measure != other.measure:
             return -1
+        if self.measure == EN_MEASURE:
+            # Words, by their first five letters (station/stations, centre/centres); the word right
+            # after the figure names what is counted most closely ("86 urban", "305 rural").
+            mine, theirs = self.context.split(), other.context.split()
+            shared = len({w[:5] for w in mine} & {w[:5] for w in theirs})
+            return shared + int(bool(mine and theirs and mine[0][:5] == theirs[0][:5]))
         return len(_pairs(self.context) & _pairs(other.context))
 
     def say(self, language: str) -> str:
@@ -67,6 +98,8 @@ class Figure:
         value = f"{self.value:g}" if self.value < 1e6 else f"{self.value:.0f}"
         if language == "zh":
             value = _with_chinese_magnitude(self.value) or value
+        elif self.written:
+            value = self.written
         if self.kind == "money":
             return f"{value}元" if language == "zh" else f"{value} yuan"
         if self.kind == "percent":
@@ -112,20 +145,50 @@ def _count_context(text: str, start: int, end: int) -> str:
     return "".join(ch for ch in before + after if "\u4e00" <= ch <= "\u9fff" and ch not in _FILLER_CHARS)
 
 
-def figures(text: str) -> list[Figure]:
-    """Every money amount, percentage and count in the text."""
-    text = with_arabic_numerals(text)
-    found: list[Figure] = []
+def _english_context(words: str) -> str:
+    """The content words of what an English count counts, up to the clause's end, lower-cased."""
+    kept = [w for w in re.split(r"[\s-]+", words.lower()) if w and w not in _EN_STOPWORDS]
+    return " ".join(kept[:_EN_CONTEXT_WORDS])
+
+
+def _figure_spans(text: str) -> list[tuple[int, int, Figure]]:
+    """Every money amount, percentage and count in the (digit-form) text, with its span, in order."""
+    found: list[tuple[int, int, Figure]] = []
     for m in _FIGURE_RE.finditer(text):
         value = float(m.group(1))
         if m.group(2):
-            found.append(Figure(value * _MONEY_UNITS[m.group(2).lower()], "money"))
+            figure = Figure(value * _MONEY_UNITS[m.group(2).lower()], "money")
         elif m.group(3):
-            found.append(Figure(value, "percent"))
+            figure = Figure(value, "percent")
         else:
             scale = 10_000.0 if m.group(4) else 1.0
-            found.append(Figure(value * scale, "count", m.group(5), _count_context(text, m.start(), m.end(5))))
-    return found
+            figure = Figure(value * scale, "count", m.group(5), _count_context(text, m.start(), m.end(5)))
+        found.append((m.start(), m.end(), figure))
+    taken = [(start, end) for start, end, _ in found]
+    for m in _EN_FIGURE_RE.finditer(text):
+        if any(start < m.end(1) and m.start() < end for start, end in taken):
+            continue
+        value = float(m.group(1).replace(",", "")) * _EN_SCALE.get((m.group(2) or "").lower(), 1.0)
+        written = " ".join(filter(None, (m.group(1), m.group(2))))
+        if m.group(3):
+            found.append((m.start(), m.end(), Figure(value, "money", written=written)))
+            continue
+        if _EN_AGE_RE.match(text, m.end(2) if m.group(2) else m.end(1)):
+            continue
+        # The words up to the clause's end, skipping other figures ("86 urban and 305 rural …").
+        rest = re.split(r"[,.;:!?()\n]", text[m.start(4):], maxsplit=1)[0]
+        first = rest.split()[0].lower() if rest.split() else ""
+        if 1900 <= value <= 2100 and "," not in m.group(1) and (not first or first in _EN_STOPWORDS):
+            continue  # a year ("August 2025 there were 78 …")
+        context = _english_context(re.sub(r"\d[\d,.]*", " ", rest))
+        if context:
+            found.append((m.start(), m.end(), Figure(value, "count", EN_MEASURE, context, written)))
+    return sorted(found, key=lambda span: span[0])
+
+
+def figures(text: str) -> list[Figure]:
+    """Every money amount, percentage and count in the text."""
+    return [figure for _, _, figure in _figure_spans(with_arabic_numerals(text))]
 
 
 def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
@@ -139,14 +202,14 @@ def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
         return Claim(other_age=age)
     if cue_required and not _CLAIM_CUE_RE.search(text):
         return None
-    found = figures(text)
-    match = _FIGURE_RE.search(text)
-    if not found or match is None:
+    found = _figure_spans(text)
+    if not found:
         return None
-    if _APPROXIMATE_RE.search(text[max(0, match.start() - 3) : match.end()]):
+    start, end, figure = found[0]
+    if _APPROXIMATE_RE.search(text[max(0, start - 3) : end if figure.measure != EN_MEASURE else start]):
         # "四十多个", "二十来个", "大约300元" give a range, not a figure to confirm or deny.
         return None
-    return Claim(figure=found[0])
+    return Claim(figure=figure)
 
 
 def settle(claim: Claim, stated: Sequence[Figure]) -> tuple[bool, int] | None:

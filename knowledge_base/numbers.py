@@ -99,13 +99,29 @@ _AGE_PATTERNS = [
     re.compile(r"(\d{2,3})\s*(?:大寿|寿辰|高寿)"),
     re.compile(r"(\d{2,3})\s*(?:-|\s)?(?:years?|yrs?)(?:[\s-]*old)?", re.IGNORECASE),
     re.compile(r"\b(?:aged?|turned|turning|is|am|are|was)\s+(\d{2,3})\b(?!\s*(?:yuan|%|percent))", re.IGNORECASE),
+    # "过了75", "年过90的老人", "is past 100": at least that age.
+    re.compile(r"(?:过了|年过|已过|已经过)\s*(\d{2,3})(?!\d|[.,]\d|\s*(?:元|块|个|%|号|人|户|次|天|万|分|年|月))"),
+    re.compile(r"\b(?:past|aged over)\s+(\d{2,3})\b(?![.,]\d|\s*(?:yuan|%|percent|people|days|years? ago))",
+               re.IGNORECASE),
 ]
+# "超过90", "over 90", "older than 90": past that age, so one year more.
+_OVER_AGE_RE = re.compile(
+    r"(?:超过|大于)\s*(\d{2,3})\s*(?:周岁|岁)|"
+    r"\b(?:is|am|are|was|now|be|being|who(?:'s| is)|people|person|residents?|seniors?)\s+(?:over|older than|above)\s+"
+    r"(\d{2,3})\b(?![.,]\d|\s*(?:yuan|%|percent|people|days))",
+    re.IGNORECASE,
+)
 
 
 def extract_age(text: str) -> int | None:
     """The age a resident states ("92岁", "今年九十二了", "我妈九十三，…", "86 years old"); None when
     absent."""
     text = with_arabic_numerals(text)
+    over = _OVER_AGE_RE.search(text)
+    if over:
+        past = int(over.group(1) or over.group(2)) + 1
+        if 0 < past < 150:
+            return past
     for pattern in _AGE_PATTERNS:
         for m in pattern.finditer(text):
             token = m.group(1)
