@@ -42,14 +42,20 @@ _SAME_AS_AGE_RE = re.compile(
 # English counts carry no measure word: the figure and the words after it (up to the end of the
 # clause, other figures skipped) are what it counts: "78 meal-assistance stations", "20 types of
 # services", "90,000 people a year", "86 urban and 305 rural day-care centres". Money in millions:
-# "13.5 million yuan". Ages ("95 year old") are no count.
+# "13.5 million yuan".
 _EN_FIGURE_RE = re.compile(
     r"(?<![\d.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(million|thousand|billion)?\s*"
     r"(?:(yuan|rmb)\b|([a-z][a-z' -]*))",
     re.IGNORECASE,
 )
 _EN_SCALE = {"thousand": 1e3, "million": 1e6, "billion": 1e9}
-_EN_AGE_RE = re.compile(r"\s*(?:-\s*)?(?:years?|yrs?)(?:\s*-?\s*old|\s+of\s+age)?\b", re.IGNORECASE)
+# Ages ("95 year old"), durations and clock times ("36 months", "30 days", "3 am") are no counts,
+# as 年, 月 and 天 are no measure words in Chinese.
+_EN_NOT_COUNTED_RE = re.compile(
+    r"\s*(?:-\s*)?(?:years?|yrs?|months?|weeks?|days?|hours?|hrs?|minutes?|mins?|seconds?|am|pm|a\.m\.|p\.m\.|"
+    r"o'clock|percent|per cent)\b",
+    re.IGNORECASE,
+)
 _EN_STOPWORDS = frozenset({
     "a", "an", "the", "and", "or", "of", "for", "in", "on", "at", "to", "by", "with", "from", "as", "is", "are",
     "was", "were", "be", "been", "has", "have", "had", "it", "its", "this", "that", "there", "their", "they",
@@ -173,7 +179,7 @@ def _figure_spans(text: str) -> list[tuple[int, int, Figure]]:
         if m.group(3):
             found.append((m.start(), m.end(), Figure(value, "money", written=written)))
             continue
-        if _EN_AGE_RE.match(text, m.end(2) if m.group(2) else m.end(1)):
+        if _EN_NOT_COUNTED_RE.match(text, m.end(2) if m.group(2) else m.end(1)):
             continue
         # The words up to the clause's end, skipping other figures ("86 urban and 305 rural …").
         rest = re.split(r"[,.;:!?()\n]", text[m.start(4):], maxsplit=1)[0]

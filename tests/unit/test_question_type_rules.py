@@ -93,3 +93,13 @@ def test_a_count_or_amount_is_judged_on_the_subject_not_the_verb_it_is_asked_wit
     assert words.subject_terms("amount", ["法律费用保险", "花", "钱"]) == ["法律费用保险"]
     assert words.subject_terms("count", ["种"]) == ["种"]  # nothing left: all kept
     assert "类" in words.measures("种") and words.measures("栋") == {"栋"}
+
+
+@pytest.mark.parametrize("question", [
+    "With only 3 years of contributions I get 36 months of unemployment benefits, correct?",
+    "Can I use the check-up machines at 3 am? Is it open 24 hours?",
+    "In the city, the dibao approval must be finished within 30 days, correct?",
+])
+def test_durations_and_clock_times_are_no_english_counts(question):
+    claim = find_claim(question)
+    assert claim is None or claim.figure is None or claim.figure.kind != "count"
