@@ -199,6 +199,42 @@ class LoadedIndex:
             self._by_document = by_document
         return list(self._by_document.get(doc_id, ()))
 
+    def attribute_codes(self, name: str) -> tuple[np.ndarray, dict[str, int]]:
+        """Each chunk's document `name` (region, category, language) as an integer code, and the
+        codes by value: a filter is then one comparison over an array, not a loop over chunks."""
+        cache: dict[str, tuple[np.ndarray, dict[str, int]]] = self.__dict__.setdefault("_codes", {})
+        if name not in cache:
+            values: dict[str, int] = {}
+            codes = np.fromiter((values.setdefault(getattr(self.metas[c.doc_id], name), len(values))
+                                 for c in self.chunks), dtype=np.int32, count=len(self.chunks))
+            cache[name] = (codes, values)
+        return cache[name]
+
+    def in_force_days(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each chunk's document's first and last day in force as day ordinals (open ends as the
+        smallest and largest int32)."""
+        if "_in_force" not in self.__dict__:
+            lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+            metas = [self.metas[c.doc_id] for c in self.chunks]
+            starts = np.fromiter((m.effective_from.toordinal() if m.effective_from else lo for m in metas),
+                                 dtype=np.int32, count=len(metas))
+            ends = np.fromiter((m.effective_to.toordinal() if m.effective_to else hi for m in metas),
+                               dtype=np.int32, count=len(metas))
+            self.__dict__["_in_force"] = (starts, ends)
+        return self.__dict__["_in_force"]
+
+    def row_positions(self, row_ids: np.ndarray) -> np.ndarray:
+        """Positions in `chunks` of FAISS's row ids (vectorised `positions`; -1 ids stay -1)."""
+        if "_row_lookup" not in self.__dict__:
+            # Row ids are a table's autoincrement: a lookup array indexed by row id (-1 where none).
+            ids = np.fromiter(self.positions.keys(), dtype=np.int64, count=len(self.positions))
+            lookup = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, dtype=np.int64)
+            lookup[ids] = np.fromiter(self.positions.values(), dtype=np.int64, count=len(self.positions))
+            self.__dict__["_row_lookup"] = lookup
+        lookup = self.__dict__["_row_lookup"]
+        inside = (row_ids >= 0) & (row_ids < len(lookup))
+        return np.where(inside, lookup[np.where(inside, row_ids, 0)] if len(lookup) else -1, -1)
+
     def inverse_document_frequency(self, term: str) -> float:
         """BM25-style idf of a term over chunks; a term the corpus never uses gets the maximum."""
         if not hasattr(self, "_df"):
