@@ -13,7 +13,6 @@ from pathlib import Path
 import jieba
 import yaml
 from opencc import OpenCC
-from pypinyin import Style, lazy_pinyin
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -85,6 +84,10 @@ class Lexicon:
         raw = yaml.safe_load(synonyms_path.read_text(encoding="utf-8")) or {}
         self.synonyms: dict[str, str] = {str(k): str(v) for k, v in raw.items()}
         self._synonym_keys = sorted(self.synonyms, key=len, reverse=True)
+        # pypinyin is imported where it is used: its tables take 0.2 s to load, which every
+        # `linli` command and WeChat callback that never builds a lexicon would pay.
+        from pypinyin import Style, lazy_pinyin  # noqa: PLC0415
+
         self._term_pinyin = {t: tuple(lazy_pinyin(t, style=Style.NORMAL)) for t in self.terms}
         self.terms_path = terms_path
 
@@ -100,6 +103,8 @@ class Lexicon:
         chars = list(text)
         if not chars:
             return text
+        from pypinyin import Style, lazy_pinyin  # noqa: PLC0415 - see __init__
+
         # A callable may return one item per character (pypinyin's docs); its stub says one string.
         pinyin = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: [c for c in s])  # type: ignore[arg-type,return-value]
         if len(pinyin) != len(chars):

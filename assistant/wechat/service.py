@@ -46,7 +46,6 @@ from assistant.core.settings import Settings
 from assistant.core.wording import LANGUAGES, Wording, read_wording
 from assistant.dialogue.reply import Reply
 from assistant.escalation.service import SYSTEM
-from assistant.speech.service import reply_to_voice
 from assistant.wechat.tables import wechat_inbound, wechat_nonces
 from connectors.channels.wechat import (
     OUTSIDE_WINDOW,
@@ -432,6 +431,9 @@ class WechatService:
                 heard = self.services.speech.hear(audio, content_type="audio/amr")
             except LinliError as exc:  # unreadable, silent, too long: say why
                 return [exc.message("zh")], None
+            # Imported here: speech pulls in pypinyin (0.3 s), which no text message or command needs.
+            from assistant.speech.service import reply_to_voice  # noqa: PLC0415
+
             reply = reply_to_voice(_Keyed(self.services, job.dedup_key), heard, session_id, "wechat", openid,
                                    self.services.knowledge_base.benefit_amounts())
             language = "en" if heard.language == "en" else "zh"
