@@ -335,19 +335,7 @@ def _cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     """The reply's sentences as (text without markers, the markers that cite it). Markers right
     after a sentence's full stop are the sentence's own; a sentence without any is cited by the
     next marked sentence ("A。B[1]。": [1] cites both, as a reader takes it)."""
-    pieces: list[tuple[str, list[int]]] = []
-    start = 0
-    for match in _SENTENCE_END_RE.finditer(text):
-        if match.start() < start:
-            continue
-        end = match.end()
-        tail = _TRAILING_MARKERS_RE.match(text, end)
-        if tail:
-            end = tail.end()
-        pieces.append(_piece(text[start:end]))
-        start = end
-    if start < len(text):
-        pieces.append(_piece(text[start:]))
+    pieces = [_piece(raw) for raw in _raw_pieces(text)]
     pieces = [p for p in pieces if _LETTER_RE.search(p[0]) or re.search(r"\d", p[0])]
     out: list[tuple[str, list[int]]] = []
     waiting: list[str] = []

@@ -158,9 +158,15 @@ def set_fault(base: str, **faults) -> None:
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory):
     """The sandbox government backend as a real process; yields its base URL."""
+    yield from run_sandbox(tmp_path_factory.mktemp("sandbox"), LINLI_SANDBOX_REVIEW_AFTER_S="0.3",
+                           LINLI_SANDBOX_DECIDE_AFTER_S="0.8")
+
+
+def run_sandbox(folder: Path, **settings: str):
+    """Start the sandbox backend (its database in `folder`, `LINLI_SANDBOX_*` settings), yield its
+    base URL once it answers, stop it after."""
     port = free_port()
-    env = dict(os.environ, LINLI_SANDBOX_DB_PATH=str(tmp_path_factory.mktemp("sandbox") / "sandbox.sqlite"),
-               LINLI_SANDBOX_REVIEW_AFTER_S="0.3", LINLI_SANDBOX_DECIDE_AFTER_S="0.8")
+    env = dict(os.environ, LINLI_SANDBOX_DB_PATH=str(folder / "sandbox.sqlite"), **settings)
     process = subprocess.Popen([sys.executable, "-m", "connectors.sandbox", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

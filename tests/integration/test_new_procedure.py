@@ -4,15 +4,10 @@ HTTP connector, filed by the sandbox backend under its own short code, and liste
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from assistant.core.settings import DialogueSettings
@@ -23,7 +18,7 @@ from connectors.services.applications import ApplicationService
 from connectors.services.http import HttpServiceConnector
 from connectors.services.procedures import DEFAULT_DIR, ProcedureCatalogue
 from intents.classifier import IntentClassifier
-from tests.conftest import free_port
+from tests.conftest import run_sandbox
 
 pytestmark = pytest.mark.slow
 
@@ -81,23 +76,7 @@ def procedures_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def backend(procedures_dir, tmp_path_factory):
     """The sandbox backend process, reading the same procedures folder."""
-    port = free_port()
-    env = dict(os.environ, LINLI_SANDBOX_DB_PATH=str(tmp_path_factory.mktemp("sandbox-new") / "sandbox.sqlite"),
-               LINLI_SANDBOX_PROCEDURES_DIR=str(procedures_dir))
-    process = subprocess.Popen([sys.executable, "-m", "connectors.sandbox", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"{base}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            assert process.poll() is None and time.monotonic() < deadline, "sandbox did not start"
-            time.sleep(0.2)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    yield from run_sandbox(tmp_path_factory.mktemp("sandbox-new"), LINLI_SANDBOX_PROCEDURES_DIR=str(procedures_dir))
 
 
 def test_a_new_procedure_file_alone_is_filed_end_to_end(procedures_dir, backend, shipped_kb, tmp_path):
