@@ -13,6 +13,7 @@ import bm25s
 import numpy as np
 
 from knowledge_base.embedders import Embedder, EmbeddingCache
+from knowledge_base.retrieval import top_positions
 
 RRF_K = 60
 DEPTH = 100
@@ -51,20 +52,12 @@ class BigramDenseBaseline:
         tokens = char_bigrams(question)
         if tokens:
             scores = np.asarray(self.bm25.get_scores(tokens), dtype=np.float32)
-            for rank, pos in enumerate(_top(scores, depth, positive_only=True)):
+            for rank, pos in enumerate(top_positions(scores, depth, positive_only=True)):
                 fused[pos] = fused.get(pos, 0.0) + 1.0 / (RRF_K + rank + 1)
         sims = self.vectors @ self.embedder.embed_queries([question])[0]
-        for rank, pos in enumerate(_top(sims, depth, positive_only=False)):
+        for rank, pos in enumerate(top_positions(sims, depth, positive_only=False)):
             fused[pos] = fused.get(pos, 0.0) + 1.0 / (RRF_K + rank + 1)
         order = sorted(fused, key=lambda p: (-fused[p], p))
         return [self.ids[p] for p in order[:k]]
 
 
-def _top(scores: np.ndarray, limit: int, positive_only: bool) -> list[int]:
-    if positive_only:
-        scores = np.where(scores > 0, scores, -np.inf)
-    limit = min(limit, int(np.isfinite(scores).sum()))
-    if limit <= 0:
-        return []
-    top = np.argpartition(-scores, limit - 1)[:limit]
-    return [int(i) for i in top[np.argsort(-scores[top], kind="stable")]]

@@ -85,7 +85,8 @@ def _clean(text: str) -> str:
 @dataclass(frozen=True)
 class _Fitted:
     """What fitting costs (the examples embedded, scikit-learn's model): the same for every
-    classifier over one embedder and one intents file, so a process fits it once (`_fitted`)."""
+    classifier over one embedder, one intents file and one procedures folder (whose `requests`
+    are examples too), so a process fits it once (`_fitted`)."""
 
     examples: list[Example]
     rules: dict[str, list[re.Pattern[str]]]
@@ -99,7 +100,8 @@ _FITTING = threading.Lock()
 
 
 def _fitted(embedder: Embedder, cache: EmbeddingCache | None, path: Path, procedures_dir: Path | None) -> _Fitted:
-    """The fitted model for this embedder and intents file, fitted on first use in this process.
+    """The fitted model for this embedder, intents file and procedures folder (keyed by their
+    content), fitted on first use in this process.
     A replica builds it before it answers /readyz and every test app reuses it: built on the
     first message, the fit (seconds of a busy CPU) stalled a restarted replica's every request."""
     digest = hashlib.sha256(path.read_bytes())

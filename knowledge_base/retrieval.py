@@ -118,14 +118,7 @@ class HybridRetriever:
 
     @staticmethod
     def _ranking(scores: np.ndarray, mask: np.ndarray, limit: int, positive_only: bool) -> list[int]:
-        scores = np.where(mask, scores, -np.inf)
-        if positive_only:
-            scores = np.where(scores > 0, scores, -np.inf)
-        limit = min(limit, int(np.isfinite(scores).sum()))
-        if limit <= 0:
-            return []
-        top = np.argpartition(-scores, limit - 1)[:limit]
-        return [int(i) for i in top[np.argsort(-scores[top], kind="stable")]]
+        return top_positions(np.where(mask, scores, -np.inf), limit, positive_only)
 
     def search(
         self, question: str, k: int = 10, filters: SearchFilters | None = None, mode: Mode = "hybrid"
@@ -209,6 +202,18 @@ class HybridRetriever:
                 hit.extras["rerank_score"] = s
             hits = sorted(head, key=lambda h: -h.extras["rerank_score"]) + hits[self.rerank_top_n :]
         return hits[:k]
+
+
+def top_positions(scores: np.ndarray, limit: int, positive_only: bool) -> list[int]:
+    """The positions of the `limit` highest finite scores, best first (equal scores in position
+    order); with `positive_only`, only scores above 0 (a BM25 score of 0 matched no word)."""
+    if positive_only:
+        scores = np.where(scores > 0, scores, -np.inf)
+    limit = min(limit, int(np.isfinite(scores).sum()))
+    if limit <= 0:
+        return []
+    top = np.argpartition(-scores, limit - 1)[:limit]
+    return [int(i) for i in top[np.argsort(-scores[top], kind="stable")]]
 
 
 def focus_sentence(question: str, min_chars: int) -> str | None:
