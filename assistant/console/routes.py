@@ -35,6 +35,38 @@ KIND_LABELS_ZH = {"dispute": "纠纷调解", "human_request": "转人工", "comp
                   "failed_answer": "未能解答", "procedure_problem": "办事问题"}
 PRIORITY_LABELS_ZH = {"urgent": "紧急", "high": "较急", "normal": "一般"}
 ROLE_LABELS_ZH = {"worker": "社工", "supervisor": "主管", "admin": "管理员"}
+# The conversation record's parts (assistant/dialogue/state.py) as a worker reads them, shown
+# beside the dotted path; a form's answers (`flow.values.phone`) are all labelled 已填写.
+STATE_PATH_LABELS_ZH = {
+    "flow.kind": "正在填的表", "flow.form_id": "表单", "flow.confirming": "等居民确认",
+    "flow.opening": "居民最初说的话", "flow.submission_key": "提交编号", "pending.kind": "等居民回答",
+    "pending.ticket_id": "待评分的工单", "pending.meant": "可能想说的是", "pending.reference": "被驳回的申请",
+    "pending.question": "未能回答的问题", "topic.question": "当前话题", "topic.title": "话题出处",
+    "last_question": "上一个问题", "handoff_ticket": "转人工工单",
+}
+
+
+def turn_changes(trace: dict[str, Any] | None) -> list[dict[str, str]]:
+    """What one turn changed in the conversation's record (its trace's `changes`, see
+    `state_changes`), as rows the ticket page lists: label, path, before and after. The values
+    are the trace's own, masked when it was stored; nothing here decrypts."""
+    rows = []
+    for change in (trace or {}).get("changes") or []:
+        path = str(change.get("path"))
+        label = STATE_PATH_LABELS_ZH.get(path) or ("已填写" if path.startswith("flow.values.") else "")
+        rows.append({"label": label, "path": path, "from": _shown(change.get("from")), "to": _shown(change.get("to"))})
+    return rows
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "（无）"
+    if isinstance(value, bool):
+        return "是" if value else "否"
+    return str(value)
+
+
+templates.env.filters["turn_changes"] = turn_changes
 
 
 def escalation_service(services: ServicesDep) -> SqlEscalationService:

@@ -4,6 +4,8 @@ reaching the resident's channel, hand-back with a rating, idempotent ticket crea
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -155,3 +157,38 @@ def test_duplicate_submissions_create_one_ticket(client, wang):
     assert a.status_code == 201 and a.json()["ticket_id"] == b.json()["ticket_id"]
     bad = client.post("/api/v1/tickets", headers=wang, json={**body, "kind": "party"})
     assert bad.status_code == 400 and "未知的工单类型" in bad.json()["message"]
+
+
+CHANGE_ROW = re.compile(r'<code>([^<]+)</code>：<span class="from">([^<]*)</span> → <span class="to">([^<]*)</span>')
+
+
+def test_ticket_page_shows_what_each_turn_changed_masked_and_only_to_a_worker(client):
+    # A dispute intake to its ticket: each reply fills one field of the form, the last opens the ticket.
+    session = "desk-replay"
+    for text in ["楼上漏水把我家泡了，帮我找人调解", "楼上602的住户", "幸福小区3栋502",
+                 "上周开始漏水，找他好几次都不理", "一般", "13812345678"]:
+        assert _say(client, session, text)["reply_type"] == "form"
+    ticket_id = _say(client, session, "确认")["ticket_id"]
+    page_url = f"/console/tickets/{ticket_id}"
+
+    anonymous = client.get(page_url, follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/console/login"
+
+    login = client.post("/console/login", data={"username": "wang", "password": "wang-password-2024"},
+                        headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert login.status_code == 303
+    cookie = client.cookies["linli_session"]
+    client.cookies.clear()  # the module's client stays anonymous for the other tests
+    page = client.get(page_url, headers={"Cookie": f"linli_session={cookie}"})
+    assert page.status_code == 200
+    html = page.text
+    assert "这一步改变了什么" in html and '<details class="changes">' in html
+    changes: dict[str, list[tuple[str, str]]] = {}
+    for path, before, after in CHANGE_ROW.findall(html):  # in turn order
+        changes.setdefault(path, []).append((before, after))
+    # Set by its answer, then cleared when the confirmed form became the ticket.
+    assert changes["flow.values.parties"] == [("（无）", "楼上602的住户"), ("楼上602的住户", "（无）")]
+    assert ("（无）", "138****5678") in changes["flow.values.phone"]  # masked as the trace has it
+    assert changes["handoff_ticket"] == [("（无）", ticket_id)]
+    assert '<span class="label">转人工工单</span> <code>handoff_ticket</code>' in html
+    assert "13812345678" not in html  # never decrypted for the page
