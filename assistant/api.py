@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from assistant.admin.kb_routes import kb_pages
 from assistant.admin.routes import ADMIN_STATIC
 from assistant.admin.routes import admin as admin_pages
+from assistant.channels import enabled_channels, unique_routers
 from assistant.console.routes import api as ticket_api
 from assistant.console.routes import console as console_pages
 from assistant.core.domain import SearchFilters
@@ -30,11 +31,9 @@ from assistant.core.vault import refuse_development_key
 from assistant.dependencies import ServicesDep
 from assistant.ops import install_operations
 from assistant.ops.health import published_generation
-from assistant.pages.routes import PAGES_STATIC, pages
-from assistant.residents.routes import residents_api
+from assistant.pages.routes import PAGES_STATIC
 from assistant.security.http import install_security
 from assistant.services import Services
-from assistant.wechat.routes import wechat
 from knowledge_base.text import detect_language
 
 CONSOLE_STATIC = str(Path(__file__).resolve().parent / "console" / "static")
@@ -127,15 +126,16 @@ def create_app() -> FastAPI:
         # A cluster's replicas (api.background false) leave all of this to `linli worker`.
         background = asyncio.create_task(_background(services, me, settings.escalation.sweep_interval_s)) \
             if settings.api.background else None
-        # WeChat messages are acknowledged at once and answered by this thread (and `linli worker`).
-        wechat_thread = services.wechat.start_thread(me) \
-            if settings.api.background and settings.wechat.enabled and settings.wechat.process_in_server else None
+        # A channel's own work (WeChat: messages acknowledged at once are answered by this thread,
+        # and by `linli worker`).
+        channel_threads = [plugin.background(services).start_thread(me) for plugin in enabled_channels(settings)
+                           if plugin.background is not None and settings.api.background and plugin.in_server(settings)]
         yield
         follower.cancel()
         if background is not None:
             background.cancel()
-        if wechat_thread is not None:
-            wechat_thread.stop()
+        for thread in channel_threads:
+            thread.stop()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -191,13 +191,12 @@ def create_app() -> FastAPI:
         procedures = request.app.state.services.procedures.all()
         return {"procedures": [p.describe() for p in procedures.values()]}
 
-    app.include_router(residents_api)
+    for router in unique_routers():  # the residents' channels (assistant/channels.py)
+        app.include_router(router)
     app.include_router(ticket_api)
     app.include_router(console_pages)
     app.include_router(admin_pages)
     app.include_router(kb_pages)
-    app.include_router(pages)
-    app.include_router(wechat)
     install_security(app)
     install_operations(app)  # after install_security: its request id is the outermost middleware
     app.mount("/console-static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")

@@ -600,13 +600,17 @@ def worker(
     if not once:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
-    # WeChat messages and pushes: every round with --once, else their own thread polling faster.
-    wechat = services.wechat if services.settings.wechat.enabled else None
-    wechat_thread = wechat.start_thread(me) if wechat is not None and not once else None
+    # The channels' own work (WeChat's messages and pushes): every round with --once, else each
+    # its own thread polling faster.
+    from assistant.channels import enabled_channels  # noqa: PLC0415 - the channels' routes load FastAPI
+
+    channel_work = [plugin.background(services) for plugin in enabled_channels(services.settings)
+                    if plugin.background is not None]
+    channel_threads = [channel.start_thread(me) for channel in channel_work] if not once else []
     work = BackgroundWork(services, me)
     while not stopping.is_set():
-        if wechat is not None and once:
-            while wechat.work(me):
+        for channel in channel_work if once else []:
+            while channel.work(me):
                 pass
         report = work.round()
         if report.did_something:
@@ -615,8 +619,8 @@ def worker(
         if once:
             break
         stopping.wait(services.settings.connectors.worker_interval_s)
-    if wechat_thread is not None:
-        wechat_thread.stop()
+    for thread in channel_threads:
+        thread.stop()
 
 
 def _password(env_var: str | None) -> str:

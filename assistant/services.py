@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from assistant.analytics.feedback import FeedbackService
 from assistant.analytics.queries import AnalyticsService
+from assistant.channels import enabled_channels, reserved_names
 from assistant.core.events import EventBus
 from assistant.core.settings import Settings
 from assistant.core.vault import Vault
@@ -25,10 +26,11 @@ from assistant.dialogue.store import ConversationStore
 from assistant.escalation.events import TicketResolved, WorkerReplied
 from assistant.escalation.listeners import Channels, ResidentDelivery
 from assistant.escalation.service import SqlEscalationService
+from assistant.residents.inbound import MessageGate
 from assistant.residents.sessions import ResidentSessions
 from assistant.wechat.service import UndeliveredNote, WechatService
 from connectors.channels import ChannelRegistry
-from connectors.channels.wechat import PushOutbox, WechatApi, WechatChannel
+from connectors.channels.wechat import PushOutbox, WechatApi
 from connectors.services.applications import Application, ApplicationService, FilingLimits
 from connectors.services.procedures import ProcedureCatalogue
 from connectors.services.registry import make_connector
@@ -136,10 +138,19 @@ class Services:
 
     @built_once
     def channels(self) -> ChannelRegistry:
+        """How Linli's words reach residents, by conversation channel: each enabled channel's own
+        outbound (assistant/channels.py), else the outbox the pages and integrations read."""
         registry = ChannelRegistry(self.settings.resolved_database_url)
-        if self.settings.wechat.enabled:
-            registry.register(WechatChannel(self.wechat_pushes))
+        for plugin in enabled_channels(self.settings):
+            if plugin.outbound is not None:
+                registry.register(plugin.outbound(self))
         return registry
+
+    @built_once
+    def gate(self) -> MessageGate:
+        """Every channel's messages reach the dialogue through here (assistant/residents/inbound.py)."""
+        return MessageGate(self.residents, lambda: self.dialogue, self.limits,
+                           self.settings.limits.messages_per_session_per_minute)
 
     @built_once
     def wechat_pushes(self) -> PushOutbox:
@@ -155,12 +166,12 @@ class Services:
 
     @built_once
     def residents(self) -> ResidentSessions:
-        return ResidentSessions(self.settings.resolved_database_url, self.settings)
+        return ResidentSessions(self.settings.resolved_database_url, self.settings, reserved=reserved_names())
 
     @built_once
     def escalation(self) -> SqlEscalationService:
-        return SqlEscalationService(self.settings.resolved_database_url, self.settings.escalation, events=self.events,
-                                    vault=self.vault)
+        return SqlEscalationService(self.settings.resolved_database_url, self.vault, self.settings.escalation,
+                                    events=self.events)
 
     @built_once
     def feedback(self) -> FeedbackService:

@@ -4,7 +4,8 @@ structure, not of speed: issue 30 shows it before and after.
 
 A part is a package one level below the top (`assistant.dialogue`, `connectors.channels`,
 `knowledge_base`, `intents`); `assistant.core` is the ground; a feature's `routes.py` is a part of
-its own (`assistant.wechat.routes`), in the app layer. Prints the edges with how many
+its own (`assistant.wechat.routes`), in the app layer, and so is its `channel.py` (the channel
+declaration naming those routes). Prints the edges with how many
 imports make each, then every cycle (a strongly connected group of parts); `--dot FILE` also
 writes Graphviz DOT.
 
@@ -33,8 +34,10 @@ def part_of(module: str) -> str | None:
     if names[0] in WHOLE or len(names) == 1:
         return names[0]
     second = names[1]
-    if names[0] == "assistant" and len(names) > 2 and names[2] == "routes":
-        return f"assistant.{second}.routes"  # a feature's HTTP routes belong to the app above it
+    if names[0] == "assistant" and len(names) > 2 and names[2] in ("routes", "channel"):
+        # A feature's HTTP routes, and its channel declaration (which names them), belong to the
+        # app above it.
+        return f"assistant.{second}.{names[2]}"
     if (PROJECT_ROOT / names[0] / second).is_dir():
         return f"{names[0]}.{second}"
     return f"{names[0]}.{second}" if names[0] == "assistant" else names[0]

@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import ChoiceLoader, FileSystemLoader
 
 from assistant.analytics.queries import Period, ReportTable, conversation, summary
+from assistant.channels import channel_labels
 from assistant.console.routes import COOKIE, ROLE_LABELS_ZH, user_store
 from assistant.core.clock import utcnow
 from assistant.core.errors import Forbidden, LinliError, NotAuthenticated
@@ -34,7 +35,7 @@ templates.env.loader = ChoiceLoader([FileSystemLoader(str(ADMIN_DIR / "templates
 READERS = ("admin", "supervisor")
 REPLY_TYPE_LABELS_ZH = {"answer": "回答", "clarify": "追问", "refusal": "拒答", "handoff": "转人工",
                         "emergency": "紧急", "form": "表单", "smalltalk": "寒暄"}
-CHANNEL_LABELS_ZH = {"kiosk": "自助机", "chat": "手机网页", "wechat": "微信", "web": "接口"}
+CHANNEL_LABELS_ZH = channel_labels("zh")  # each channel names its own (assistant/channels.py)
 
 
 class BadPeriod(LinliError):

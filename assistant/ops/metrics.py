@@ -40,6 +40,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from prometheus_fastapi_instrumentator import metrics as http_metrics
 from sqlalchemy import func, select
 
+from assistant.channels import channel_labels
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine
 from assistant.escalation.states import OPEN
@@ -59,7 +60,9 @@ METRICS_PATH = "/metrics"
 DB_CACHE_S = 5.0
 KB_JOB_STATES = ("queued", "running", "done", "failed")
 # Label values stay few whatever a client sends: an integration names its own channel.
-KNOWN_CHANNELS = frozenset({"web", "kiosk", "chat", "wechat", "cli", "voice"})
+# The registered channels' names (assistant/channels.py), the CLI's, and "voice"; any other
+# (an integration's own name) is counted as "other", so a client cannot grow the label set.
+KNOWN_CHANNELS = frozenset({*channel_labels(), "cli", "voice"})
 KNOWN_REPLY_TYPES = frozenset({"answer", "clarify", "form", "handoff", "emergency", "smalltalk", "refusal"})
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 

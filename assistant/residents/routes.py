@@ -10,9 +10,10 @@ from fastapi import APIRouter, File, Form, Header, Path, Query, Request, UploadF
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from assistant.core.errors import Forbidden, NotAuthenticated, TooManyRequests
+from assistant.core.errors import Forbidden, NotAuthenticated
 from assistant.dependencies import ServicesDep
-from assistant.residents.sessions import InvalidSessionId, Resident, check_client_session_id
+from assistant.residents.inbound import InboundMessage
+from assistant.residents.sessions import Resident
 from assistant.services import Services
 from assistant.speech.service import reply_to_voice
 from connectors.services.applications import InvalidApplication, UnknownApplication
@@ -76,35 +77,13 @@ class ApplicationRequest(BaseModel):
 
 def resident_for(services: Services, token: str | None, api_key: str | None, *, user_id: str = "anonymous",
                  channel: str = "web", centre: str | None = None) -> Resident:
+    """Verify the request and name its resident: a page's session token (the pages channel) or
+    an integration's key (the integration channel, assistant/residents/channel.py)."""
     if token:
         return services.residents.for_token(token)
     if api_key:
         return services.residents.for_api_key(api_key, user_id, channel, centre)
     raise NotAuthenticated("请先打开对话页面再发消息。", "A session token (X-Session-Token) or X-API-Key is required.")
-
-
-def session_for(services: Services, resident: Resident, named: str | None) -> tuple[str, str]:
-    """The conversation this request speaks in (bound to the resident), and its centre."""
-    if resident.session_id is not None:
-        if named and named != resident.session_id:
-            raise Forbidden("这个对话不属于您。", "This conversation belongs to someone else.")
-        session_id = resident.session_id
-    elif not named:
-        raise InvalidSessionId("请提供会话编号 session_id。", "session_id is required with an API key.")
-    else:
-        session_id = check_client_session_id(named)
-    centre = services.residents.bind(session_id, owner=resident.owner, channel=resident.channel,
-                                     user_id=resident.user_id, centre=resident.centre)
-    return session_id, centre
-
-
-def within_message_limit(services: Services, session_id: str) -> None:
-    """A resident types a few messages a minute; a script posting hundreds is slowed down."""
-    limit, key = services.settings.limits.messages_per_session_per_minute, f"messages:{session_id}"
-    if not services.limits.hit(key, limit=limit, window_s=60):
-        retry = services.limits.retry_after(key, limit=limit, window_s=60)
-        raise TooManyRequests(f"消息发得太快了，请{retry}秒后再发。",
-                              f"Too many messages; please wait {retry} seconds.", retry_after=retry)
 
 
 def filing_client(resident: Resident, request: Request) -> str:
@@ -136,10 +115,8 @@ def messages(body: MessageRequest, services: ServicesDep, x_session_token: Sessi
              x_api_key: ApiKey = None) -> dict:
     resident = resident_for(services, x_session_token, x_api_key, user_id=body.user_id, channel=body.channel,
                             centre=body.centre)
-    session_id, centre = session_for(services, resident, body.session_id)
-    within_message_limit(services, session_id)
-    reply = services.dialogue.handle(session_id, body.text, channel=resident.channel, user_id=resident.user_id,
-                                     message_id=body.message_id, centre=centre)
+    session_id, centre = services.gate.admit(resident, body.session_id)
+    reply = services.gate.hand_over(InboundMessage(resident, session_id, body.text, body.message_id, centre))
     return reply.public()
 
 
@@ -151,11 +128,10 @@ def voice(services: ServicesDep, audio: Annotated[UploadFile, File()],
           user_id: Annotated[str, Form(min_length=1, max_length=128)] = "anonymous",
           x_session_token: SessionToken = None, x_api_key: ApiKey = None) -> dict:
     resident = resident_for(services, x_session_token, x_api_key, user_id=user_id, channel=channel)
-    session_id, _centre = session_for(services, resident, session_id)
-    within_message_limit(services, session_id)
+    session_id, _centre = services.gate.admit(resident, session_id)
     data = audio.file.read(services.settings.speech.max_bytes + 1)
     heard = services.speech.hear(data, content_type=audio.content_type)
-    reply = reply_to_voice(services.dialogue, heard, session_id, resident.channel, resident.user_id,
+    reply = reply_to_voice(services.gate.keyed(None), heard, session_id, resident.channel, resident.user_id,
                            services.knowledge_base.benefit_amounts())
     return {**reply.public(), "transcript": heard.text}
 
@@ -196,7 +172,7 @@ def give_feedback(turn_id: Annotated[int, Path(ge=1, le=2**62)], body: FeedbackR
 def file_application(body: ApplicationRequest, request: Request, services: ServicesDep,
                      x_session_token: SessionToken = None, x_api_key: ApiKey = None) -> dict:
     resident = resident_for(services, x_session_token, x_api_key, user_id=body.user_id, channel=body.channel)
-    session_id, centre = session_for(services, resident, body.session_id)
+    session_id, centre = services.gate.conversation(resident, body.session_id)
     service = services.applications
     try:
         application = service.confirm(body.procedure, dict(body.data), session_id=session_id,

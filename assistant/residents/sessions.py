@@ -32,11 +32,6 @@ from assistant.dialogue.store import conversations
 from assistant.residents.tables import resident_sessions
 
 PAGE_CHANNELS = ("kiosk", "chat")
-# Session ids an integration client may not choose: they belong to pages and WeChat.
-RESERVED_PREFIXES = ("page-", "kiosk-", "chat-", "wechat:")
-# Channel names an integration client may not use: a worker's reply goes out on the conversation's
-# channel, and these reach residents through credentials of their own (pages, WeChat).
-RESERVED_CHANNELS = frozenset({*PAGE_CHANNELS, "wechat"})
 # An integration's channel is a name ("web", "crm", "hotline-12345"), shown on the analytics page.
 _CHANNEL_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
 
@@ -64,6 +59,17 @@ class Resident:
 
 
 @dataclass(frozen=True)
+class ReservedNames:
+    """What an integration client may not choose, gathered from the registered channels
+    (assistant/channels.py): session ids that pages and WeChat mint (`kiosk-…`, `wechat:…`), and
+    the conversation channel names that reach residents by credentials of their own (a worker's
+    reply goes out on the conversation's channel: an integration may not speak as WeChat's users)."""
+
+    session_prefixes: tuple[str, ...]
+    channels: frozenset[str]
+
+
+@dataclass(frozen=True)
 class MintedSession:
     token: str
     session_id: str
@@ -85,9 +91,10 @@ def _not_yours() -> Forbidden:
 
 
 class ResidentSessions:
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, *, reserved: ReservedNames) -> None:
         self.engine = get_engine(url)
         self.ttl = timedelta(hours=settings.residents.session_ttl_hours)
+        self.reserved = reserved
         self.default_centre = settings.escalation.centre
         self.centres = {settings.escalation.centre, *settings.escalation.centres}
         self.api_keys = {name: key.get_secret_value() for name, key in settings.api.keys.items()
@@ -138,7 +145,7 @@ class ResidentSessions:
 
     def for_api_key(self, key: str | None, user_id: str, channel: str, centre: str | None = None) -> Resident:
         client = self._client(key)
-        return Resident(f"api:{client}:{user_id}", check_client_channel(channel), user_id, self.centre(centre))
+        return Resident(f"api:{client}:{user_id}", self.check_client_channel(channel), user_id, self.centre(centre))
 
     def _client(self, key: str | None) -> str:
         found = None
@@ -150,7 +157,35 @@ class ResidentSessions:
             raise NotAuthenticated("需要有效的接口密钥（X-API-Key）。", "A valid X-API-Key is required.")
         return found
 
+    def check_client_session_id(self, session_id: str) -> str:
+        if session_id.startswith(self.reserved.session_prefixes):
+            raise InvalidSessionId("这个会话编号不能使用。", "This session id is reserved.")
+        return session_id
+
+    def check_client_channel(self, channel: str) -> str:
+        """An integration client's channel name: letters, digits, `_ . -`, and none of the channels
+        that reach residents by other credentials (an integration may not speak as WeChat's users)."""
+        if not _CHANNEL_NAME_RE.fullmatch(channel):
+            raise InvalidChannel("渠道名只能由字母、数字和 _ . - 组成（最多 32 个）。",
+                                 "A channel name is 1-32 letters, digits, '_', '.' or '-'.")
+        if channel.casefold() in self.reserved.channels:
+            raise InvalidChannel(f"渠道名 {channel} 由其他渠道专用，不能使用。",
+                                 f"The channel name {channel!r} belongs to another channel.")
+        return channel
+
     # ---- conversations -----------------------------------------------------------------------
+
+    def session_for(self, resident: Resident, named: str | None) -> str:
+        """The conversation a resident speaks in: the one their credential fixes (a page session,
+        WeChat's openid), which a request may repeat but not change; else the one an integration
+        client names, never one of the ids pages and WeChat mint."""
+        if resident.session_id is not None:
+            if named and named != resident.session_id:
+                raise _not_yours()
+            return resident.session_id
+        if not named:
+            raise InvalidSessionId("请提供会话编号 session_id。", "session_id is required with an API key.")
+        return self.check_client_session_id(named)
 
     def bind(self, session_id: str, *, owner: str, channel: str, user_id: str, centre: str | None = None) -> str:
         """Binds the conversation to `owner` (starting it if new) and returns its centre. A
@@ -211,21 +246,3 @@ class ResidentSessions:
             centre = conn.execute(select(conversations.c.centre)
                                   .where(conversations.c.session_id == session_id)).scalar()
         return str(centre) if centre is not None else None
-
-
-def check_client_session_id(session_id: str) -> str:
-    if session_id.startswith(RESERVED_PREFIXES):
-        raise InvalidSessionId("这个会话编号不能使用。", "This session id is reserved.")
-    return session_id
-
-
-def check_client_channel(channel: str) -> str:
-    """An integration client's channel name: letters, digits, `_ . -`, and none of the channels
-    that reach residents by other credentials (an integration may not speak as WeChat's users)."""
-    if not _CHANNEL_NAME_RE.fullmatch(channel):
-        raise InvalidChannel("渠道名只能由字母、数字和 _ . - 组成（最多 32 个）。",
-                             "A channel name is 1-32 letters, digits, '_', '.' or '-'.")
-    if channel.casefold() in RESERVED_CHANNELS:
-        raise InvalidChannel(f"渠道名 {channel} 由其他渠道专用，不能使用。",
-                             f"The channel name {channel!r} belongs to another channel.")
-    return channel

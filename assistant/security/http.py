@@ -13,7 +13,8 @@
    no endpoint can take (lone surrogates, non-UTF-8 bytes, numbers beyond 64 bits, NaN, deep
    nesting): 422 instead of a 500 at save time.
 
-Settings are read per request from `scope["app"].state.services.settings`."""
+Settings are read per request from `scope["app"].state.services.settings` (Settings' defaults
+before the lifespan has built it)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,14 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistant.channels import body_limit_of, page_prefixes
 from assistant.core.errors import CsrfRefused, InvalidRequest, LinliError, PayloadTooLarge, TooManyRequests
-from assistant.core.settings import Settings, get_settings
+from assistant.core.settings import Settings
 
 SESSION_COOKIE = "linli_session"  # the console's cookie (assistant/console/routes.py COOKIE)
-PAGE_PREFIXES = ("/console", "/kiosk", "/chat", "/admin")
+# The staff's pages; the residents' pages (kiosk, chat) are their channel's (assistant/channels.py).
+STAFF_PAGE_PREFIXES = ("/console", "/admin")
+PAGE_PREFIXES = (*STAFF_PAGE_PREFIXES, *page_prefixes())
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
     "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
@@ -50,8 +54,10 @@ MAX_JSON_INT = 2**63 - 1
 
 
 def _settings(scope: Scope) -> Settings:
+    """The app's settings; before its lifespan has built the services (a request racing start-up,
+    a test client outside `with`), Settings' own defaults: the environment is read at start-up only."""
     services = getattr(scope["app"].state, "services", None)
-    return services.settings if services is not None else get_settings()
+    return services.settings if services is not None else Settings.model_construct()
 
 
 def _language(scope: Scope) -> str:
@@ -166,8 +172,9 @@ class ClientRateLimit:
 def body_limit(settings: Settings, path: str) -> int:
     if path.rstrip("/") == "/api/v1/voice":
         return settings.speech.max_bytes + MULTIPART_OVERHEAD
-    if path.startswith("/wechat"):
-        return settings.wechat.max_body_bytes
+    channel_limit = body_limit_of(settings, path)  # a channel's own (WeChat's callbacks)
+    if channel_limit is not None:
+        return channel_limit
     if path.rstrip("/") == "/admin/kb/upload":
         return settings.kb_admin.max_upload_bytes + MULTIPART_OVERHEAD
     return settings.api.max_body_bytes

@@ -9,7 +9,8 @@ acknowledge at once; a processor answers later and queues the answer as pushes.
         ─► subscribe / image / unsubscribe: a passive reply now (the same one for a retry)
            text / voice / location / menu click: a queued job, answered `success`
     processor (server thread, `linli worker`) ─► lease a job (one at a time per resident)
-        ─► dialogue.handle("wechat:"+openid, …, message_id=dedup_key) (voice: media → speech)
+        ─► the MessageGate (assistant/residents/inbound.py): resident wechat:<openid> bound, the
+           message counted, dialogue.handle(…, message_id=dedup_key) (voice: media → speech)
         ─► the reply split to WeChat's length ─► pushes queued in the job's transaction
         ─► PushOutbox sends them (connectors/channels/wechat.py)
 
@@ -39,13 +40,15 @@ from wechatpy.utils import check_signature  # type: ignore[import-untyped]
 from assistant.analytics.feedback import FEEDBACK_ACK, KEYWORD_REPLY_TYPES
 from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, lease_due
-from assistant.core.errors import LinliError
+from assistant.core.errors import LinliError, TooManyRequests
 from assistant.core.keys import digest_key
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import Settings
 from assistant.core.wording import LANGUAGES, Wording, read_wording
 from assistant.dialogue.reply import Reply
 from assistant.escalation.service import SYSTEM
+from assistant.residents.inbound import InboundMessage
+from assistant.residents.sessions import Resident
 from assistant.wechat.tables import wechat_inbound, wechat_nonces
 from connectors.channels.wechat import (
     OUTSIDE_WINDOW,
@@ -60,10 +63,10 @@ from knowledge_base.text import detect_language
 if TYPE_CHECKING:
     from assistant.analytics.feedback import FeedbackService
     from assistant.core.vault import Vault
-    from assistant.dialogue.engine import DialogueEngine
     from assistant.dialogue.store import ConversationStore
     from assistant.escalation.service import SqlEscalationService
     from assistant.knowledge import KnowledgeBase
+    from assistant.residents.inbound import MessageGate
     from assistant.residents.sessions import ResidentSessions
     from assistant.speech.service import SpeechService
 
@@ -75,7 +78,7 @@ class WechatNeeds(Protocol):
     model; a test hands in its own. Named here so the channel does not import the app above it."""
 
     @property
-    def dialogue(self) -> DialogueEngine: ...
+    def gate(self) -> MessageGate: ...
     @property
     def escalation(self) -> SqlEscalationService: ...
     @property
@@ -149,23 +152,6 @@ def _safe_xml(data: bytes | str) -> None:
         raise WechatBadRequest("消息格式不正确。", "Malformed or unsafe XML.") from exc
     if root.tag != "xml":
         raise WechatBadRequest("消息格式不正确。", "Not a WeChat message.")
-
-
-class _Keyed:
-    """The dialogue engine with the inbound message's key on every step it runs, so a voice
-    message processed twice (a lost lease) is still one dialogue step."""
-
-    def __init__(self, services: WechatNeeds, message_id: str) -> None:
-        self.services = services
-        self.message_id = message_id
-
-    def handle(self, session_id: str, text: str, channel: str = "wechat", user_id: str = "anonymous") -> Reply:
-        return self.services.dialogue.handle(session_id, text, channel=channel, user_id=user_id,
-                                             message_id=self.message_id)
-
-    def ask_back(self, session_id: str, heard: str, question: str, meant: str | None, channel: str = "wechat",
-                 user_id: str = "anonymous") -> Reply:
-        return self.services.dialogue.ask_back(session_id, heard, question, meant, channel=channel, user_id=user_id)
 
 
 def format_reply(reply: Reply, language: str, heard: str | None = None, feedback_hint: str | None = None) -> list[str]:
@@ -341,6 +327,12 @@ class WechatService:
             return event or "event", {}, None  # unsubscribe, view, …: nothing to say
         return kind, {}, WORDING.say("only_text_and_voice", "zh")  # image, video, link, file …
 
+    def resident(self, openid: str) -> Resident:
+        """WeChat's resident: the openid WeChat signed for, one conversation each (`wechat:<openid>`,
+        owned by that key), at the deployment's centre (one Official Account serves the city)."""
+        session_id = f"wechat:{openid}"
+        return Resident(session_id, "wechat", openid, self.services.residents.centre(None), session_id)
+
     # ---- the processor ----------------------------------------------------------------------
 
     def process_due(self, worker: str, limit: int = 10) -> int:
@@ -419,9 +411,12 @@ class WechatService:
     def _answer(self, job: Row) -> tuple[list[str], str | None]:
         """The pushes that answer one inbound job, and the ticket they belong to (if any)."""
         openid, payload = job.openid, self.services.vault.decrypt_fields(job.payload)
-        session_id = f"wechat:{openid}"
-        # One owner per conversation: wechat:<openid>.
-        centre = self.services.residents.bind(session_id, owner=session_id, channel="wechat", user_id=openid)
+        gate = self.services.gate
+        resident = self.resident(openid)
+        try:
+            session_id, centre = gate.admit(resident)
+        except TooManyRequests as exc:  # a script flooding one openid: told to wait, like a page
+            return [exc.message(detect_language(str(payload.get("content") or "")))], None
         if job.msg_type == "location":
             label = payload.get("label") or f"{payload.get('x')}, {payload.get('y')}"
             return [WORDING.say("location_received", "zh", label=label)], None
@@ -434,7 +429,7 @@ class WechatService:
             # Imported here: speech pulls in pypinyin (0.3 s), which no text message or command needs.
             from assistant.speech.service import reply_to_voice  # noqa: PLC0415
 
-            reply = reply_to_voice(_Keyed(self.services, job.dedup_key), heard, session_id, "wechat", openid,
+            reply = reply_to_voice(gate.keyed(job.dedup_key), heard, session_id, "wechat", openid,
                                    self.services.knowledge_base.benefit_amounts())
             language = "en" if heard.language == "en" else "zh"
             return format_reply(reply, language, heard=heard.text), reply.ticket_id
@@ -448,8 +443,7 @@ class WechatService:
             thanks = self._rate_last_answer(session_id, text)
             if thanks is not None:
                 return [thanks], None
-        reply = self.services.dialogue.handle(session_id, text, channel="wechat", user_id=openid,
-                                              message_id=job.dedup_key, centre=centre)
+        reply = gate.hand_over(InboundMessage(resident, session_id, text, job.dedup_key, centre))
         language = detect_language(text) if text.strip() else "zh"
         return format_reply(reply, language, feedback_hint=self._feedback_hint(reply, language)), reply.ticket_id
 

@@ -10,11 +10,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from assistant.channels import reserved_names
 from assistant.core.errors import Forbidden, LinliError, NotAuthenticated
 from assistant.core.settings import ApiSettings, EscalationSettings, Settings, WechatSettings
 from assistant.dialogue.receipts import MessageReceipts, StillProcessing, message_key
 from assistant.dialogue.store import ConversationStore
-from assistant.residents.sessions import InvalidChannel, InvalidSessionId, ResidentSessions, check_client_session_id
+from assistant.residents.sessions import InvalidChannel, InvalidSessionId, ResidentSessions
 from connectors.channels.wechat import PushOutbox, WechatChannel, wechat_pushes
 
 
@@ -24,7 +25,7 @@ def _settings(tmp_path) -> Settings:
 
 
 def test_a_minted_page_session_is_its_own_and_nobody_elses(database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path))
+    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
     minted = residents.mint("kiosk", "centre-b")
     resident = residents.for_token(minted.token)
     assert resident.session_id == minted.session_id and resident.centre == "centre-b"
@@ -45,7 +46,7 @@ def test_a_minted_page_session_is_its_own_and_nobody_elses(database_url, tmp_pat
 
 
 def test_api_clients_act_only_for_their_users_and_centres_are_known_ones(database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path))
+    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
     with pytest.raises(NotAuthenticated):
         residents.for_api_key("wrong-key", "u1", "web")
     alice = residents.for_api_key("crm-key-123456", "alice", "web", centre="centre-b")
@@ -60,15 +61,17 @@ def test_api_clients_act_only_for_their_users_and_centres_are_known_ones(databas
     assert residents.for_api_key("crm-key-123456", "carol", "web", centre="no-such-centre").centre == "centre-a"
     assert residents.bind(session, owner=alice.owner, channel="web", user_id="alice", centre="centre-a") == "centre-b"
     with pytest.raises(InvalidSessionId):
-        check_client_session_id("wechat:o6_bmjrPTlm6_2sgVt7hMZOPfL2M")
+        residents.check_client_session_id("wechat:o6_bmjrPTlm6_2sgVt7hMZOPfL2M")
+    with pytest.raises(InvalidSessionId):
+        residents.check_client_session_id("kiosk-0a1b2c")
     with pytest.raises(LinliError):
         residents.mint("telegram")
 
 
-def test_a_conversation_from_before_owners_is_taken_by_the_first_credential(database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path))
+def test_a_conversation_from_before_owners_is_taken_by_the_first_credential(vault, database_url, tmp_path):
+    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
     session = f"old-{uuid.uuid4().hex[:8]}"
-    ConversationStore(database_url).get_or_create(session, "web", "u1")  # an ownerless, pre-0005 conversation
+    ConversationStore(database_url, vault).get_or_create(session, "web", "u1")  # an ownerless, pre-0005 conversation
     alice = residents.for_api_key("crm-key-123456", "u1", "web")
     assert residents.bind(session, owner=alice.owner, channel="web", user_id="u1") == "centre-a"
     with pytest.raises(Forbidden):
@@ -76,7 +79,7 @@ def test_a_conversation_from_before_owners_is_taken_by_the_first_credential(data
 
 
 def test_two_first_binds_racing_leave_one_owner(database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path))
+    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
     session = f"race-{uuid.uuid4().hex[:8]}"
     outcomes: list[str] = []
 
@@ -95,8 +98,8 @@ def test_two_first_binds_racing_leave_one_owner(database_url, tmp_path):
     assert sorted(outcomes).count("refused") == 5
 
 
-def test_a_message_key_is_processed_once_even_when_copies_race(database_url):
-    receipts = MessageReceipts(ConversationStore(database_url).engine, wait_s=5, poll_s=0.02)
+def test_a_message_key_is_processed_once_even_when_copies_race(vault, database_url):
+    receipts = MessageReceipts(ConversationStore(database_url, vault).engine, wait_s=5, poll_s=0.02)
     key = f"web:s1:{uuid.uuid4().hex}"
     first_callers: list[int] = []
     replies: list[dict] = []
@@ -120,8 +123,8 @@ def test_a_message_key_is_processed_once_even_when_copies_race(database_url):
     assert [r["text"] for r in replies] == [f"reply by {first_callers[0]}"] * 4
 
 
-def test_a_failed_first_copy_lets_the_retry_process_and_a_slow_one_says_so(database_url):
-    receipts = MessageReceipts(ConversationStore(database_url).engine, wait_s=0.2, poll_s=0.02)
+def test_a_failed_first_copy_lets_the_retry_process_and_a_slow_one_says_so(vault, database_url):
+    receipts = MessageReceipts(ConversationStore(database_url, vault).engine, wait_s=0.2, poll_s=0.02)
     key = f"web:s2:{uuid.uuid4().hex}"
     assert receipts.claim(key, "s2") is None
     with pytest.raises(StillProcessing):
@@ -134,7 +137,7 @@ def test_a_failed_first_copy_lets_the_retry_process_and_a_slow_one_says_so(datab
 def test_an_integration_may_not_speak_on_another_channel_or_name_one_oddly(database_url, tmp_path, channel):
     """Issue 28, holes 17 and 21: `channel: "wechat"` with another user's openid opened a ticket whose
     worker reply was pushed to that WeChat user; a channel of "\\t=1+10" reached the CSV export."""
-    residents = ResidentSessions(database_url, _settings(tmp_path))
+    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
     with pytest.raises(InvalidChannel) as refused:
         residents.for_api_key("crm-key-123456", "u1", channel)
     assert refused.value.http_status == 422

@@ -65,7 +65,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "app": ("assistant.api", "assistant.cli", "assistant.console", "assistant.admin", "assistant.pages",
             "assistant.security", "assistant.services", "assistant.dependencies", "assistant.ops",
             "assistant.cluster", "assistant.background", "assistant.residents.routes", "assistant.wechat.routes",
-            "assistant.admin.routes", "assistant.console.routes", "assistant.pages.routes"),
+            "assistant.admin.routes", "assistant.console.routes", "assistant.pages.routes",
+            "assistant.channels", "assistant.channel_plugin", "assistant.pages.channel", "assistant.residents.channel",
+            "assistant.wechat.channel"),
 }
 ORDER = list(LAYERS)
 
@@ -100,3 +102,33 @@ def test_no_import_cycle_among_features_or_below() -> None:
 
     tangled = [group for group in cycles(_graph()) if any(_layer(part) != "app" for part in group)]
     assert tangled == []
+
+
+# The modules that read the environment's settings (`get_settings()`) and hand them on: the
+# processes' entry points and the migrations Alembic runs. Everything else is given its settings
+# by the container (assistant/services.py) or by its caller.
+ENTRY_POINTS = ("assistant/cli.py", "assistant/api.py", "assistant/cluster.py", "assistant/core/settings.py",
+                "assistant/core/migrations/")
+
+
+def _names_used(path: Path) -> list[tuple[int, str]]:
+    used: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Name):
+            used.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute):
+            used.append((node.lineno, node.attr))
+        elif isinstance(node, ast.ImportFrom):
+            used.extend((node.lineno, alias.name) for alias in node.names)
+    return used
+
+
+def test_only_the_entry_points_read_the_global_settings() -> None:
+    """A constructor that falls back to `get_settings()` reads the environment behind its
+    caller's back: a test's or a second deployment's settings are silently not the ones used."""
+    readers = [f"{path.relative_to(PROJECT_ROOT)}:{line}"
+               for package in ("assistant", "connectors", "knowledge_base", "intents")
+               for path in sorted((PROJECT_ROOT / package).rglob("*.py"))
+               if not str(path.relative_to(PROJECT_ROOT)).startswith(ENTRY_POINTS)
+               for line, name in _names_used(path) if name == "get_settings"]
+    assert readers == []
