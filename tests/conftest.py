@@ -23,6 +23,7 @@ import pytest
 import sqlalchemy
 
 from assistant.core.settings import KB_PACKAGE_DIR, PROJECT_ROOT, Settings
+from assistant.core.vault import Vault
 from assistant.knowledge import KnowledgeBase, shipped_documents
 from intents.classifier import IntentClassifier
 from knowledge_base.benefits import BenefitTable, InMemoryBenefitTables
@@ -137,6 +138,13 @@ def database_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'linli.sqlite'}"
     return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture(scope="session")
+def vault() -> Vault:
+    """The development key's vault: the one a test's `Services` (and server) build from default
+    settings, so what a store of the test encrypts, they read."""
+    return Vault.development()
 
 
 @pytest.fixture(scope="session")

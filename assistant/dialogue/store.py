@@ -16,7 +16,6 @@ from assistant.core.clock import utcnow
 from assistant.core.db import get_engine, metadata
 from assistant.core.locks import KeyedLock
 from assistant.core.privacy import mask_pii
-from assistant.core.settings import get_settings
 from assistant.core.vault import UndecryptableValue, Vault
 from assistant.dialogue.state import ConversationState
 
@@ -79,10 +78,10 @@ def _state(stored: dict[str, Any] | None, vault: Vault) -> ConversationState:
 
 
 class ConversationStore:
-    def __init__(self, url: str, vault: Vault | None = None, lock_timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, vault: Vault, lock_timeout_s: float = 30.0) -> None:
         self.engine: Engine = get_engine(url)
         # ID and phone numbers in the state (a form's answers) are stored encrypted, turns masked.
-        self.vault = vault or Vault.from_settings(get_settings().privacy)
+        self.vault = vault
         self._turn_lock = KeyedLock(self.engine, "conversation", lock_timeout_s)
 
     def one_at_a_time(self, session_id: str) -> AbstractContextManager[None]:

@@ -22,7 +22,7 @@ from assistant.core.db import get_engine, is_sqlite
 from assistant.core.errors import ClaimConflict, Forbidden, LinliError, UnknownTicket
 from assistant.core.events import EventBus
 from assistant.core.privacy import mask_pii
-from assistant.core.settings import EscalationSettings, get_settings
+from assistant.core.settings import EscalationSettings
 from assistant.core.vault import Vault
 from assistant.escalation.base import KINDS, PRIORITIES, Ticket, new_ticket_id
 from assistant.escalation.events import TicketClaimed, TicketOpened, TicketResolved, WorkerReplied
@@ -78,11 +78,11 @@ class SqlEscalationService:
     asking for a rating are listeners' work (assistant/services.py subscribes them). Every change to
     the queue also reaches the open consoles, in its own transaction, through `queue_changes`."""
 
-    def __init__(self, url: str, settings: EscalationSettings | None = None, events: EventBus | None = None,
-                 vault: Vault | None = None, notifier: QueueNotifier | None = None) -> None:
+    def __init__(self, url: str, vault: Vault, settings: EscalationSettings | None = None,
+                 events: EventBus | None = None, notifier: QueueNotifier | None = None) -> None:
         self.engine = get_engine(url)
         # At rest: ID and phone numbers encrypted in form_data, masked in summaries and events.
-        self.vault = vault or Vault.from_settings(get_settings().privacy)
+        self.vault = vault
         self.settings = settings or EscalationSettings()
         # A queue nobody listens to (tests, scripts) still works: its events go nowhere. Not
         # `self.events`: that is the audit log of a ticket.

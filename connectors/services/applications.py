@@ -27,7 +27,7 @@ from assistant.core.db import get_engine, lease_due
 from assistant.core.errors import LinliError, TooManyRequests
 from assistant.core.keys import digest_key
 from assistant.core.privacy import mask_pii
-from assistant.core.settings import LimitSettings, get_settings
+from assistant.core.settings import LimitSettings
 from assistant.core.vault import SENSITIVE_FIELD_TYPES, UndecryptableValue, Vault
 from connectors.forms.errors import InvalidFormFile, load_messages
 from connectors.services.base import BackendRejected, BackendUnavailable, ServiceConnector
@@ -195,16 +195,16 @@ class ApplicationService:
     """`benefit_tables` is where eligibility rules read benefit tables: the knowledge base's
     answerer in the app (the tables of the indexed documents), an in-memory set in tests."""
 
-    def __init__(self, url: str, connector: ServiceConnector, *, benefit_tables: BenefitTables,
+    def __init__(self, url: str, connector: ServiceConnector, *, benefit_tables: BenefitTables, vault: Vault,
                  notify: Notify | None = None, escalate: Escalate | None = None, max_attempts: int = 5,
                  lease_s: float = 60.0, retry_base_s: float = 5.0,
-                 procedures: Callable[[str], Procedure] | None = None, vault: Vault | None = None,
+                 procedures: Callable[[str], Procedure] | None = None,
                  limits: FilingLimits | None = None) -> None:
         self.engine = get_engine(url)
         self.limits = limits
         # ID and phone numbers in `applications.data` are stored encrypted; `get` opens them (the
         # connector submits full values).
-        self.vault = vault or Vault.from_settings(get_settings().privacy)
+        self.vault = vault
         self.connector = connector
         self.benefit_tables = benefit_tables
         self.notify = notify

@@ -25,8 +25,8 @@ from assistant.wechat.service import WechatService, format_reply
 
 
 @pytest.fixture
-def store(database_url: str) -> ConversationStore:
-    return ConversationStore(database_url)
+def store(vault, database_url: str) -> ConversationStore:
+    return ConversationStore(database_url, vault)
 
 
 @pytest.fixture

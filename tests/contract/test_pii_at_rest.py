@@ -85,7 +85,7 @@ def test_turns_and_state_hold_no_raw_numbers(database_url, vault):
 
 
 def test_tickets_encrypt_form_data_and_mask_text(database_url, vault):
-    desk = SqlEscalationService(database_url, EscalationSettings(centre="centre-a"), vault=vault)
+    desk = SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"))
     ticket = desk.open_ticket(kind="dispute", priority="high", session_id=f"s-{uuid.uuid4().hex[:8]}",
                               channel="web", user_id="u1", summary=f"邻里纠纷：我电话{PHONE}",
                               form_data={"phone": PHONE, "applicant_id": ID, "address": "幸福小区3栋502"})
@@ -108,7 +108,7 @@ def test_tickets_encrypt_form_data_and_mask_text(database_url, vault):
 
 
 def test_only_the_handling_worker_of_the_centre_sees_full_values_and_it_is_audited(database_url, vault):
-    desk = SqlEscalationService(database_url, EscalationSettings(centre="centre-a"), vault=vault)
+    desk = SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"))
     ticket = desk.open_ticket(kind="dispute", priority="normal", session_id=f"s-{uuid.uuid4().hex[:8]}",
                               channel="web", user_id="u1", summary="楼上漏水", form_data={"phone": PHONE})
     with pytest.raises(Forbidden):
@@ -157,10 +157,10 @@ def test_applications_are_encrypted_and_the_connector_gets_full_values(database_
     assert [(d["applicant_id"], d["mobile"]) for d in connector.submitted] == [("650202193401010022", PHONE)]
 
 
-def test_sqlite_files_are_private(tmp_path):
+def test_sqlite_files_are_private(vault, tmp_path):
     data_dir = tmp_path / "var"
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
-    ConversationStore(url).add_turn("s1", "resident", "你好")
+    ConversationStore(url, vault).add_turn("s1", "resident", "你好")
     for name in ("linli.sqlite", "linli.sqlite-wal", "linli.sqlite-shm", "linli.sqlite.migrate-lock"):
         path = data_dir / name
         if name == "linli.sqlite" or path.exists():

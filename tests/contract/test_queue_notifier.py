@@ -39,8 +39,8 @@ WITHIN_S = 2.0
 
 
 @pytest.fixture
-def desk(database_url):
-    service = SqlEscalationService(database_url, EscalationSettings(centre="centre-a"))
+def desk(vault, database_url):
+    service = SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"))
     yield service
     service.queue_changes.close()
 
@@ -183,16 +183,17 @@ def test_a_console_of_another_loop_and_a_closed_subscription(desk):
 
 OPEN_IN_ANOTHER_PROCESS = """
 import sys
+from assistant.core.vault import Vault
 from assistant.escalation.service import SqlEscalationService
-ticket = SqlEscalationService(sys.argv[1]).open_ticket(kind="complaint", priority="high", session_id="other-process",
-                                                       channel="web", user_id="u2", summary="另一个副本开的工单",
-                                                       centre="centre-b")
+ticket = SqlEscalationService(sys.argv[1], Vault.development()).open_ticket(
+    kind="complaint", priority="high", session_id="other-process", channel="web", user_id="u2",
+    summary="另一个副本开的工单", centre="centre-b")
 print(ticket.ticket_id)
 """
 
 
-def test_a_commit_from_another_process_reaches_this_listener(postgres_database):
-    desk = SqlEscalationService(postgres_database)
+def test_a_commit_from_another_process_reaches_this_listener(vault, postgres_database):
+    desk = SqlEscalationService(postgres_database, vault)
 
     async def scenario() -> None:
         subscription = await _listening(desk)
@@ -211,9 +212,9 @@ def test_a_commit_from_another_process_reaches_this_listener(postgres_database):
         desk.queue_changes.close()
 
 
-def test_a_killed_listener_says_so_and_comes_back(postgres_database):
+def test_a_killed_listener_says_so_and_comes_back(vault, postgres_database):
     notifier = PostgresQueueNotifier(postgres_database, retry_first_s=0.2)
-    desk = SqlEscalationService(postgres_database, notifier=notifier)
+    desk = SqlEscalationService(postgres_database, vault, notifier=notifier)
     admin = sqlalchemy.create_engine(postgres_database)
 
     async def scenario() -> None:

@@ -96,7 +96,7 @@ def _log_in(console: httpx.Client, base: str) -> None:
     assert response.status_code == 303 and "linli_session" in console.cookies
 
 
-def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(server):
+def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(vault, server):
     base, url, process = server
     for headers in ({}, {"Cookie": "linli_session=forged"}, {"Authorization": "Basic d2FuZzp4"}):
         refused = httpx.get(f"{base}/console/events", headers=headers, timeout=10)
@@ -122,7 +122,7 @@ def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(server
 
         if url.startswith("postgresql"):
             # Another replica (this process) commits: the server's listener hears it through NOTIFY.
-            desk = SqlEscalationService(url)
+            desk = SqlEscalationService(url, vault)
             ticket = desk.open_ticket(kind="complaint", priority="high", session_id="events-2", channel="web",
                                       user_id="u2", summary="另一个副本开的工单", centre="default")
             assert ticket.ticket_id in stream.next("queue", 5)["tickets"]

@@ -79,7 +79,7 @@ def backend(procedures_dir, tmp_path_factory):
     yield from run_sandbox(tmp_path_factory.mktemp("sandbox-new"), LINLI_SANDBOX_PROCEDURES_DIR=str(procedures_dir))
 
 
-def test_a_new_procedure_file_alone_is_filed_end_to_end(procedures_dir, backend, shipped_kb, tmp_path):
+def test_a_new_procedure_file_alone_is_filed_end_to_end(vault, procedures_dir, backend, shipped_kb, tmp_path):
     catalogue = ProcedureCatalogue(procedures_dir)
     classifier = IntentClassifier(shipped_kb.embedder, shipped_kb.cache, procedures_dir=procedures_dir)
     predicted = classifier.predict("我想申请临时救助")
@@ -87,8 +87,9 @@ def test_a_new_procedure_file_alone_is_filed_end_to_end(procedures_dir, backend,
 
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
     applications = ApplicationService(url, HttpServiceConnector(backend, timeout_s=2, attempts=2, procedures=catalogue),
-                                      benefit_tables=shipped_kb.answerer, procedures=catalogue.get, retry_base_s=0)
-    engine = DialogueEngine(shipped_kb, classifier, ConversationStore(url), SqlEscalationService(url),
+                                      benefit_tables=shipped_kb.answerer, procedures=catalogue.get, retry_base_s=0,
+                                      vault=vault)
+    engine = DialogueEngine(shipped_kb, classifier, ConversationStore(url, vault), SqlEscalationService(url, vault),
                             DialogueSettings(), applications=applications, procedures=catalogue.get)
     session = f"new-procedure-{uuid.uuid4().hex[:6]}"
     transcript = []

@@ -35,7 +35,7 @@ def _start_server(env: dict[str, str], port: int) -> subprocess.Popen:
             time.sleep(0.3)
 
 
-def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(small_index_dir, tmp_path):
+def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(vault, small_index_dir, tmp_path):
     data_dir = tmp_path / "var"
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
     data_dir.mkdir()
@@ -83,7 +83,7 @@ def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(small_index
         t.join(timeout=15)
 
     assert len(acknowledged) >= 40, "the server acknowledged too few tickets before the kill"
-    desk = SqlEscalationService(url)
+    desk = SqlEscalationService(url, vault)
     missing = [ticket_id for ticket_id in acknowledged if desk.get(ticket_id) is None]
     stored = desk.list(SYSTEM, limit=100_000)
     print(f"\nkill -9: {len(acknowledged)} tickets acknowledged, {len(missing)} missing after the kill, "

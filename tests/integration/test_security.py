@@ -86,8 +86,8 @@ def test_logout_revokes_the_bearer_token(server):
         assert client.post("/api/v1/auth/logout", headers=auth).status_code == 401
 
 
-def test_cookie_authenticated_claim_from_another_site_is_refused(server):
-    desk = SqlEscalationService(server["url"])
+def test_cookie_authenticated_claim_from_another_site_is_refused(vault, server):
+    desk = SqlEscalationService(server["url"], vault)
     ticket = desk.open_ticket(kind="human_request", priority="normal", session_id=f"csrf-{uuid.uuid4().hex[:8]}",
                               channel="web", user_id="resident-1", summary="请工作人员联系我", centre="default")
     with _client(server) as client:
