@@ -1,5 +1,6 @@
 """Hybrid retrieval: jieba BM25 + dense vectors in FAISS, fused by reciprocal rank fusion,
-filtered by region/category/effective date, optionally reranked by a cross-encoder."""
+filtered by region/category/effective date, optionally reranked by a cross-encoder. The steps are
+the components of knowledge_base/retrieval_components.py; `HybridRetriever.search` composes them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,16 @@ from assistant.core.domain import Hit, SearchFilters
 from assistant.core.settings import RetrievalSettings
 from knowledge_base.embedders import Embedder
 from knowledge_base.rerankers import Reranker
+from knowledge_base.retrieval_components import (
+    Bm25Retriever,
+    ChunkLabels,
+    DenseRetriever,
+    RankFusion,
+    Ranking,
+    RerankStep,
+    StatuteBoosts,
+)
+from knowledge_base.retrieval_components import top_positions as top_positions  # re-exported: eval/baseline.py
 from knowledge_base.store import IndexReader, LoadedIndex
 from knowledge_base.text import Lexicon, detect_language, normalize_query, split_sentences, tokenize
 
@@ -46,10 +57,14 @@ _LAW_CUE_RE = re.compile(
     r"|哪(一)?(条|个|部|些)(法|规定|条款|条例)|法律条[款文]|法律文件|法律依据|依据哪|《[^》]+》"
     r"|第[一二三四五六七八九十百零〇\d]+条"
 )
-_LAW_TITLE_RE = re.compile(r"《([^》]+)》")
 
 
 class HybridRetriever:
+    """Hybrid search over the loaded index, composed of the steps in
+    knowledge_base/retrieval_components.py: Bm25Retriever, DenseRetriever (the question, and a
+    long question's asking sentence), RankFusion, StatuteBoosts, then RerankStep. The steps are
+    built from the retriever's settings and models at each search."""
+
     def __init__(
         self,
         store: IndexReader,
@@ -65,7 +80,7 @@ class HybridRetriever:
         self.settings = settings
         self.reranker = reranker
         self.rerank_top_n = rerank_top_n
-        self._law_cache: tuple[LoadedIndex, list[str | None], list[str]] | None = None
+        self._labels_cache: tuple[LoadedIndex, ChunkLabels] | None = None
 
     def prepare(self, question: str, law_names: list[str] | None = None) -> PreparedQuery:
         normalized, lexical = normalize_query(question, self.lexicon)
@@ -73,19 +88,11 @@ class HybridRetriever:
         return PreparedQuery(question, normalized, lexical, detect_language(question), named,
                              bool(named) or asks_for_law(normalized))
 
-    def _law_of_chunks(self, index: LoadedIndex) -> tuple[list[str | None], list[str]]:
-        """The statute each chunk belongs to (short name from its title 《…》, None for other
-        documents) and the statutes' names; computed once per loaded index."""
-        if self._law_cache is not None and self._law_cache[0] is index:
-            return self._law_cache[1], self._law_cache[2]
-        laws: list[str | None] = []
-        for chunk in index.chunks:
-            meta = index.metas[chunk.doc_id]
-            found = _LAW_TITLE_RE.match(meta.title) if meta.category == "law" else None
-            laws.append(found.group(1) if found else None)
-        names = sorted({law for law in laws if law})
-        self._law_cache = (index, laws, names)
-        return laws, names
+    def _labels(self, index: LoadedIndex) -> ChunkLabels:
+        """Each chunk's category, language and statute; computed once per loaded index."""
+        if self._labels_cache is None or self._labels_cache[0] is not index:
+            self._labels_cache = (index, ChunkLabels.of(index))
+        return self._labels_cache[1]
 
     @staticmethod
     def _allowed(index: LoadedIndex, filters: SearchFilters) -> np.ndarray:
@@ -110,15 +117,7 @@ class HybridRetriever:
     @staticmethod
     def _dense_scores(index: LoadedIndex, sims: np.ndarray, row_ids: np.ndarray) -> np.ndarray:
         """FAISS's similarities placed at the chunks' positions (vectorised)."""
-        scores = np.zeros(len(index.chunks), dtype=np.float32)
-        positions = index.row_positions(row_ids)
-        found = positions >= 0
-        scores[positions[found]] = sims[found]
-        return scores
-
-    @staticmethod
-    def _ranking(scores: np.ndarray, mask: np.ndarray, limit: int, positive_only: bool) -> list[int]:
-        return top_positions(np.where(mask, scores, -np.inf), limit, positive_only)
+        return DenseRetriever.place(sims, index.row_positions(row_ids), len(index.chunks))
 
     def search(
         self, question: str, k: int = 10, filters: SearchFilters | None = None, mode: Mode = "hybrid"
@@ -126,94 +125,57 @@ class HybridRetriever:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
         index = self.store.load()
-        chunk_laws, law_names = self._law_of_chunks(index)
-        query = self.prepare(question, law_names)
+        labels = self._labels(index)
+        query = self.prepare(question, labels.statutes)
         mask = self._allowed(index, filters or SearchFilters())
         limit = max(self.settings.candidates, k)
+        hybrid = mode in ("hybrid", "hybrid_rerank")
+        none = Ranking.empty(len(index.chunks))
 
-        bm25_rank: list[int] = []
-        bm25_scores = np.zeros(len(index.chunks), dtype=np.float32)
-        if mode != "dense":
-            tokens = tokenize(query.lexical)
-            if tokens:
-                bm25_scores = np.asarray(index.bm25.get_scores(tokens), dtype=np.float32)
-                bm25_rank = self._ranking(bm25_scores, mask, limit, positive_only=True)
-
-        dense_rank: list[int] = []
-        dense_scores = np.zeros(len(index.chunks), dtype=np.float32)
-        if mode != "bm25" and len(index.chunks):
-            qv = self.embedder.embed_queries([query.normalized])
-            sims, ids = index.faiss_index.search(qv, len(index.chunks))
-            dense_scores = self._dense_scores(index, sims[0], ids[0])
-            dense_rank = self._ranking(dense_scores, mask, limit, positive_only=False)
-
+        bm25 = Bm25Retriever(limit).run(index.bm25, tokenize(query.lexical), mask) if mode != "dense" else none
+        dense_retriever = DenseRetriever(self.embedder, limit)
+        dense = dense_retriever.run(query.normalized, index, mask) if mode != "bm25" else none
         # A long question is mostly scenario ("李军是一名现役军人，因执行任务时受伤……") around one
         # asking sentence; that sentence gets a dense ranking of its own in the fusion.
-        focus_rank: list[int] = []
         focus = focus_sentence(query.normalized, self.settings.focus_min_chars)
-        if mode in ("hybrid", "hybrid_rerank") and focus and len(index.chunks) and self.settings.focus_weight > 0:
-            fv = self.embedder.embed_queries([focus])
-            sims, ids = index.faiss_index.search(fv, len(index.chunks))
-            focus_scores = self._dense_scores(index, sims[0], ids[0])
-            focus_rank = self._ranking(focus_scores, mask, limit, positive_only=False)
+        focused = dense_retriever.run(focus, index, mask) if hybrid and focus and self.settings.focus_weight > 0 \
+            else none
 
-        fused: dict[int, float] = {}
-        rrf_k = self.settings.rrf_k
-        if mode == "bm25":
-            fused = {pos: 1.0 / (rrf_k + r + 1) for r, pos in enumerate(bm25_rank)}
-        elif mode == "dense":
-            fused = {pos: 1.0 / (rrf_k + r + 1) for r, pos in enumerate(dense_rank)}
-        else:
-            for r, pos in enumerate(bm25_rank):
-                fused[pos] = fused.get(pos, 0.0) + self.settings.bm25_weight / (rrf_k + r + 1)
-            for r, pos in enumerate(dense_rank):
-                fused[pos] = fused.get(pos, 0.0) + self.settings.dense_weight / (rrf_k + r + 1)
-            for r, pos in enumerate(focus_rank):
-                fused[pos] = fused.get(pos, 0.0) + self.settings.focus_weight / (rrf_k + r + 1)
-            law_weight = self.settings.law_intent_weight if query.asks_for_law else self.settings.law_weight
-            for pos in fused:
-                meta = index.metas[index.chunks[pos].doc_id]
-                if meta.category == "law":
-                    fused[pos] *= law_weight
-                    if chunk_laws[pos] in query.named_laws:
-                        fused[pos] *= self.settings.named_law_boost
-                if meta.language == query.language:
-                    fused[pos] *= self.settings.same_language_boost
+        if hybrid:
+            fused = RankFusion.from_settings(
+                self.settings, [self.settings.bm25_weight, self.settings.dense_weight, self.settings.focus_weight],
+            ).run([bm25.positions, dense.positions, focused.positions])
+            fused = StatuteBoosts.from_settings(self.settings).run(
+                fused, labels, query.language, query.named_laws, query.asks_for_law)
+        else:  # one ranking alone, unweighted and unboosted
+            fused = RankFusion.from_settings(self.settings).run([bm25.positions if mode == "bm25" else dense.positions])
 
-        bm25_pos = {pos: r for r, pos in enumerate(bm25_rank)}
-        dense_pos = {pos: r for r, pos in enumerate(dense_rank)}
+        hits = self._hits(index, fused, bm25, dense if mode != "bm25" else None,
+                          max(k, self.rerank_top_n) if mode == "hybrid_rerank" else k)
+        if mode == "hybrid_rerank":
+            hits = RerankStep(self.reranker, self.rerank_top_n).run(query.normalized, hits)
+        return hits[:k]
+
+    @staticmethod
+    def _hits(index: LoadedIndex, fused: dict[int, float], bm25: Ranking, dense: Ranking | None,
+              count: int) -> list[Hit]:
+        """The `count` best fused positions as hits (equal scores in the order fusion met them),
+        with their BM25 and dense ranks and scores (no dense score when dense ranking was off)."""
+        bm25_pos = {pos: r for r, pos in enumerate(bm25.positions)}
+        dense_pos = {pos: r for r, pos in enumerate(dense.positions)} if dense is not None else {}
         order = sorted(fused, key=lambda p: -fused[p])
-        hits = [
+        return [
             Hit(
                 chunk=index.chunks[pos],
                 meta=index.metas[index.chunks[pos].doc_id],
                 score=fused[pos],
                 bm25_rank=bm25_pos.get(pos),
                 dense_rank=dense_pos.get(pos),
-                dense_score=float(dense_scores[pos]) if mode != "bm25" else None,
-                extras={"bm25_score": float(bm25_scores[pos])},
+                dense_score=float(dense.scores[pos]) if dense is not None else None,
+                extras={"bm25_score": float(bm25.scores[pos])},
             )
-            for pos in order[: max(k, self.rerank_top_n if mode == "hybrid_rerank" else k)]
+            for pos in order[:count]
         ]
-        if mode == "hybrid_rerank" and self.reranker is not None and hits:
-            head = hits[: self.rerank_top_n]
-            scores = self.reranker.score(query.normalized, [h.chunk.text for h in head])
-            for hit, s in zip(head, scores, strict=True):
-                hit.extras["rerank_score"] = s
-            hits = sorted(head, key=lambda h: -h.extras["rerank_score"]) + hits[self.rerank_top_n :]
-        return hits[:k]
-
-
-def top_positions(scores: np.ndarray, limit: int, positive_only: bool) -> list[int]:
-    """The positions of the `limit` highest finite scores, best first (equal scores in position
-    order); with `positive_only`, only scores above 0 (a BM25 score of 0 matched no word)."""
-    if positive_only:
-        scores = np.where(scores > 0, scores, -np.inf)
-    limit = min(limit, int(np.isfinite(scores).sum()))
-    if limit <= 0:
-        return []
-    top = np.argpartition(-scores, limit - 1)[:limit]
-    return [int(i) for i in top[np.argsort(-scores[top], kind="stable")]]
 
 
 def focus_sentence(question: str, min_chars: int) -> str | None:
