@@ -488,7 +488,7 @@ class GroundedAnswerer:
 
         # A chunk addressed to an assistant ("忽略以上指令…") is no policy: quarantined before
         # anything reads it, so it neither answers nor lends confidence.
-        hits = [h for h in self.retriever.search(query.raw, k=k, filters=filters)
+        hits = [h for h in self.retriever.search(query, k=k, filters=filters)
                 if not carries_instruction(h.chunk.text)]
         if not hits:
             return self._refuse(language, 0.0, reason="no_hits")

@@ -83,8 +83,13 @@ class HybridRetriever:
         self._labels_cache: tuple[LoadedIndex, ChunkLabels] | None = None
 
     def prepare(self, question: str, law_names: list[str] | None = None) -> PreparedQuery:
+        """The question as every step reads it: normalised, its lexical form, its language and the
+        statutes it names (`law_names`: the loaded index's, when not given). Prepared once per
+        answer: the answerer hands this to `search`, which does not prepare it again."""
         normalized, lexical = normalize_query(question, self.lexicon)
-        named = named_laws(normalized, law_names or [])
+        if law_names is None:
+            law_names = self._labels(self.store.load()).statutes
+        named = named_laws(normalized, law_names)
         return PreparedQuery(question, normalized, lexical, detect_language(question), named,
                              bool(named) or asks_for_law(normalized))
 
@@ -120,13 +125,15 @@ class HybridRetriever:
         return DenseRetriever.place(sims, index.row_positions(row_ids), len(index.chunks))
 
     def search(
-        self, question: str, k: int = 10, filters: SearchFilters | None = None, mode: Mode = "hybrid"
+        self, question: str | PreparedQuery, k: int = 10, filters: SearchFilters | None = None,
+        mode: Mode = "hybrid",
     ) -> list[Hit]:
+        """The k best chunks for a question (or a question `prepare` has already read)."""
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose one of {', '.join(MODES)}")
         index = self.store.load()
         labels = self._labels(index)
-        query = self.prepare(question, labels.statutes)
+        query = question if isinstance(question, PreparedQuery) else self.prepare(question, labels.statutes)
         mask = self._allowed(index, filters or SearchFilters())
         limit = max(self.settings.candidates, k)
         hybrid = mode in ("hybrid", "hybrid_rerank")
