@@ -13,7 +13,10 @@ A row is right when the answer is not a refusal, every expected figure or fact i
 (`harness._fact_found`), it cites the expected document (or its other-language twin), and, for a
 planted claim, it names the resident's wrong figure, negated ("not 100", never affirmed).
 
-    python -m eval.question_types [--json out.json] [--type which_ones]
+    python -m eval.question_types [--dataset PATH] [--json out.json] [--type which_ones]
+
+`--dataset` scores another file of the same format, e.g. the fresh read-once set
+(`eval/datasets/question_types/fresh.jsonl`); the default is `heldout.jsonl`.
 """
 
 from __future__ import annotations
@@ -83,10 +86,12 @@ def _knowledge_base():
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=HELDOUT_FILE,
+                        help="questions to score (default: heldout.jsonl)")
     parser.add_argument("--json", type=Path, help="write every row (question, answer, verdict) here")
     parser.add_argument("--type", choices=TYPES, help="only this type")
     args = parser.parse_args(argv)
-    items = [i for i in load_items() if args.type in (None, i["type"])]
+    items = [i for i in load_items(args.dataset) if args.type in (None, i["type"])]
     table, rows = evaluate(_knowledge_base(), items)
     for row in rows:
         if not row["right"]:
