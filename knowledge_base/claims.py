@@ -18,7 +18,8 @@ from knowledge_base.numbers import with_arabic_numerals
 _CLAIM_CUE_RE = re.compile(
     r"吧|是不是|对不对|对吗|是吗|没错|确认|证实|应该是|应该有|听说|据说|人家说|有人说|难道|不就是|真的|是否|"
     r"\bis it\b|isn't it|is that|\bright\b|correct|confirm|i heard|heard that|true that|\bam i right\b|"
-    r"\b(?:does|do|is|are|has|have|did|was|were)n't (?:it|they|there|he|she)\b|\bis (?:he|she) right\b",
+    r"\b(?:does|do|is|are|has|have|did|was|were)n't (?:it|they|there|he|she)\b|\bis (?:he|she) right\b|"
+    r"\b(?:can't|won't|couldn't|shouldn't|wouldn't) (?:it|they|i|we|you|he|she)\b",
     re.IGNORECASE,
 )
 
@@ -56,6 +57,13 @@ _EN_NOT_COUNTED_RE = re.compile(
     r"o'clock|percent|per cent)\b",
     re.IGNORECASE,
 )
+# …but a length of time in months, weeks, days or hours is what a resident claims and a document
+# states ("benefits last up to 36 months", "approved within 30 days", "open 24 hours"): counted,
+# the unit first in what it counts, as "36个月" is in Chinese. Years stay out: they are ages and
+# the resident's own situation ("I paid for three years", "a 95 year old").
+_EN_DURATION_RE = re.compile(r"\s*(?:-\s*)?(months?|weeks?|days?|hours?|hrs?)\b", re.IGNORECASE)
+# "aged 100 and over", "age 65": an age, not a count of anything.
+_EN_AGE_BEFORE_RE = re.compile(r"\b(?:aged?|ages)\s*$", re.IGNORECASE)
 _EN_STOPWORDS = frozenset({
     "a", "an", "the", "and", "or", "of", "for", "in", "on", "at", "to", "by", "with", "from", "as", "is", "are",
     "was", "were", "be", "been", "has", "have", "had", "it", "its", "this", "that", "there", "their", "they",
@@ -90,7 +98,7 @@ class Figure:
         character pairs their contexts share (30个社区 and 125个街道和社区服务中心 share 社区)."""
         if self.kind != other.kind or self.measure != other.measure:
             return -1
-        if self.measure == EN_MEASURE:
+        if self.measure.split(" ")[0] == EN_MEASURE:
             # Words, by their first five letters (station/stations, centre/centres); the word right
             # after the figure names what is counted most closely ("86 urban", "305 rural").
             mine, theirs = self.context.split(), other.context.split()
@@ -179,7 +187,18 @@ def _figure_spans(text: str) -> list[tuple[int, int, Figure]]:
         if m.group(3):
             found.append((m.start(), m.end(), Figure(value, "money", written=written)))
             continue
-        if _EN_NOT_COUNTED_RE.match(text, m.end(2) if m.group(2) else m.end(1)):
+        if _EN_AGE_BEFORE_RE.search(text[max(0, m.start() - 8) : m.start()]):
+            continue
+        after_number = m.end(2) if m.group(2) else m.end(1)
+        duration = _EN_DURATION_RE.match(text, after_number)
+        if duration:
+            unit = duration.group(1).lower().removesuffix("s").replace("hr", "hour")
+            rest = re.split(r"[,.;:!?()\n]", text[duration.end():], maxsplit=1)[0]
+            context = _english_context(re.sub(r"\d[\d,.]*", " ", rest))
+            found.append((m.start(), duration.end(), Figure(value, "count", f"{EN_MEASURE} {unit}", context,
+                                                             f"{written} {duration.group(1).lower()}")))
+            continue
+        if _EN_NOT_COUNTED_RE.match(text, after_number):
             continue
         # The words up to the clause's end, skipping other figures ("86 urban and 305 rural …").
         rest = re.split(r"[,.;:!?()\n]", text[m.start(4):], maxsplit=1)[0]
@@ -211,7 +230,10 @@ def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
     found = _figure_spans(text)
     if not found:
         return None
-    start, end, figure = found[0]
+    # An amount asked about beside a count ("people aged 100 and over … get 1000 yuan a month, is
+    # that right?") is the figure to check: the count says whom it is about.
+    money = [span for span in found if span[2].kind in ("money", "percent")]
+    start, end, figure = (money or found)[0]
     if _APPROXIMATE_RE.search(text[max(0, start - 3) : end if figure.measure != EN_MEASURE else start]):
         # "四十多个", "二十来个", "大约300元" give a range, not a figure to confirm or deny.
         return None
@@ -227,12 +249,22 @@ def settle(claim: Claim, stated: Sequence[Figure]) -> tuple[bool, int] | None:
         return None
     figure = claim.figure
     scored = [(figure.overlap(f), i) for i, f in enumerate(stated)]
-    scored = [(s, i) for s, i in scored if s > 0 or (s == 0 and (figure.kind != "count" or not figure.context))]
+    # A count whose subject shares nothing with a stated one is about something else; a length of
+    # time is compared by its unit (months with months), as money is by being money.
+    timed = figure.measure.startswith(f"{EN_MEASURE} ")
+    scored = [(s, i) for s, i in scored
+              if s > 0 or (s == 0 and (figure.kind != "count" or not figure.context or timed))]
     if not scored:
         return None
     best = max(s for s, _ in scored)
     closest = [i for s, i in scored if s == best]
     equal = [i for i in closest if abs(stated[i].value - figure.value) < 1e-6]
+    if equal and timed and len({stated[i].value for i in closest}) > 1:
+        # A length of time the documents give by condition ("12 months with 1-5 years of
+        # contributions, 18 with 5-10, 24 with more"): the claimed one is right only under its
+        # condition, which the question may not meet. Nothing is confirmed; a figure stated under
+        # no condition at all is still wrong (below).
+        return None
     return (True, equal[0]) if equal else (False, closest[0])
 
 

@@ -95,11 +95,40 @@ def test_a_count_or_amount_is_judged_on_the_subject_not_the_verb_it_is_asked_wit
     assert "类" in words.measures("种") and words.measures("栋") == {"栋"}
 
 
-@pytest.mark.parametrize("question", [
-    "With only 3 years of contributions I get 36 months of unemployment benefits, correct?",
-    "Can I use the check-up machines at 3 am? Is it open 24 hours?",
-    "In the city, the dibao approval must be finished within 30 days, correct?",
+@pytest.mark.parametrize(("question", "written"), [
+    ("With only 3 years of contributions I get 36 months of unemployment benefits, correct?", "36 months"),
+    ("In the city, the dibao approval must be finished within 30 days, correct?", "30 days"),
+    ("The check-ups are only open 12 hours a day, aren't they?", "12 hours"),
+    ("My unemployment benefits can last up to 36 months, can't they?", "36 months"),
 ])
-def test_durations_and_clock_times_are_no_english_counts(question):
+def test_an_english_length_of_time_is_a_claim_in_its_unit_and_a_year_is_not(question, written):
     claim = find_claim(question)
-    assert claim is None or claim.figure is None or claim.figure.kind != "count"
+    assert claim is not None and claim.figure is not None and claim.figure.say("en") == written
+    assert claim.figure.measure == "en " + written.split()[1].removesuffix("s")
+
+
+@pytest.mark.parametrize("question", ["Can I use the check-up machines at 3 am, is that right?",
+                                      "My mother is 95 years old, is that the top bracket?"])
+def test_clock_times_and_years_are_no_claims(question):
+    assert find_claim(question) is None
+
+
+BY_CONDITION = figures("With ten years of contributions or more, benefits last up to 24 months. "
+                       "With five to ten years, "
+                       "up to 18 months. With one to five years, up to 12 months.")
+
+
+@pytest.mark.parametrize(("question", "expected"), [
+    ("I paid for three years, so I only get 6 months of benefits, right?", False),  # stated under no condition
+    ("My benefits can last up to 36 months, can't they?", False),
+    # 12 months is right only with 1-5 years of contributions, and the resident has 8: never "yes".
+    ("With 8 years of contributions I get 12 months of benefits, correct?", None),
+])
+def test_a_length_of_time_given_by_condition_is_denied_when_wrong_and_never_confirmed(question, expected):
+    claim = find_claim(question)
+    assert claim is not None and verdict(claim, BY_CONDITION) is expected
+
+
+def test_an_amount_beside_an_age_is_the_figure_checked():
+    claim = find_claim("I was told people aged 100 and over in Karamay get 1000 yuan a month, is that right?")
+    assert claim is not None and claim.figure == figures("1000 yuan")[0]
