@@ -34,7 +34,7 @@ from assistant.speech.service import (
 from assistant.speech.transcriber import FasterWhisperTranscriber, assemble_whisper_base
 from eval.asr import error_rate, scoring_tokens
 from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, TEST_API_KEYS, espeak_english
-from tests.integration.conftest import linli_env
+from tests.integration.conftest import linli_env, run_linli_in_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("ffmpeg") is None,
                                                      reason="ffmpeg not installed (apt-get install -y ffmpeg)")]
@@ -179,6 +179,8 @@ def test_wrong_mime_type_is_refused(speech):
 
 
 def test_cli_transcribe_and_say_with_audio(small_index_dir):
+    """`linli transcribe` as a real process (whisper loaded in a new one); `say --audio` and a file
+    that is not audio in-process (the same app: what the command does, without a third start-up)."""
     env = dict(linli_env(small_index_dir), LINLI_SPEECH__MODEL_DIR=str(MODEL_DIR))
     clip = SPEECH_DIR / "BAC009S0764W0122.wav"
     result = subprocess.run([sys.executable, "-m", "assistant.cli", "transcribe", str(clip), "--json"], env=env,
@@ -187,13 +189,12 @@ def test_cli_transcribe_and_say_with_audio(small_index_dir):
     body = json.loads(result.stdout)
     assert set(body) == {"text", "raw_text", "language", "duration_s", "seconds"}
     assert body["language"] == "zh" and "城市" in body["text"]
-    said = subprocess.run([sys.executable, "-m", "assistant.cli", "say", "--session", "voice-cli", "--audio", str(clip),
-                           "--json"], env=env, capture_output=True, text=True, timeout=180)
+    said = run_linli_in_process(small_index_dir, "say", "--session", "voice-cli", "--audio", str(clip), "--json",
+                                env=env)
     assert said.returncode == 0, said.stderr
     reply = json.loads(said.stdout)
     assert reply["transcript"] and reply["reply_type"] in {"answer", "refusal", "clarify", "smalltalk"}
-    corrupt = subprocess.run([sys.executable, "-m", "assistant.cli", "transcribe", str(PROJECT_ROOT / "README.md"),
-                              "--json"], env=env, capture_output=True, text=True, timeout=60)
+    corrupt = run_linli_in_process(small_index_dir, "transcribe", str(PROJECT_ROOT / "README.md"), "--json", env=env)
     assert corrupt.returncode != 0 and "打不开" in json.loads(corrupt.stdout)["message"]
 
 
