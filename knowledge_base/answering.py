@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from assistant.core.domain import Answer, Citation, Hit, SearchFilters
+from assistant.core.domain import Answer, Chunk, Citation, Hit, SearchFilters
 from assistant.core.settings import AnswerSettings
 from knowledge_base.benefits import (
     AllowanceWords,
@@ -80,6 +80,10 @@ SENTENCE_FEATURES = ("dense", "lexical", "pairs", "heading", "section_cue", "sen
                      "faq", "retrieved", "first", "length")
 
 _MARKER_RE = re.compile(r"\[\d+\]")
+# What a "which ones" question (answer_cues.yaml: which_ones) adds to the ranker's score of a
+# sentence of a list (lead-in or item) and of a sentence that lists things itself (A、B、C).
+WHICH_ONES_LIST_BONUS = 2.0
+WHICH_ONES_INLINE_BONUS = 1.5
 _CJK_PAIR_RE = re.compile(r"[\u4e00-\u9fff]{2}")
 _TABLE_LINE_RE = re.compile(r"^\s*\|")
 _LIST_MARKER_RE = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.、)）])\s*")
@@ -321,6 +325,11 @@ class Cues:
         document for 带啥, a time for 多久)."""
         return self._wanted(question, "sentence")
 
+    def asks(self, question: str, cue: str) -> bool:
+        """Whether the question carries one of the named cue's question words (which_ones: 哪几项)."""
+        q = question.lower()
+        return any(w.lower() in q for w in self.table.get(cue, {}).get("question", []))
+
     def _wanted(self, question: str, what: str) -> list[str]:
         q = question.lower()
         wanted: list[str] = []
@@ -355,10 +364,25 @@ def chunk_sentences(text: str) -> list[tuple[str, str | None]]:
     """The answer sentences of a chunk's text, as (sentence, FAQ question it answers or None):
     list markers and FAQ prefixes stripped, tables and headings skipped. The index embeds exactly
     these texts when it is built (knowledge_base/store.py), so answering embeds only the question."""
-    out: list[tuple[str, str | None]] = []
+    return [(candidate, question) for candidate, question, _ in _chunk_sentence_spans(text)]
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """What enumerations() needs to know of one answer sentence of a chunk."""
+
+    text: str
+    line: int  # which line of the chunk it starts on
+    marked: bool  # a list line: "- …", "1. …", "（一）…"
+    faq: bool  # the answer of a FAQ pair
+
+
+def _chunk_sentence_spans(text: str) -> list[tuple[str, str | None, _Raw]]:
+    out: list[tuple[str, str | None, _Raw]] = []
     pending_question: str | None = None
     for s, e in split_sentences(text):
-        sentence = _LIST_MARKER_RE.sub("", text[s:e].strip())
+        raw = text[s:e].strip()
+        sentence = _LIST_MARKER_RE.sub("", raw)
         if _TABLE_LINE_RE.match(sentence) or sentence.startswith("#"):
             pending_question = None
             continue
@@ -367,9 +391,130 @@ def chunk_sentences(text: str) -> list[tuple[str, str | None]]:
             continue
         candidate = _FAQ_PREFIX_RE.sub("", sentence)
         if len(candidate) >= 6:
-            out.append((candidate, pending_question))
+            line = text.count("\n", 0, s)
+            at_line_start = not text[text.rfind("\n", 0, s) + 1 : s].strip()
+            marked = at_line_start and bool(_LIST_MARKER_RE.match(raw) or _PAREN_ORDINAL_RE.match(raw))
+            out.append((candidate, pending_question,
+                        _Raw(candidate, line, marked, pending_question is not None or candidate != sentence)))
         pending_question = None
     return out
+
+
+# ---- enumerations (issue 31: "which ones" questions) ---------------------------------------
+# A sentence that announces a list: "同时符合下面三个条件的…", "因下列事项…", "主要有两种方式",
+# "…包括：…". It announces only when items follow it; a lead-in is never answered without them.
+_POINTS_TO_LIST_RE = re.compile(r"下面|下列|(?<![\d倍岁元])以下|如下")
+_ANNOUNCES_RE = re.compile(r"下面|下列|(?<![\d倍岁元])以下|如下|[：:]")
+_ANNOUNCED_COUNT_RE = re.compile(r"(?<![第一二三四五六七八九十\d])([两二三四五六七八九十]|\d{1,2})\s*"
+                                 r"(?:个|种|类|项|条|方面|件|样|步)")
+# Ordinal items: 第一个条件是…, 第二种方式…, 一是…, （一）…, (1)…
+_ORDINAL_RE = re.compile(r"^(?:第[一二三四五六七八九十]+(?:个|种|类|项|条|步|是|，|,)|[一二三四五六七八九十]是)")
+_PAREN_ORDINAL_RE = re.compile(r"^\s*(?:（[一二三四五六七八九十]+）|\(\d{1,2}\))")
+_CN_DIGITS = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+# An enumeration inside one sentence: "网约车司机、外卖骑手、快递员", "远程心电会诊和远程超声会诊".
+# Three items or more (A、B、C), two closed by 等 (诉讼费、律师费等), or two of one kind joined by 和.
+# (A lone "A、B" is too often a pair inside a clause: 犯罪嫌疑人、被告人, 乡镇人民政府、街道办事处.)
+_INLINE_LIST_RE = re.compile(r"[^、，。；]+、[^、，。；]+、[^、，。；]+|"
+                             r"[\u4e00-\u9fff]、[^、，。；]{1,12}等|"
+                             r"([\u4e00-\u9fff]{2})(?:和|及|与|或)[\u4e00-\u9fff]{1,8}?\1")
+
+
+def announced_count(sentence: str) -> int | None:
+    """The number of items a lead-in announces ("三个条件" -> 3), or None when it names none."""
+    match = _ANNOUNCED_COUNT_RE.search(sentence)
+    if match is None:
+        return None
+    word = match.group(1)
+    return int(word) if word.isdigit() else _CN_DIGITS.get(word)
+
+
+def announces_list(sentence: str) -> bool:
+    """Whether a sentence reads as the lead-in of a list (whether one follows is enumerations()'s)."""
+    return bool(_ANNOUNCES_RE.search(sentence)) or announced_count(sentence) is not None
+
+
+def enumerates_inline(sentence: str) -> bool:
+    """Whether one sentence lists things itself (A、B、C; A、B等; A会诊和B会诊)."""
+    return bool(_INLINE_LIST_RE.search(sentence))
+
+
+def enumerations(text: str) -> list[tuple[int | None, list[int]]]:
+    """The lists of a chunk, as (position of the lead-in or None, positions of the items), with
+    positions as in chunk_sentences(text):
+    - a sentence that announces a list (下面/下列/以下/如下/N个条件/N种/…, or a colon) takes the
+      list lines (- …, 1. …, （一）…) or the ordinal sentences (第一…第二…) that follow it, up to the
+      count it announces or the list's end; "…包括：A；" takes the rest of its line (B；C。);
+    - list lines or ordinal sentences with no lead-in form a list of their own (two at least).
+    A lead-in that ends its chunk with no items is returned with none (the next chunk may hold them)."""
+    raws = [r for _, _, r in _chunk_sentence_spans(text)]
+    units: list[tuple[int | None, list[int]]] = []
+    i = 0
+    while i < len(raws):
+        lead = raws[i]
+        items = _items_after(raws, i) if _can_lead(lead) else []
+        if items:
+            count = announced_count(lead.text)
+            if count is not None and count >= 2 and len(items) > count and not _is_ordinal(raws[items[0]].text):
+                items = items[:count]
+            units.append((i, items))
+            i = items[-1] + 1
+            continue
+        if _can_lead(lead) and i == len(raws) - 1 and announces_list(lead.text):
+            units.append((i, []))
+        run = _run_of_items(raws, i)
+        if len(run) >= 2:
+            units.append((None, run))
+            i = run[-1] + 1
+            continue
+        i += 1
+    return units
+
+
+def _can_lead(raw: _Raw) -> bool:
+    """A FAQ answer, a list line or an ordinal item is no lead-in ("投诉：…" is an item)."""
+    return not (raw.faq or raw.marked or _is_ordinal(raw.text))
+
+
+def _is_ordinal(sentence: str) -> bool:
+    return bool(_ORDINAL_RE.match(sentence))
+
+
+def _items_after(raws: list[_Raw], i: int) -> list[int]:
+    """The items a lead-in at i announces, or none when it announces none or none follow."""
+    lead = raws[i]
+    if not announces_list(lead.text) or i + 1 >= len(raws):
+        return []
+    nxt = raws[i + 1]
+    if lead.text.endswith(("；", ";")) and re.search(r"[：:]", lead.text) and nxt.line == lead.line:
+        # "…内容包括：提供基本生活条件；对生活不能自理的给予照料；…办理丧葬事宜。"
+        items = []
+        for j in range(i + 1, len(raws)):
+            if raws[j].line != lead.line:
+                break
+            items.append(j)
+            if not raws[j].text.endswith(("；", ";")):
+                break
+        return items
+    if nxt.marked or _is_ordinal(nxt.text):
+        return _run_of_items(raws, i + 1)
+    return []
+
+
+def _run_of_items(raws: list[_Raw], i: int) -> list[int]:
+    """The list that starts at i: consecutive list lines, or consecutive ordinal sentences."""
+    if raws[i].faq:
+        return []
+    if raws[i].marked:
+        run = [i]
+        while run[-1] + 1 < len(raws) and raws[run[-1] + 1].marked and not raws[run[-1] + 1].faq:
+            run.append(run[-1] + 1)
+        return run
+    if _is_ordinal(raws[i].text):
+        run = [i]
+        while run[-1] + 1 < len(raws) and _is_ordinal(raws[run[-1] + 1].text):
+            run.append(run[-1] + 1)
+        return run
+    return []
 
 
 def sentence_texts(text: str) -> list[str]:
@@ -387,6 +532,10 @@ class Candidate:
     position: int = 0  # the sentence's place in its chunk
     score: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
+    # The list the sentence belongs to (its lead-in and items, in document order), if any;
+    # `led`: the list has a lead-in sentence (a bare list of lines has none).
+    unit: list[Candidate] | None = field(default=None, repr=False, compare=False)
+    led: bool = False
 
 
 class GroundedAnswerer:
@@ -529,14 +678,17 @@ class GroundedAnswerer:
             or self.retriever.store.get_document(top.chunk.doc_id)[2]
         # The whole best document is read, retrieved chunks first: the sentence that answers
         # "要带什么" sits in the materials section even when another section ranked higher.
-        chunks.sort(key=lambda c: (retrieved_rank.get(c.chunk_id, len(hits)), c.ordinal))
+        chunks = [c for c in chunks if not carries_instruction(c.text)]  # quarantined: "忽略以上指令…"
+        by_chunk: dict[str, list[Candidate]] = {}
         for chunk in chunks:
-            if carries_instruction(chunk.text):
-                continue  # text addressed to an assistant ("忽略以上指令…") is no policy: quarantined
             rank = retrieved_rank.get(chunk.chunk_id, len(hits))
             hit = Hit(chunk=chunk, meta=top.meta, score=0.0)
-            for position, (text, faq_question) in enumerate(chunk_sentences(chunk.text)):
-                candidates.append(Candidate(rank, hit, text, faq_question=faq_question, position=position))
+            by_chunk[chunk.chunk_id] = [Candidate(rank, hit, text, faq_question=faq_question, position=position)
+                                        for position, (text, faq_question) in enumerate(chunk_sentences(chunk.text))]
+        _attach_lists(sorted(chunks, key=lambda c: c.ordinal), by_chunk)
+        chunks.sort(key=lambda c: (retrieved_rank.get(c.chunk_id, len(hits)), c.ordinal))
+        for chunk in chunks:
+            candidates.extend(by_chunk[chunk.chunk_id])
         return candidates[:60]
 
     def _sentence_vectors(self, texts: list[str]) -> np.ndarray:
@@ -568,9 +720,13 @@ class GroundedAnswerer:
             raw_sims[i] = max(raw_sims[i], float(sims[j]))
         best_sim = max(raw_sims)
         question_pairs = _char_pairs(" ".join(terms))
+        which_ones = self.cues.asks(asked, "which_ones")
         # "…提供几种服务" is answered by the sentence with the number, not by the note beside it
         # that says some other detail is not published.
         detail_stated = detail is not None and any(detail.present.search(c.text) for c in candidates)
+        if which_ones:
+            # So is "which ones", by the document's list or enumerating sentence when it has one.
+            detail_stated = any(c.unit is not None or enumerates_inline(c.text) for c in candidates)
         for i, cand in enumerate(candidates):
             text = cand.text + " " + (cand.faq_question or "")
             path = cand.hit.chunk.heading_path
@@ -592,6 +748,15 @@ class GroundedAnswerer:
                 "length": math.log1p(len(cand.text)) / 5.0,
             }
             cand.score = self.ranker(cand.features)
+            if which_ones:
+                # "哪几项 / 包括哪些" is answered by what enumerates: a list, or a sentence that lists.
+                if cand.unit is not None:
+                    cand.score += WHICH_ONES_LIST_BONUS
+                elif _POINTS_TO_LIST_RE.search(cand.text):
+                    # "因下列事项…" whose list could not be found: a lead-in without its items.
+                    cand.score -= WHICH_ONES_LIST_BONUS
+                elif enumerates_inline(cand.text):
+                    cand.score += WHICH_ONES_INLINE_BONUS
 
     def _compose(self, query: PreparedQuery, hits: list[Hit], confidence: float, claim: Claim | None) -> Answer:
         language = query.language
@@ -606,7 +771,9 @@ class GroundedAnswerer:
         claimed = self._check_claim(claim, candidates)
         ranked = sorted(candidates, key=lambda c: -c.score)
         best = ranked[0].score
-        chosen = [c for c in ranked if c.score >= best - self.settings.composer.window][: self.settings.max_sentences]
+        which_ones = self.cues.asks(query.raw + " " + query.normalized, "which_ones")
+        chosen = _choose(ranked, best - self.settings.composer.window, self.settings.max_sentences,
+                         whole_lists=which_ones)
         chunk_order = list(dict.fromkeys(c.hit.chunk.chunk_id for c in chosen))[: self.settings.max_citations]
         chosen = [c for c in chosen if c.hit.chunk.chunk_id in chunk_order]
         # Read in document order: chunk order of first appearance, then position in the chunk.
@@ -813,6 +980,54 @@ def _char_pairs(text: str) -> set[str]:
     """Chinese character pairs (and Latin words) of a text, for a typo-tolerant overlap."""
     pairs = {text[i : i + 2] for i in range(len(text) - 1) if _CJK_PAIR_RE.fullmatch(text[i : i + 2])}
     return pairs | set(re.findall(r"[a-z]{3,}", text.lower()))
+
+
+def _attach_lists(chunks: list[Chunk], by_chunk: dict[str, list[Candidate]]) -> None:
+    """Tie each list's sentences together (Candidate.unit), chunks in document order. A lead-in
+    that ends its chunk ("因下列事项没有委托代理人的，…。") takes the list that opens the next one."""
+    found = [(chunk, enumerations(chunk.text)) for chunk in chunks]
+    for n, (chunk, units) in enumerate(found):
+        cands = by_chunk[chunk.chunk_id]
+        for lead, items in units:
+            members = [cands[j] for j in items if j < len(cands)]
+            if lead is None and members and members[0].unit is not None:
+                continue  # the list the previous chunk's lead-in announced
+            if lead is not None and not items and n + 1 < len(found):
+                nxt_chunk, nxt_units = found[n + 1]
+                opening = next((its for ld, its in nxt_units if ld is None and its and its[0] == 0), None)
+                nxt_cands = by_chunk[nxt_chunk.chunk_id]
+                members = [nxt_cands[j] for j in opening or [] if j < len(nxt_cands)]
+            if lead is not None and members:
+                members = [cands[lead], *members]
+            if len(members) < 2:
+                continue
+            for cand in members:
+                cand.unit, cand.led = members, lead is not None
+
+
+def _choose(ranked: list[Candidate], floor: float, cap: int, *, whole_lists: bool) -> list[Candidate]:
+    """The answer's sentences: the best-ranked down to `floor`, at most `cap` of them, where a
+    list counts as one. A lead-in always brings its items ("同时符合下面三个条件…" is no answer
+    without the three), and ordinal items (第一…第二…) come all or none; with `whole_lists` (a
+    "which ones" question) any item of any list brings the whole list."""
+    chosen: list[Candidate] = []
+    taken: set[int] = set()
+    units = 0
+    for cand in ranked:
+        if cand.score < floor or units >= cap:
+            break
+        if id(cand) in taken:
+            continue
+        group = [cand]
+        if cand.unit is not None and (whole_lists or (cand.led and cand is cand.unit[0])
+                                      or _is_ordinal(cand.text)):
+            group = cand.unit
+        for member in group:
+            if id(member) not in taken:
+                taken.add(id(member))
+                chosen.append(member)
+        units += 1
+    return chosen
 
 
 def _attach_marker(sentence: str, marker: str) -> str:
