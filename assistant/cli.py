@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from assistant.cluster import cluster_command
+from assistant.core.db import Databases
 from assistant.core.domain import SearchFilters
 from assistant.core.errors import IndexNotBuilt, LinliError
 from assistant.core.privacy import private_file
@@ -58,8 +59,10 @@ out = Console()
 
 @app.callback()
 def main(ctx: typer.Context) -> None:
-    # One container per process, built before any command runs; its members load on first use.
-    ctx.obj = Services(get_settings())
+    # One container per process, built before any command runs; its members load on first use. A
+    # caller running commands in its own process (the tests) may hand in its Databases as the
+    # context's object: a database it has migrated is not migrated again per command.
+    ctx.obj = Services(get_settings(), databases=ctx.obj if isinstance(ctx.obj, Databases) else None)
 
 
 def _services(ctx: typer.Context) -> Services:
@@ -277,14 +280,16 @@ def serve(
     # The server stack and the database layer are needed by this command only.
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
 
-    from assistant.core.db import SchemaTooNew, get_engine  # noqa: PLC0415
+    from assistant.core.db import Databases, SchemaTooNew  # noqa: PLC0415
     from assistant.ops import server  # noqa: PLC0415
 
     settings = get_settings()
     _refuse_development_key(settings.privacy)
     # A database migrated by a newer release: refuse to start (exit 2) rather than serve on it.
+    # Migrated here once; the server's own Services finds it at head.
+    databases = Databases()
     try:
-        get_engine(settings.resolved_database_url)
+        databases.engine(settings.resolved_database_url)
     except SchemaTooNew as exc:
         err.print(exc.message("zh"), markup=False, style="red")
         err.print(exc.message("en"), markup=False, style="red")
@@ -293,6 +298,8 @@ def serve(
         # Not reachable yet: the replica starts, reports not-ready and migrates once it answers.
         err.print(f"数据库暂时连不上，服务照常启动，等数据库恢复后就绪（/readyz）：{type(exc).__name__}",
                   markup=False, style="yellow")
+    finally:
+        databases.dispose()
     # The server builds its own Services in the app's lifespan (assistant/api.py).
     server.run(settings, host=host or settings.api.host, port=port or settings.api.port)
 

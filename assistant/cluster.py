@@ -683,10 +683,12 @@ def drop_database(server: str, name: str) -> None:
 def migrate_database() -> None:
     """Migrations up to head for the configured database (under the advisory lock, see
     assistant/core/db.py `migrate`): `python -m assistant.cluster migrate`."""
-    from assistant.core.db import get_engine  # noqa: PLC0415 - Alembic, only when migrating
+    from assistant.core.db import Databases  # noqa: PLC0415 - Alembic, only when migrating
     from assistant.core.settings import get_settings  # noqa: PLC0415
 
-    get_engine(get_settings().resolved_database_url).dispose()
+    databases = Databases()
+    databases.engine(get_settings().resolved_database_url)
+    databases.dispose()
 
 
 class _Stop(Exception):

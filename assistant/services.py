@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 from assistant.analytics.feedback import FeedbackService
 from assistant.analytics.queries import AnalyticsService
 from assistant.channels import enabled_channels, reserved_names
+from assistant.core.db import Databases
 from assistant.core.events import EventBus
 from assistant.core.settings import Settings
 from assistant.core.vault import Vault
@@ -36,6 +37,8 @@ from connectors.services.procedures import ProcedureCatalogue
 from connectors.services.registry import make_connector
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from assistant.dialogue.engine import DialogueEngine
     from assistant.escalation.auth import UserStore
     from assistant.kb_admin.service import KnowledgeAdmin
@@ -106,13 +109,25 @@ class Services:
     may be handed in already built (tests, evaluations): then they are used as they are."""
 
     def __init__(self, settings: Settings, *, knowledge_base: KnowledgeBase | None = None,
-                 classifier: IntentClassifier | None = None) -> None:
+                 classifier: IntentClassifier | None = None, databases: Databases | None = None) -> None:
         self.settings = settings
+        # The engines of this container: its own, or one a test shares among its containers.
+        self.databases = databases or Databases()
         self._prepared_knowledge_base = knowledge_base
         self._prepared_classifier = classifier
         self._building = threading.RLock()
 
     # ---- conversations, channels and the ticket queue (no index, no model) ------------------
+
+    @built_once
+    def engine(self) -> Engine:
+        """The deployment's database (settings.database_url), migrated to the newest schema."""
+        return self.databases.engine(self.settings.resolved_database_url)
+
+    @built_once
+    def lock_holders(self) -> Engine:
+        """The connections that hold PostgreSQL's keyed locks, shared by every lock of the container."""
+        return self.databases.lock_holders(self.engine)
 
     @built_once
     def events(self) -> EventBus:
@@ -133,14 +148,15 @@ class Services:
 
     @built_once
     def conversations(self) -> ConversationStore:
-        return ConversationStore(self.settings.resolved_database_url, vault=self.vault,
-                                 lock_timeout_s=self.settings.dialogue.turn_lock_timeout_s)
+        return ConversationStore(self.engine, vault=self.vault,
+                                 lock_timeout_s=self.settings.dialogue.turn_lock_timeout_s,
+                                 lock_holders=self.lock_holders)
 
     @built_once
     def channels(self) -> ChannelRegistry:
         """How Linli's words reach residents, by conversation channel: each enabled channel's own
         outbound (assistant/channels.py), else the outbox the pages and integrations read."""
-        registry = ChannelRegistry(self.settings.resolved_database_url)
+        registry = ChannelRegistry(self.engine)
         for plugin in enabled_channels(self.settings):
             if plugin.outbound is not None:
                 registry.register(plugin.outbound(self))
@@ -155,33 +171,31 @@ class Services:
     @built_once
     def wechat_pushes(self) -> PushOutbox:
         """WeChat's customer-service push outbox (a worker's reply WeChat refused becomes a ticket note)."""
-        url = self.settings.resolved_database_url
-        return PushOutbox(url, WechatApi(self.settings.wechat, url), self.settings.wechat,
-                          on_failed=UndeliveredNote(self))
+        api = WechatApi(self.settings.wechat, self.engine, lock_holders=self.lock_holders)
+        return PushOutbox(self.engine, api, self.settings.wechat, on_failed=UndeliveredNote(self))
 
     @built_once
     def wechat(self) -> WechatService:
         """The WeChat channel's callbacks and processor; WechatDisabled (404) without a token."""
-        return WechatService(self.settings, self, self.wechat_pushes)
+        return WechatService(self.settings, self.engine, self, self.wechat_pushes)
 
     @built_once
     def residents(self) -> ResidentSessions:
-        return ResidentSessions(self.settings.resolved_database_url, self.settings, reserved=reserved_names())
+        return ResidentSessions(self.engine, self.settings, reserved=reserved_names(), lock_holders=self.lock_holders)
 
     @built_once
     def escalation(self) -> SqlEscalationService:
-        return SqlEscalationService(self.settings.resolved_database_url, self.vault, self.settings.escalation,
-                                    events=self.events)
+        return SqlEscalationService(self.engine, self.vault, self.settings.escalation, events=self.events)
 
     @built_once
     def feedback(self) -> FeedbackService:
         """Residents' 👍 / 👎 on answers (publishes FeedbackGiven)."""
-        return FeedbackService(self.settings.resolved_database_url, self.settings.analytics, events=self.events)
+        return FeedbackService(self.engine, self.settings.analytics, events=self.events)
 
     @built_once
     def analytics(self) -> AnalyticsService:
         """The administrators' analytics page's queries."""
-        return AnalyticsService(self.settings.resolved_database_url, self.settings.analytics,
+        return AnalyticsService(self.engine, self.settings.analytics,
                                 wording=self.feedback.wording)
 
     @built_once
@@ -190,7 +204,7 @@ class Services:
         from assistant.kb_admin.service import KnowledgeAdmin  # noqa: PLC0415 - loads the knowledge base's modules
 
         # A cluster's replicas (api.background false) leave the jobs to `linli worker`.
-        return KnowledgeAdmin(self.settings.resolved_database_url, self.settings.kb_admin,
+        return KnowledgeAdmin(self.engine, self.settings.kb_admin,
                               lambda: self.knowledge_base, self.settings.data_dir / "kb-uploads",
                               run_here=self.settings.api.background)
 
@@ -199,14 +213,14 @@ class Services:
         # Lazy: auth hashes a dummy password with argon2 when imported (~0.3 s of every `linli --help`).
         from assistant.escalation.auth import UserStore  # noqa: PLC0415
 
-        return UserStore(self.settings.resolved_database_url, self.settings.escalation.token_ttl_hours)
+        return UserStore(self.engine, self.settings.escalation.token_ttl_hours)
 
     @built_once
     def limits(self) -> RateLimiter:
         """Rate limits shared across processes: the database, or Redis when `limits.redis_url` is set."""
         from assistant.security.limits import RateLimiter  # noqa: PLC0415 - `limits` is only needed by the server
 
-        return RateLimiter.from_settings(self.settings.limits, self.settings.resolved_database_url)
+        return RateLimiter.from_settings(self.settings.limits, self.engine)
 
     @built_once
     def procedures(self) -> ProcedureCatalogue:
@@ -219,7 +233,7 @@ class Services:
         (a ticket) when filing keeps failing. Eligibility reads the indexed benefit tables."""
         connectors = self.settings.connectors
         return ApplicationService(
-            self.settings.resolved_database_url, make_connector(connectors, self.procedures),
+            self.engine, make_connector(connectors, self.procedures),
             procedures=self.procedures.get,
             notify=ApplicationNotices(self.channels, self.conversations),
             escalate=ApplicationHandOff(self.escalation),

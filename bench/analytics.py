@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from assistant.analytics.queries import AnalyticsService, Period
-from assistant.core.db import get_engine
+from assistant.core.db import Databases
 from assistant.core.settings import AnalyticsSettings
 
 POSTGRES_URL = os.environ.get("LINLI_BENCH_POSTGRES_URL", "postgresql+psycopg://root@127.0.0.1:5432/test")
@@ -53,6 +53,10 @@ MISSING_TOPICS = [f"{place}的{thing}怎么办理" for place in ("护照", "港�
                   for thing in ("手续", "材料", "费用", "进度", "地点", "时间", "网上预约", "加急", "补办", "变更")]
 WORDINGS = ("{q}", "{q}？", "请问{q}", "{q}呢", "我想问一下{q}", "{q}吗")
 REASONS = (None, "wrong", "not_my_question", "hard_to_understand", "outdated", "want_person")
+
+
+# The engines this benchmark opens (one per database it loads), disposed before a database is dropped.
+DATABASES = Databases()
 
 
 def pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
@@ -127,7 +131,7 @@ def _tables(history: History) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
 
 
 def load_sqlite(url: str, history: History) -> None:
-    engine = get_engine(url)  # migrated to head: the indexes of migration 0009 are there while loading
+    engine = DATABASES.engine(url)  # migrated to head: the indexes of migration 0009 are there while loading
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
@@ -145,7 +149,7 @@ def load_sqlite(url: str, history: History) -> None:
 
 
 def load_postgres(url: str, history: History) -> None:
-    engine = get_engine(url)
+    engine = DATABASES.engine(url)
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
@@ -197,19 +201,11 @@ def with_postgres(action: Callable[[str], None]) -> str | None:
     try:
         action(sqlalchemy.engine.make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False))
     finally:
-        for engine_url, engine in list(sqlalchemy_engines().items()):
-            if name in engine_url:
-                engine.dispose()
+        DATABASES.dispose()
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
     return None
-
-
-def sqlalchemy_engines() -> dict[str, sqlalchemy.engine.Engine]:
-    from assistant.core import db  # noqa: PLC0415 - the engines this process opened
-
-    return db._engines
 
 
 def main() -> None:
@@ -236,7 +232,7 @@ def main() -> None:
         loading = time.perf_counter()
         load(url, history)
         console.print(f"{backend}: loaded in {time.perf_counter() - loading:.1f} s")
-        service = AnalyticsService(url, AnalyticsSettings(), now=lambda: noon)
+        service = AnalyticsService(DATABASES.engine(url), AnalyticsSettings(), now=lambda: noon)
         # What the server does in the background after it starts: count the 89 finished days.
         counting = time.perf_counter()
         service.count_finished_days(DAYS)

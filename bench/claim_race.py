@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 
+from assistant.core.db import Databases
 from assistant.core.errors import ClaimConflict
 from assistant.core.vault import Vault
 from assistant.escalation.service import Actor, SqlEscalationService
@@ -24,7 +25,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--tickets", type=int, default=50)
     args = parser.parse_args()
-    desk = SqlEscalationService(args.url, Vault.development())  # a throwaway bench queue
+    desk = SqlEscalationService(Databases().engine(args.url), Vault.development())  # a throwaway bench queue
     centre = f"bench-{uuid.uuid4().hex[:6]}"
 
     def open_batch() -> list[str]:

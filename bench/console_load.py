@@ -338,15 +338,17 @@ def main() -> None:
                             "default", "--password-env", "LINLI_BENCH_PASSWORD"], env=env, check=True,
                            stdout=subprocess.DEVNULL)
             os.environ["LINLI_PRIVACY__DEVELOPMENT"] = "true"
-            from assistant.core.vault import Vault  # noqa: PLC0415 - after the environment is set
+            from assistant.core.db import Databases  # noqa: PLC0415 - after the environment is set
+            from assistant.core.vault import Vault  # noqa: PLC0415 - as above
             from assistant.escalation.auth import UserStore  # noqa: PLC0415 - as above
             from assistant.escalation.service import SqlEscalationService  # noqa: PLC0415 - as above
 
-            users = UserStore(url)
+            databases = Databases()  # this benchmark's engines
+            users = UserStore(databases.engine(url))
             worker = next(a for a in users.list() if a.username == "bench-worker")
             cookies = [users.issue_token(worker) for _ in range(args.consoles)]  # one login per open page
             token = users.issue_token(worker)
-            desk = SqlEscalationService(url, Vault.development())  # the server's key (development)
+            desk = SqlEscalationService(databases.engine(url), Vault.development())  # the server's key (development)
             for i in range(args.open_tickets):
                 desk.open_ticket(kind="human_request", priority=("urgent", "high", "normal")[i % 3],
                                  session_id=f"seed-{i}", channel="web", user_id="u", summary="压测：已在队列里的工单")

@@ -104,8 +104,9 @@ _AGE_PATTERNS = [
     re.compile(r"\b(?:past|aged over)\s+(\d{2,3})\b(?![.,]\d|\s*(?:yuan|%|percent|people|days|years? ago))",
                re.IGNORECASE),
 ]
-# "超过90", "over 90", "older than 90": past that age, so one year more.
+# "超过90", "over 90", "older than 90", "九十出头": past that age, so one year more.
 _OVER_AGE_RE = re.compile(
+    r"(\d{2,3})\s*(?:周岁|岁)?\s*出头|"
     r"(?:超过|大于)\s*(\d{2,3})\s*(?:周岁|岁)|"
     r"\b(?:is|am|are|was|now|be|being|who(?:'s| is)|people|person|residents?|seniors?)\s+(?:over|older than|above)\s+"
     r"(\d{2,3})\b(?![.,]\d|\s*(?:yuan|%|percent|people|days))",
@@ -113,13 +114,17 @@ _OVER_AGE_RE = re.compile(
 )
 
 
+# "over a hundred years old", "one hundred": the one English number word ages are said in.
+_ENGLISH_HUNDRED_RE = re.compile(r"\b(?:a|one) hundred\b", re.IGNORECASE)
+
+
 def extract_age(text: str) -> int | None:
     """The age a resident states ("92岁", "今年九十二了", "我妈九十三，…", "86 years old"); None when
     absent."""
-    text = with_arabic_numerals(text)
+    text = _ENGLISH_HUNDRED_RE.sub("100", with_arabic_numerals(text))
     over = _OVER_AGE_RE.search(text)
     if over:
-        past = int(over.group(1) or over.group(2)) + 1
+        past = int(next(group for group in over.groups() if group)) + 1
         if 0 < past < 150:
             return past
     for pattern in _AGE_PATTERNS:

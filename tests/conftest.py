@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 # Before any model library is imported (by the Linli imports below): never reach for a hub.
@@ -22,6 +23,7 @@ import httpx
 import pytest
 import sqlalchemy
 
+from assistant.core.db import Databases
 from assistant.core.settings import KB_PACKAGE_DIR, PROJECT_ROOT, Settings
 from assistant.core.vault import Vault
 from assistant.knowledge import KnowledgeBase, shipped_documents
@@ -138,6 +140,17 @@ def database_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'linli.sqlite'}"
     return request.getfixturevalue("postgres_database")
+
+
+# The test run's engines (tests are an entry point, like the CLI): one per database URL, migrated
+# once however many stores, fixtures and in-process commands open it (a migration costs ~0.3 s).
+DATABASES = Databases()
+
+
+@pytest.fixture(scope="session")
+def databases() -> Iterator[Databases]:
+    yield DATABASES
+    DATABASES.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from assistant.analytics.tables import feedback
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from assistant.core.errors import LinliError
 from assistant.core.events import EventBus, FeedbackGiven
 from assistant.core.privacy import mask_pii
@@ -125,9 +124,9 @@ KEYWORD_REPLY_TYPES = ("answer", "refusal")
 
 
 class FeedbackService:
-    def __init__(self, url: str, settings: AnalyticsSettings, events: EventBus | None = None,
+    def __init__(self, engine: Engine, settings: AnalyticsSettings, events: EventBus | None = None,
                  wording: FeedbackWording | None = None) -> None:
-        self.engine = get_engine(url)
+        self.engine = engine
         self.settings = settings
         self.events = events
         self.wording = wording or FeedbackWording.load()

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, String, and_, case, cast, func, insert, literal_column, null, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -26,7 +26,6 @@ from assistant.analytics.feedback import FeedbackWording
 from assistant.analytics.grouping import group_similar
 from assistant.analytics.tables import daily_replies, feedback, rolled_days
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from assistant.core.settings import AnalyticsSettings
 from assistant.dialogue.store import conversations, turns
 from assistant.escalation.tables import tickets
@@ -174,9 +173,9 @@ class AnalyticsService:
     counted once into `analytics_daily_replies` (the first time the page reads the day); today
     and the last minutes of yesterday are counted from the turns on every read."""
 
-    def __init__(self, url: str, settings: AnalyticsSettings, wording: FeedbackWording | None = None,
+    def __init__(self, engine: Engine, settings: AnalyticsSettings, wording: FeedbackWording | None = None,
                  now: Callable[[], datetime] = utcnow) -> None:
-        self.engine = get_engine(url)
+        self.engine = engine
         self.settings = settings
         self.wording = wording or FeedbackWording.load()
         self.now = now

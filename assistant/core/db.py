@@ -1,5 +1,6 @@
-"""The relational database: one SQLAlchemy metadata for every table, engines per URL, and
-Alembic migrations applied on start. SQLite is the embedded default; PostgreSQL is production."""
+"""The relational database: one SQLAlchemy metadata for every table, the engines of one container
+(`Databases`: one per URL, migrated once), and Alembic migrations applied on start. SQLite is the
+embedded default; PostgreSQL is production."""
 
 from __future__ import annotations
 
@@ -38,48 +39,87 @@ CONNECT_TIMEOUT_S = 3
 POOL_SIZE = 6
 POOL_OVERFLOW = 4
 
-_engines: dict[str, Engine] = {}
-_migrated: set[str] = set()
-_lock = threading.Lock()
+# The connections that hold PostgreSQL's keyed locks (assistant/core/locks.py), apart from the pool
+# the work uses: a turn holds its lock connection while it works on another, and holders must never
+# take every work connection.
+LOCK_POOL_SIZE = 4
 
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process, migrated to the newest schema."""
-    with _lock:
-        if url not in _engines:
-            if url.startswith("sqlite"):
-                _private_sqlite_files(url)
-                engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+class Databases:
+    """The engines of one container (assistant/services.py `Services.databases`; an entry point or a
+    test that has no container makes its own): one per URL, created and migrated to the newest
+    schema on first use, and the pools that hold PostgreSQL's keyed locks. A migration that fails
+    (the database does not answer yet) is tried again by the next `engine(url)`."""
 
-                @event.listens_for(engine, "connect")
-                def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-                    cursor = dbapi_connection.cursor()
-                    # WAL lets the console read while the bot writes; FULL sync keeps every
-                    # acknowledged ticket through a crash.
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.execute("PRAGMA synchronous=FULL")
-                    cursor.execute("PRAGMA foreign_keys=ON")
-                    cursor.close()
-            else:
-                # A database that does not answer fails a connection in seconds (a 503 and a
-                # not-ready replica), never a request hanging on the operating system's timeout.
-                connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if make_url(url).get_backend_name() == \
-                    "postgresql" else {}
-                # Small pools: a city runs several replicas and workers on one PostgreSQL (100
-                # connections by default; docs/deployment.md has the arithmetic). A request waits
-                # for a free connection rather than the server running out of them.
-                engine = create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
-                                       pool_timeout=30, connect_args=connect_args)
-            _engines[url] = engine
-        engine = _engines[url]
-        if url not in _migrated:
-            migrate(engine)
-            _migrated.add(url)
+    def __init__(self) -> None:
+        self._engines: dict[str, Engine] = {}
+        self._migrated: set[str] = set()
+        self._lock_holders: dict[str, Engine] = {}
+        self._lock = threading.Lock()
+
+    def engine(self, url: str) -> Engine:
+        with self._lock:
+            if url not in self._engines:
+                self._engines[url] = _create_engine(url)
+            engine = self._engines[url]
+            if url not in self._migrated:
+                migrate(engine)
+                self._migrated.add(url)
+            return engine
+
+    def lock_holders(self, engine: Engine) -> Engine:
+        """The small pool whose connections hold `engine`'s database's keyed locks (PostgreSQL)."""
+        name = engine.url.render_as_string(hide_password=False)
+        with self._lock:
+            if name not in self._lock_holders:
+                self._lock_holders[name] = lock_pool(engine)
+            return self._lock_holders[name]
+
+    def dispose(self) -> None:
+        """Closes every pooled connection (a process that is done, a test's throwaway database)."""
+        with self._lock:
+            for engine in [*self._engines.values(), *self._lock_holders.values()]:
+                engine.dispose()
+            self._engines.clear()
+            self._migrated.clear()
+            self._lock_holders.clear()
+
+
+def lock_pool(engine: Engine) -> Engine:
+    """A pool of its own on `engine`'s database for holding keyed locks (`Databases.lock_holders`)."""
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if engine.dialect.name == "postgresql" else {}
+    return create_engine(engine.url, pool_pre_ping=True, pool_size=LOCK_POOL_SIZE, max_overflow=LOCK_POOL_SIZE,
+                         pool_timeout=30, connect_args=connect_args)
+
+
+def _create_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        _private_sqlite_files(url)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets the console read while the bot writes; FULL sync keeps every
+            # acknowledged ticket through a crash.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
         return engine
+    # A database that does not answer fails a connection in seconds (a 503 and a not-ready
+    # replica), never a request hanging on the operating system's timeout.
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if make_url(url).get_backend_name() == "postgresql" else {}
+    # Small pools: a city runs several replicas and workers on one PostgreSQL (100 connections by
+    # default; docs/deployment.md has the arithmetic). A request waits for a free connection rather
+    # than the server running out of them.
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_timeout=30,
+                         connect_args=connect_args)
 
 
 def _private_sqlite_files(url: str) -> None:

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from assistant.core.db import is_sqlite
+from assistant.core.db import is_sqlite, lock_pool
 from assistant.core.errors import ConversationBusy
 
 # The keys this thread (or task) holds: taking one again inside is a no-op, so a listener that
@@ -68,32 +68,29 @@ def _local_locks_for(engine: Engine, namespace: str) -> _LocalLocks:
         return _local_locks.setdefault(name, _LocalLocks())
 
 
-# The connections that hold PostgreSQL locks, apart from the pool the work uses: a turn holds its
-# lock connection while it works on another, and holders must never take every work connection.
-LOCK_POOL_SIZE = 4
-_lock_engines: dict[str, Engine] = {}
-
-
-def _lock_engine(engine: Engine) -> Engine:
-    name = engine.url.render_as_string(hide_password=False)
-    with _local_guard:
-        if name not in _lock_engines:
-            _lock_engines[name] = create_engine(engine.url, pool_pre_ping=True, pool_size=LOCK_POOL_SIZE,
-                                                max_overflow=LOCK_POOL_SIZE, pool_timeout=30,
-                                                connect_args={"connect_timeout": 3})
-        return _lock_engines[name]
-
-
 class KeyedLock:
     """`with lock.hold(key):` — one holder of `key` at a time. A wait longer than `timeout_s`
-    raises ConversationBusy (503): never a silent fallback to handling without the lock."""
+    raises ConversationBusy (503): never a silent fallback to handling without the lock.
 
-    def __init__(self, engine: Engine, namespace: str, timeout_s: float) -> None:
+    On PostgreSQL the locks are held on connections of `holders`, a pool apart from the one the
+    work uses (a turn holds its lock connection while it works on another, and holders must never
+    take every work connection): the container's `Databases.lock_holders`, shared by its locks;
+    without it, a small pool of this lock's own, made on first use."""
+
+    def __init__(self, engine: Engine, namespace: str, timeout_s: float, holders: Engine | None = None) -> None:
         self.engine = engine
         self.namespace = namespace
         self.timeout_s = timeout_s
+        self._holders = holders
+        self._holders_guard = threading.Lock()
         self._namespace_id = _namespace_id(namespace)
         self._local = _local_locks_for(engine, namespace)
+
+    def _holding_pool(self) -> Engine:
+        with self._holders_guard:
+            if self._holders is None:
+                self._holders = lock_pool(self.engine)
+            return self._holders
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
@@ -117,7 +114,7 @@ class KeyedLock:
                     raise self._busy()
                 yield
             return
-        with _lock_engine(self.engine).connect() as conn, conn.begin():
+        with self._holding_pool().connect() as conn, conn.begin():
             try:
                 # One round trip: the wait's limit is set before the lock is asked for (the select
                 # list is evaluated left to right), for this transaction only.

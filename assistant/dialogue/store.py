@@ -13,7 +13,7 @@ from sqlalchemy import JSON, Column, DateTime, Integer, String, Table, Text, fun
 from sqlalchemy.engine import Connection, Engine
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, metadata
+from assistant.core.db import metadata
 from assistant.core.locks import KeyedLock
 from assistant.core.privacy import mask_pii
 from assistant.core.vault import UndecryptableValue, Vault
@@ -78,11 +78,12 @@ def _state(stored: dict[str, Any] | None, vault: Vault) -> ConversationState:
 
 
 class ConversationStore:
-    def __init__(self, url: str, vault: Vault, lock_timeout_s: float = 30.0) -> None:
-        self.engine: Engine = get_engine(url)
+    def __init__(self, engine: Engine, vault: Vault, lock_timeout_s: float = 30.0, *,
+                 lock_holders: Engine | None = None) -> None:
+        self.engine = engine
         # ID and phone numbers in the state (a form's answers) are stored encrypted, turns masked.
         self.vault = vault
-        self._turn_lock = KeyedLock(self.engine, "conversation", lock_timeout_s)
+        self._turn_lock = KeyedLock(self.engine, "conversation", lock_timeout_s, holders=lock_holders)
 
     def one_at_a_time(self, session_id: str) -> AbstractContextManager[None]:
         """Held by everything that reads and then writes a conversation's state (a message, a

@@ -9,11 +9,10 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from assistant.core.errors import LinliError, NotAuthenticated
 from assistant.escalation.passwords import check_password
 from assistant.escalation.service import Actor
@@ -30,8 +29,8 @@ def _token_hash(token: str) -> str:
 
 
 class UserStore:
-    def __init__(self, url: str, token_ttl_hours: int = 12) -> None:
-        self.engine = get_engine(url)
+    def __init__(self, engine: Engine, token_ttl_hours: int = 12) -> None:
+        self.engine = engine
         self.token_ttl = timedelta(hours=token_ttl_hours)
 
     def add(self, username: str, password: str, *, role: str = "worker", centre: str = "default",

@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, insert, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, is_sqlite
+from assistant.core.db import is_sqlite
 from assistant.core.errors import ClaimConflict, Forbidden, LinliError, UnknownTicket
 from assistant.core.events import EventBus
 from assistant.core.privacy import mask_pii
@@ -78,9 +78,9 @@ class SqlEscalationService:
     asking for a rating are listeners' work (assistant/services.py subscribes them). Every change to
     the queue also reaches the open consoles, in its own transaction, through `queue_changes`."""
 
-    def __init__(self, url: str, vault: Vault, settings: EscalationSettings | None = None,
+    def __init__(self, engine: Engine, vault: Vault, settings: EscalationSettings | None = None,
                  events: EventBus | None = None, notifier: QueueNotifier | None = None) -> None:
-        self.engine = get_engine(url)
+        self.engine = engine
         # At rest: ID and phone numbers encrypted in form_data, masked in summaries and events.
         self.vault = vault
         self.settings = settings or EscalationSettings()
@@ -88,7 +88,7 @@ class SqlEscalationService:
         # `self.events`: that is the audit log of a ticket.
         self.event_bus = events or EventBus()
         # PostgreSQL NOTIFY to every replica, or in-process on SQLite (assistant/escalation/notifier.py).
-        self.queue_changes = notifier or notifier_for(url)
+        self.queue_changes = notifier or notifier_for(engine.url.render_as_string(hide_password=False))
 
     # ---- the seam the dialogue engine uses ----------------------------------------------------
 

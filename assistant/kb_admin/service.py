@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, lease_due
+from assistant.core.db import lease_due
 from assistant.core.domain import Chunk, Document, DocumentMeta
 from assistant.core.errors import IngestError, LinliError, UnknownDocument
 from assistant.core.privacy import private_dir
@@ -132,9 +132,9 @@ _DOCUMENTS = TypeAdapter(list[Document])
 
 
 class KnowledgeAdmin:
-    def __init__(self, url: str, settings: KbAdminSettings, knowledge: Callable[[], KnowledgeBase],
+    def __init__(self, engine: Engine, settings: KbAdminSettings, knowledge: Callable[[], KnowledgeBase],
                  uploads_dir: Path, *, run_here: bool = True, worker: str | None = None) -> None:
-        self.engine = get_engine(url)
+        self.engine = engine
         self.settings = settings
         # A callable: the knowledge base (and its embedding model) loads on the first change.
         self._knowledge = knowledge

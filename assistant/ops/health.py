@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from assistant.core.db import get_engine, is_sqlite
+from assistant.core.db import Databases, is_sqlite
 
 if TYPE_CHECKING:
     from assistant.services import Services
@@ -74,8 +74,8 @@ def published_generation(services: Services) -> int:
     return served_generation(services)
 
 
-def _database(url: str) -> None:
-    engine = get_engine(url)
+def _database(databases: Databases, url: str) -> None:
+    engine = databases.engine(url)  # created, and migrated once it answers
     with engine.connect() as conn:
         if not is_sqlite(engine):
             conn.execute(text(f"SET LOCAL statement_timeout = {int(CHECK_TIMEOUT_S * 1000)}"))
@@ -131,7 +131,7 @@ class ReadinessProbe:
         settings = services.settings
         redis_url = settings.limits.redis_url
         database, redis_state = await asyncio.gather(
-            self._check("database", _database, settings.resolved_database_url),
+            self._check("database", _database, services.databases, settings.resolved_database_url),
             self._check("redis", self._redis_ping, redis_url) if redis_url else _constant("not configured"))
         generation = served_generation(services)
         body: dict[str, Any] = {"status": "ready", "database": database, "redis": redis_state,

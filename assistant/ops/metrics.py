@@ -42,7 +42,6 @@ from sqlalchemy import func, select
 
 from assistant.channels import channel_labels
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from assistant.escalation.states import OPEN
 from assistant.escalation.tables import tickets
 from assistant.kb_admin.tables import kb_jobs
@@ -118,7 +117,7 @@ class DatabaseCollector(Collector):
 
     def _query(self) -> list[Metric]:
         now = utcnow()
-        engine = get_engine(self.services.settings.resolved_database_url)
+        engine = self.services.engine
         open_tickets = select(tickets.c.status, func.count()).where(tickets.c.status.in_(OPEN)) \
             .group_by(tickets.c.status)
         undelivered = select(func.min(applications.c.created_at)).where(applications.c.status == "queued")

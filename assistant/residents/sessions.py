@@ -20,11 +20,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Engine, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from assistant.core.errors import Forbidden, LinliError, NotAuthenticated
 from assistant.core.locks import KeyedLock
 from assistant.core.settings import Settings
@@ -91,8 +90,9 @@ def _not_yours() -> Forbidden:
 
 
 class ResidentSessions:
-    def __init__(self, url: str, settings: Settings, *, reserved: ReservedNames) -> None:
-        self.engine = get_engine(url)
+    def __init__(self, engine: Engine, settings: Settings, *, reserved: ReservedNames,
+                 lock_holders: Engine | None = None) -> None:
+        self.engine = engine
         self.ttl = timedelta(hours=settings.residents.session_ttl_hours)
         self.reserved = reserved
         self.default_centre = settings.escalation.centre
@@ -101,7 +101,8 @@ class ResidentSessions:
                          if key.get_secret_value()}
         # The dialogue's lock of a conversation (ConversationStore.one_at_a_time): binding it waits
         # for a message being handled, across replicas.
-        self._conversation_lock = KeyedLock(self.engine, "conversation", settings.dialogue.turn_lock_timeout_s)
+        self._conversation_lock = KeyedLock(self.engine, "conversation", settings.dialogue.turn_lock_timeout_s,
+                                            holders=lock_holders)
 
     def centre(self, named: str | None) -> str:
         """A centre the deployment knows; anything else (a typo, an invented name) is the default."""

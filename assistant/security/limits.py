@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistant.core.db import get_engine, is_sqlite
+from assistant.core.db import is_sqlite
 from assistant.core.errors import NotAuthenticated, TooManyRequests
 from assistant.core.settings import LimitSettings
 from assistant.security.tables import rate_limits
@@ -148,14 +148,14 @@ class RateLimiter:
         self._log_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: LimitSettings, database_url: str) -> RateLimiter:
+    def from_settings(cls, settings: LimitSettings, engine: Engine) -> RateLimiter:
         if settings.redis_url:
             storage = storage_from_string(settings.redis_url, wrap_exceptions=True,
                                           socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S)
             if not isinstance(storage, Storage):
                 raise ValueError(f"limits.redis_url must name a synchronous storage, not {settings.redis_url!r}")
             return cls(storage)
-        return cls(SqlStorage(get_engine(database_url)))
+        return cls(SqlStorage(engine))
 
     @staticmethod
     def _item(limit: int, window_s: int) -> RateLimitItemPerSecond:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import defusedxml.ElementTree as SafeXml  # type: ignore[import-untyped]
 from defusedxml import DefusedXmlException
 from sqlalchemy import and_, delete, exists, or_, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Engine, Row
 from wechatpy import parse_message  # type: ignore[import-untyped]
 from wechatpy.crypto import WeChatCrypto  # type: ignore[import-untyped]
 from wechatpy.exceptions import InvalidSignatureException, WeChatException  # type: ignore[import-untyped]
@@ -39,7 +39,7 @@ from wechatpy.utils import check_signature  # type: ignore[import-untyped]
 
 from assistant.analytics.feedback import FEEDBACK_ACK, KEYWORD_REPLY_TYPES
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, lease_due
+from assistant.core.db import lease_due
 from assistant.core.errors import LinliError, TooManyRequests
 from assistant.core.keys import digest_key
 from assistant.core.privacy import mask_pii
@@ -198,14 +198,15 @@ class WechatService:
     # A message's lease: a worker killed while answering it (and so the resident's later messages,
     # which wait in line behind it) is taken over by another worker this long after it took it.
     # Answering takes seconds, a long voice clip about twenty on two cores.
-    def __init__(self, settings: Settings, services: WechatNeeds, outbox: PushOutbox, lease_s: float = 45.0) -> None:
+    def __init__(self, settings: Settings, engine: Engine, services: WechatNeeds, outbox: PushOutbox,
+                 lease_s: float = 45.0) -> None:
         self.settings = settings.wechat
         if not self.settings.enabled or self.settings.token is None:
             raise WechatDisabled("微信渠道未开启。", "The WeChat channel is off (LINLI_WECHAT__TOKEN is not set).")
         self.token = self.settings.token.get_secret_value()
         self.services = services
         self.outbox = outbox
-        self.engine = get_engine(settings.resolved_database_url)
+        self.engine = engine
         aes_key = self.settings.encoding_aes_key
         self.crypto = WeChatCrypto(self.token, aes_key.get_secret_value(), self.settings.app_id) if aes_key else None
         self.lease = timedelta(seconds=lease_s)

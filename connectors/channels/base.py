@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from connectors.channels.tables import outbound_messages
 
 
@@ -25,9 +24,9 @@ class Channel(Protocol):
 
 
 class OutboxChannel:
-    def __init__(self, url: str, name: str = "web") -> None:
+    def __init__(self, engine: Engine, name: str = "web") -> None:
         self.name = name
-        self.engine = get_engine(url)
+        self.engine = engine
 
     def send(self, *, session_id: str, user_id: str, text: str, sender: str, ticket_id: str | None = None) -> int:
         with self.engine.begin() as conn:
@@ -56,15 +55,15 @@ class OutboxChannel:
 
 
 class ChannelRegistry:
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self._channels: dict[str, Channel] = {}
-        self.outbox = OutboxChannel(url, "web")
+        self.outbox = OutboxChannel(engine, "web")
 
     def register(self, channel: Channel) -> None:
         self._channels[channel.name] = channel
 
     def get(self, name: str) -> Channel:
         if name not in self._channels:
-            self._channels[name] = OutboxChannel(self.url, name)
+            self._channels[name] = OutboxChannel(self.engine, name)
         return self._channels[name]

@@ -42,11 +42,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, lease_due, metadata
+from assistant.core.db import lease_due, metadata
 from assistant.core.locks import KeyedLock
 from assistant.core.privacy import mask_pii
 from assistant.core.settings import WechatSettings
@@ -176,11 +176,13 @@ def _by_chars(text: str, limit: int) -> list[str]:
 class WechatApi:
     """The WeChat HTTP API (`settings.api_base`): token, customer-service send, media."""
 
-    def __init__(self, settings: WechatSettings, url: str, client: httpx.Client | None = None) -> None:
+    def __init__(self, settings: WechatSettings, engine: Engine, client: httpx.Client | None = None, *,
+                 lock_holders: Engine | None = None) -> None:
         self.settings = settings
-        self.engine = get_engine(url)
+        self.engine = engine
         self.client = client or httpx.Client(base_url=settings.api_base, timeout=settings.http_timeout_s)
-        self._refresh_lock = KeyedLock(self.engine, "wechat_token", timeout_s=settings.http_timeout_s * 3)
+        self._refresh_lock = KeyedLock(self.engine, "wechat_token", timeout_s=settings.http_timeout_s * 3,
+                                       holders=lock_holders)
 
     # ---- the access token, shared through the database ------------------------------------
 
@@ -307,9 +309,9 @@ OnFailed = Callable[[Push, int | None], None]
 class PushOutbox:
     """Queued customer-service messages, each sent at most once (see the module's note)."""
 
-    def __init__(self, url: str, api: WechatApi, settings: WechatSettings, on_failed: OnFailed | None = None,
+    def __init__(self, engine: Engine, api: WechatApi, settings: WechatSettings, on_failed: OnFailed | None = None,
                  lease_s: float = 60.0) -> None:
-        self.engine = get_engine(url)
+        self.engine = engine
         self.api = api
         self.settings = settings
         self.on_failed = on_failed

@@ -19,11 +19,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine, lease_due
+from assistant.core.db import lease_due
 from assistant.core.errors import LinliError, TooManyRequests
 from assistant.core.keys import digest_key
 from assistant.core.privacy import mask_pii
@@ -195,12 +195,12 @@ class ApplicationService:
     """`benefit_tables` is where eligibility rules read benefit tables: the knowledge base's
     answerer in the app (the tables of the indexed documents), an in-memory set in tests."""
 
-    def __init__(self, url: str, connector: ServiceConnector, *, benefit_tables: BenefitTables, vault: Vault,
+    def __init__(self, engine: Engine, connector: ServiceConnector, *, benefit_tables: BenefitTables, vault: Vault,
                  notify: Notify | None = None, escalate: Escalate | None = None, max_attempts: int = 5,
                  lease_s: float = 60.0, retry_base_s: float = 5.0,
                  procedures: Callable[[str], Procedure] | None = None,
                  limits: FilingLimits | None = None) -> None:
-        self.engine = get_engine(url)
+        self.engine = engine
         self.limits = limits
         # ID and phone numbers in `applications.data` are stored encrypted; `get` opens them (the
         # connector submits full values).

@@ -10,13 +10,12 @@ from datetime import date, datetime, timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, inspect
+from sqlalchemy import Engine, delete, insert, inspect
 
 from assistant.analytics.feedback import FeedbackService
 from assistant.analytics.grouping import normalise_question
 from assistant.analytics.queries import AnalyticsService, Period, conversation, summary
 from assistant.analytics.tables import feedback
-from assistant.core.db import get_engine
 from assistant.core.settings import AnalyticsSettings
 from assistant.dialogue.store import conversations, turns
 from assistant.escalation.tables import tickets
@@ -29,8 +28,8 @@ PERIOD = Period(date(2020, 3, 1), date(2020, 3, 7))
 class History:
     """Writes rows as the dialogue engine, the feedback endpoint and the ticket queue would."""
 
-    def __init__(self, url: str, centre: str) -> None:
-        self.engine = get_engine(url)
+    def __init__(self, engine: Engine, centre: str) -> None:
+        self.engine = engine
         self.centre = centre
 
     def conversation(self, channel: str, at: datetime, centre: str | None = None) -> str:
@@ -73,13 +72,13 @@ def centre() -> str:
 
 
 @pytest.fixture
-def history(database_url: str, centre: str) -> History:
-    return History(database_url, centre)
+def history(databases, database_url: str, centre: str) -> History:
+    return History(databases.engine(database_url), centre)
 
 
 @pytest.fixture
-def analytics(database_url: str) -> AnalyticsService:
-    return AnalyticsService(database_url, AnalyticsSettings())
+def analytics(databases, database_url: str) -> AnalyticsService:
+    return AnalyticsService(databases.engine(database_url), AnalyticsSettings())
 
 
 def test_questions_intents_and_rates(history: History, analytics: AnalyticsService, centre: str) -> None:
@@ -167,11 +166,11 @@ def test_satisfaction_handoffs_breaches_and_median_time_to_claim(history: Histor
     assert numbers["转人工后评分"].startswith("4.50 / 5")
 
 
-def test_the_conversation_a_row_links_to_shows_its_ratings(history: History, analytics: AnalyticsService,
+def test_the_conversation_a_row_links_to_shows_its_ratings(databases, history: History, analytics: AnalyticsService,
                                                           database_url: str) -> None:
     session = history.conversation("chat", DAY1)
     turn = history.exchange(session, "护照怎么办理", "refusal", "policy_question", DAY1)
-    FeedbackService(database_url, AnalyticsSettings()).rate(turn, "down", "wrong", "我的电话13812345678")
+    FeedbackService(history.engine, AnalyticsSettings()).rate(turn, "down", "wrong", "我的电话13812345678")
     found = conversation(analytics, session)
     assert found is not None and found.channel == "chat"
     rated = next(t for t in found.turns if t["id"] == turn)
@@ -179,18 +178,18 @@ def test_the_conversation_a_row_links_to_shows_its_ratings(history: History, ana
     assert conversation(analytics, "no-such-session") is None
 
 
-def test_the_migration_adds_the_indexes_the_queries_filter_on(database_url: str) -> None:
-    schema = inspect(get_engine(database_url))
+def test_the_migration_adds_the_indexes_the_queries_filter_on(databases, database_url: str) -> None:
+    schema = inspect(databases.engine(database_url))
     names = {table: {ix["name"] for ix in schema.get_indexes(table)} for table in ("turns", "tickets", "feedback")}
     assert {"ix_turns_role_created_at", "ix_turns_session_id_id"} <= names["turns"]
     assert "ix_tickets_created_at" in names["tickets"]
     assert {"ix_feedback_created_at", "ix_feedback_session_id"} <= names["feedback"]
 
 
-def test_days_that_are_over_are_counted_once_and_today_live(history: History, database_url: str,
+def test_days_that_are_over_are_counted_once_and_today_live(databases, history: History, database_url: str,
                                                            centre: str) -> None:
     now = datetime(2021, 6, 10, 12, 0)
-    analytics = AnalyticsService(database_url, AnalyticsSettings(), now=lambda: now)
+    analytics = AnalyticsService(databases.engine(database_url), AnalyticsSettings(), now=lambda: now)
     session = history.conversation("chat", now)
     yesterday = history.exchange(session, "昨天的问题", "answer", "policy_question", now - timedelta(days=1))
     history.exchange(session, "今天的问题", "answer", "policy_question", now)
@@ -214,10 +213,10 @@ def test_days_that_are_over_are_counted_once_and_today_live(history: History, da
     assert per_day() == {"2021-06-09": 1, "2021-06-10": 3}
 
 
-def test_finished_days_are_counted_ahead_of_the_first_view(history: History, database_url: str,
+def test_finished_days_are_counted_ahead_of_the_first_view(databases, history: History, database_url: str,
                                                            centre: str) -> None:
     now = datetime(2019, 9, 20, 12, 0)
-    analytics = AnalyticsService(database_url, AnalyticsSettings(), now=lambda: now)
+    analytics = AnalyticsService(databases.engine(database_url), AnalyticsSettings(), now=lambda: now)
     session = history.conversation("kiosk", now - timedelta(days=3))
     earlier = history.exchange(session, "三天前的问题", "answer", "policy_question", now - timedelta(days=3))
     history.exchange(session, "今天的问题", "answer", "policy_question", now)
@@ -231,10 +230,10 @@ def test_finished_days_are_counted_ahead_of_the_first_view(history: History, dat
     assert analytics.count_finished_days(0) == 0
 
 
-def test_a_reply_names_the_question_it_answers(history: History, database_url: str, centre: str) -> None:
+def test_a_reply_names_the_question_it_answers(databases, history: History, database_url: str, centre: str) -> None:
     """The engine writes the question's turn id into the reply's trace; the page reads that turn,
     even where another resident turn came in between (older replies without it: the last one before)."""
-    analytics = AnalyticsService(database_url, AnalyticsSettings())
+    analytics = AnalyticsService(databases.engine(database_url), AnalyticsSettings())
     at = datetime(2018, 5, 2, 10, 0)
     session = history.conversation("chat", at)
     with history.engine.begin() as conn:
@@ -258,14 +257,14 @@ STORED_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), black
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(questions=st.lists(STORED_TEXT, min_size=1, max_size=6), channel=STORED_TEXT.filter(bool))
-def test_every_report_and_export_takes_any_stored_text(database_url: str, questions: list[str],
+def test_every_report_and_export_takes_any_stored_text(databases, database_url: str, questions: list[str],
                                                        channel: str) -> None:
     """Issue 28, hole 2: one resident's question starting with a tab, rated 👎, made the analytics
     page and unanswered.csv a 500. Every table of the report, and its CSV, over any text."""
     from assistant.admin.routes import to_csv  # noqa: PLC0415 - the page's own export
 
-    history = History(database_url, f"centre-{uuid.uuid4().hex[:8]}")
-    analytics = AnalyticsService(database_url, AnalyticsSettings())
+    history = History(databases.engine(database_url), f"centre-{uuid.uuid4().hex[:8]}")
+    analytics = AnalyticsService(databases.engine(database_url), AnalyticsSettings())
     session = history.conversation(channel[:32], DAY1)
     for number, question in enumerate(questions):
         turn = history.exchange(session, question, "refusal" if number % 2 else "answer", "policy_question", DAY1)

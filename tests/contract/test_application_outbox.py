@@ -40,12 +40,12 @@ def tickets() -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def service(vault, database_url, backend, told, tickets, benefit_tables) -> ApplicationService:
+def service(databases, vault, database_url, backend, told, tickets, benefit_tables) -> ApplicationService:
     def escalate(application, reason):
         tickets.append((application.application_id, reason))
         return f"T-{len(tickets)}"
 
-    return ApplicationService(database_url, backend, benefit_tables=benefit_tables,
+    return ApplicationService(databases.engine(database_url), backend, benefit_tables=benefit_tables,
                               notify=lambda a, text: told.append((a.application_id, text)),
                               escalate=escalate, max_attempts=3, retry_base_s=0, vault=vault)
 
@@ -106,11 +106,11 @@ def test_a_resident_who_filed_in_english_is_told_in_english(service, backend, to
     assert service.get(application_id).language == "en"
 
 
-def test_an_application_under_another_data_key_never_stops_the_others(vault, service, backend, database_url,
+def test_an_application_under_another_data_key_never_stops_the_others(databases, vault, service, backend, database_url,
                                                                        benefit_tables, told):
     """A row this process cannot decrypt (a key rotated without PREVIOUS_KEYS) is kept and tried
     again later; the applications after it are still filed and followed."""
-    stranger = ApplicationService(database_url, backend, benefit_tables=benefit_tables, vault=Vault([generate_key()]))
+    stranger = ApplicationService(service.engine, backend, benefit_tables=benefit_tables, vault=Vault([generate_key()]))
     unreadable = stranger.confirm("elderly_allowance", ELDERLY, session_id="s-key", channel="web", user_id="u",
                                   today=TODAY).application_id
     mine = _confirm(service, session_id="s-mine")
@@ -212,16 +212,18 @@ def test_an_idempotency_key_is_its_filers_own(service, backend):
     assert theirs != mine and service.get(theirs).owner == two
 
 
-def test_filing_is_limited_per_session_resident_procedure_and_centre(vault, database_url, backend, benefit_tables):
+def test_filing_is_limited_per_session_resident_procedure_and_centre(databases, vault, database_url, backend,
+                                                                     benefit_tables):
     """Issue 28, hole 1: one page session filed 40 applications in 2.4 s."""
     from assistant.core.settings import LimitSettings  # noqa: PLC0415
     from assistant.security.limits import RateLimiter  # noqa: PLC0415
     from connectors.services.applications import FilingLimits, TooManyApplications  # noqa: PLC0415
 
-    limits = FilingLimits.from_settings(RateLimiter.from_settings(LimitSettings(), database_url), LimitSettings(
+    engine = databases.engine(database_url)
+    limits = FilingLimits.from_settings(RateLimiter.from_settings(LimitSettings(), engine), LimitSettings(
         applications_per_session_per_hour=2, applications_per_resident_per_day=3,
         applications_per_resident_per_procedure_per_day=3, applications_per_centre_per_day=4))
-    service = ApplicationService(database_url, backend, benefit_tables=benefit_tables, limits=limits, vault=vault)
+    service = ApplicationService(engine, backend, benefit_tables=benefit_tables, limits=limits, vault=vault)
     resident, centre = f"page:{uuid.uuid4().hex[:8]}", f"centre-{uuid.uuid4().hex[:8]}"
     session = f"s-{resident}"
     filed = [_confirm(service, session_id=session, owner=resident, centre=centre) for _ in range(2)]

@@ -24,8 +24,8 @@ def _overlaps(intervals: list[tuple[float, float]]) -> bool:
     return any(later[0] < earlier[1] for earlier, later in pairwise(ordered))
 
 
-def test_holders_of_one_conversation_take_turns(vault, database_url):
-    store = ConversationStore(database_url, vault)
+def test_holders_of_one_conversation_take_turns(databases, vault, database_url):
+    store = ConversationStore(databases.engine(database_url), vault)
     session = f"s-{uuid.uuid4().hex[:8]}"
     held: list[tuple[float, float]] = []
 
@@ -58,10 +58,10 @@ def test_holders_of_one_conversation_take_turns(vault, database_url):
     another.join(10)
 
 
-def test_a_wait_past_the_timeout_is_an_error_not_a_fallback(vault, database_url):
+def test_a_wait_past_the_timeout_is_an_error_not_a_fallback(databases, vault, database_url):
     session = f"s-{uuid.uuid4().hex[:8]}"
-    holder = ConversationStore(database_url, vault)
-    impatient = ConversationStore(database_url, vault, lock_timeout_s=0.3)
+    holder = ConversationStore(databases.engine(database_url), vault)
+    impatient = ConversationStore(databases.engine(database_url), vault, lock_timeout_s=0.3)
     inside = threading.Event()
     release = threading.Event()
 
@@ -85,8 +85,8 @@ def test_a_wait_past_the_timeout_is_an_error_not_a_fallback(vault, database_url)
         pass
 
 
-def test_taking_the_lock_again_inside_does_not_wait_for_itself(vault, database_url):
-    store = ConversationStore(database_url, vault, lock_timeout_s=0.5)
+def test_taking_the_lock_again_inside_does_not_wait_for_itself(databases, vault, database_url):
+    store = ConversationStore(databases.engine(database_url), vault, lock_timeout_s=0.5)
     session = f"s-{uuid.uuid4().hex[:8]}"
     with store.one_at_a_time(session), store.one_at_a_time(session):
         pass
@@ -140,10 +140,10 @@ def test_a_killed_holder_releases_the_conversation(postgres_database):
         holder.kill()
 
 
-def test_under_the_lock_an_unfinished_receipt_is_a_dead_processs_and_is_taken_over(vault, database_url):
+def test_under_the_lock_an_unfinished_receipt_is_a_dead_processs_and_is_taken_over(databases, vault, database_url):
     from assistant.dialogue.receipts import MessageReceipts  # noqa: PLC0415 - this test only
 
-    store = ConversationStore(database_url, vault)
+    store = ConversationStore(databases.engine(database_url), vault)
     receipts = MessageReceipts(store.engine, wait_s=0.2)
     session = f"s-{uuid.uuid4().hex[:8]}"
     assert receipts.claim("key-1", session) is None  # a process claims the message, then dies

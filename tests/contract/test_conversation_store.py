@@ -14,8 +14,8 @@ def _session() -> str:
     return f"s-{uuid.uuid4().hex[:12]}"
 
 
-def test_new_conversation_then_state_round_trips(vault, database_url):
-    store = ConversationStore(database_url, vault)
+def test_new_conversation_then_state_round_trips(databases, vault, database_url):
+    store = ConversationStore(databases.engine(database_url), vault)
     session = _session()
     conv = store.get_or_create(session, "wechat", "u1")
     assert conv.is_new and conv.state == ConversationState()
@@ -26,7 +26,7 @@ def test_new_conversation_then_state_round_trips(vault, database_url):
         pending=PendingQuestion(kind="rating", ticket_id="T1"))
     store.save(conv)
 
-    again = ConversationStore(database_url, vault).get_or_create(session, "web", "someone-else")
+    again = ConversationStore(databases.engine(database_url), vault).get_or_create(session, "web", "someone-else")
     assert not again.is_new
     assert again.channel == "wechat" and again.user_id == "u1"  # the first channel is kept
     assert again.language == "en"
@@ -35,8 +35,8 @@ def test_new_conversation_then_state_round_trips(vault, database_url):
     assert again.state.pending_of("rating") == PendingQuestion(kind="rating", ticket_id="T1")
 
 
-def test_turns_are_kept_in_order_with_their_trace(vault, database_url):
-    store = ConversationStore(database_url, vault)
+def test_turns_are_kept_in_order_with_their_trace(databases, vault, database_url):
+    store = ConversationStore(databases.engine(database_url), vault)
     session = _session()
     store.get_or_create(session, "web", "u1")
     store.add_turn(session, "resident", "你好")
@@ -49,8 +49,8 @@ def test_turns_are_kept_in_order_with_their_trace(vault, database_url):
     assert store.history(_session()) == []
 
 
-def test_sessions_do_not_see_each_other(vault, database_url):
-    store = ConversationStore(database_url, vault)
+def test_sessions_do_not_see_each_other(databases, vault, database_url):
+    store = ConversationStore(databases.engine(database_url), vault)
     a, b = _session(), _session()
     conv_a = store.get_or_create(a, "web", "u1")
     conv_a.state = ConversationState(topic=Topic(question="A"))
@@ -60,9 +60,9 @@ def test_sessions_do_not_see_each_other(vault, database_url):
     assert store.history(b) == []
 
 
-def test_a_state_that_cannot_be_read_starts_afresh(vault, database_url):
+def test_a_state_that_cannot_be_read_starts_afresh(databases, vault, database_url):
     """A hand-edited or corrupt row must not fail the resident's next message."""
-    store = ConversationStore(database_url, vault)
+    store = ConversationStore(databases.engine(database_url), vault)
     session = _session()
     store.get_or_create(session, "web", "u1")
     with store.engine.begin() as conn:

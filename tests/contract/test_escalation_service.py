@@ -54,16 +54,18 @@ def published(events: EventBus) -> list[object]:
 
 
 @pytest.fixture
-def desk(vault, database_url, events) -> SqlEscalationService:
-    return SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"), events=events)
+def desk(databases, vault, database_url, events) -> SqlEscalationService:
+    return SqlEscalationService(databases.engine(database_url), vault, EscalationSettings(centre="centre-a"),
+                                events=events)
 
 
 @pytest.fixture(params=["memory", "sql"])
-def any_service(vault, request, database_url, events):
+def any_service(databases, vault, request, database_url, events):
     """Every implementation of the EscalationService seam the dialogue engine uses."""
     if request.param == "memory":
         return InMemoryEscalationService(centre="centre-a", events=events)
-    return SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"), events=events)
+    return SqlEscalationService(databases.engine(database_url), vault, EscalationSettings(centre="centre-a"),
+                                events=events)
 
 
 def test_seam_open_get_idempotent_and_held(any_service):

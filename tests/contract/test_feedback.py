@@ -25,8 +25,8 @@ from assistant.wechat.service import WechatService, format_reply
 
 
 @pytest.fixture
-def store(vault, database_url: str) -> ConversationStore:
-    return ConversationStore(database_url, vault)
+def store(databases, vault, database_url: str) -> ConversationStore:
+    return ConversationStore(databases.engine(database_url), vault)
 
 
 @pytest.fixture
@@ -37,8 +37,9 @@ def published() -> tuple[EventBus, list[FeedbackGiven]]:
 
 
 @pytest.fixture
-def service(database_url: str, published) -> FeedbackService:
-    return FeedbackService(database_url, AnalyticsSettings(feedback_comment_max_chars=40), events=published[0])
+def service(databases, database_url: str, published) -> FeedbackService:
+    return FeedbackService(databases.engine(database_url), AnalyticsSettings(feedback_comment_max_chars=40),
+                           events=published[0])
 
 
 def _answered(store: ConversationStore, channel: str = "chat", reply_type: str = "answer") -> tuple[str, int]:
@@ -111,7 +112,7 @@ def test_a_wechat_keyword_rates_the_answer_just_sent_and_nothing_else(store, ser
 def test_wechat_replies_rate_through_the_processor(database_url: str, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, database_url=database_url, wechat=WechatSettings(token=SecretStr("t")))
     services = Services(settings)
-    wechat = WechatService(settings, services, services.wechat_pushes)
+    wechat = WechatService(settings, services.engine, services, services.wechat_pushes)
     openid = f"o{uuid.uuid4().hex[:12]}"
     session_id = f"wechat:{openid}"
     services.residents.bind(session_id, owner=session_id, channel="wechat", user_id=openid)

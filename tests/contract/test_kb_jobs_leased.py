@@ -8,7 +8,7 @@ import time
 from datetime import date, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
 
 from assistant.core.clock import utcnow
 from assistant.core.db import lease_due
@@ -31,8 +31,8 @@ class FakeKnowledge:
         self.retired.append(list(doc_ids))
 
 
-def _admin(url: str, knowledge: FakeKnowledge) -> KnowledgeAdmin:
-    return KnowledgeAdmin(url, KbAdminSettings(job_lease_s=3), lambda: knowledge, None,  # type: ignore[arg-type]
+def _admin(engine: Engine, knowledge: FakeKnowledge) -> KnowledgeAdmin:
+    return KnowledgeAdmin(engine, KbAdminSettings(job_lease_s=3), lambda: knowledge, None,  # type: ignore[arg-type]
                           run_here=False)
 
 
@@ -42,13 +42,13 @@ def _audit_rows(admin: KnowledgeAdmin, job_id: str) -> int:
                    .scalar() or 0)
 
 
-def test_a_job_waits_for_a_worker_and_runs_once(database_url):
+def test_a_job_waits_for_a_worker_and_runs_once(databases, database_url):
     knowledge = FakeKnowledge()
-    replica = _admin(database_url, knowledge)  # a cluster's replica: takes the change, runs nothing
+    replica = _admin(databases.engine(database_url), knowledge)  # a cluster's replica: takes the change, runs nothing
     job = replica.retire("d1", "boss")
     time.sleep(0.2)
     assert replica.job(job.job_id).status == "queued" and knowledge.retired == []
-    worker = _admin(database_url, knowledge)
+    worker = _admin(databases.engine(database_url), knowledge)
     assert worker.run_due("worker-1") == 1
     assert worker.run_due("worker-2") == 0  # nothing left: done once
     assert knowledge.retired == [["d1"]]
@@ -56,9 +56,9 @@ def test_a_job_waits_for_a_worker_and_runs_once(database_url):
     assert done.status == "done" and done.finished and _audit_rows(replica, job.job_id) == 1
 
 
-def test_a_job_whose_worker_died_is_taken_over_and_finished_once(database_url):
+def test_a_job_whose_worker_died_is_taken_over_and_finished_once(databases, database_url):
     knowledge = FakeKnowledge()
-    admin = _admin(database_url, knowledge)
+    admin = _admin(databases.engine(database_url), knowledge)
     job = admin.retire("d1", "boss")
     # Worker A leases the job and dies (kill -9): its lease is never renewed.
     leased = lease_due(admin.engine, kb_jobs.c.job_id, kb_jobs.c.status == "queued", worker="worker-a",
@@ -76,9 +76,9 @@ def test_a_job_whose_worker_died_is_taken_over_and_finished_once(database_url):
     assert _audit_rows(admin, job.job_id) == 1
 
 
-def test_a_job_that_keeps_killing_its_worker_fails_instead_of_looping(database_url):
+def test_a_job_that_keeps_killing_its_worker_fails_instead_of_looping(databases, database_url):
     knowledge = FakeKnowledge()
-    admin = _admin(database_url, knowledge)
+    admin = _admin(databases.engine(database_url), knowledge)
     job = admin.retire("d1", "boss")
     with admin.engine.begin() as conn:
         conn.execute(update(kb_jobs).where(kb_jobs.c.job_id == job.job_id)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, insert, select, text
+from sqlalchemy import Engine, create_engine, insert, select, text
 from sqlalchemy.engine import make_url
 
-from assistant.core.db import MIGRATIONS_DIR, get_engine, metadata
+from assistant.core.db import MIGRATIONS_DIR, metadata
 from assistant.core.errors import Forbidden
 from assistant.core.settings import EscalationSettings, get_settings
 from assistant.core.vault import PREFIX, Vault, generate_key
@@ -39,9 +39,8 @@ ZHAO = Actor("zhao", "worker", "centre-b", "赵社工")
 BOSS = Actor("boss", "supervisor", "centre-a", "主管")
 
 
-def raw_text_of_every_table(url: str) -> str:
+def raw_text_of_every_table(engine: Engine) -> str:
     """Every row of every table as text, the way someone holding the database file reads it."""
-    engine = get_engine(url)
     dumped = []
     with engine.connect() as conn:
         for table in metadata.sorted_tables:
@@ -55,8 +54,8 @@ def vault() -> Vault:
     return Vault([generate_key()])
 
 
-def test_turns_and_state_hold_no_raw_numbers(database_url, vault):
-    store = ConversationStore(database_url, vault=vault)
+def test_turns_and_state_hold_no_raw_numbers(databases, database_url, vault):
+    store = ConversationStore(databases.engine(database_url), vault=vault)
     session = f"s-{uuid.uuid4().hex[:8]}"
     conversation = store.get_or_create(session, "web", "u1")
     store.add_turn(session, "resident", f"我的身份证{ID}，电话138 1234 5678")
@@ -69,9 +68,9 @@ def test_turns_and_state_hold_no_raw_numbers(database_url, vault):
                    trace={"heard": PHONE, "changes": state_changes(ConversationState(), filled)})
     conversation.state = filled
     store.save(conversation)
-    dumped = raw_text_of_every_table(database_url)
+    dumped = raw_text_of_every_table(databases.engine(database_url))
     assert not any(value in dumped for value in RAW)
-    with get_engine(database_url).connect() as conn:
+    with databases.engine(database_url).connect() as conn:
         state = conn.execute(select(conversations.c.state).where(conversations.c.session_id == session)).scalar_one()
         texts = conn.execute(select(turns.c.text).where(turns.c.session_id == session).order_by(turns.c.id)).scalars()
         assert list(texts) == ["我的身份证650202********0036，电话138 **** 5678", "您的电话是138****5678吗？"]
@@ -80,21 +79,21 @@ def test_turns_and_state_hold_no_raw_numbers(database_url, vault):
     assert again.state.flow is not None and again.state.flow.values["applicant_id"] == ID
     assert again.state.last_question == f"我电话{PHONE}能办吗"
     # Another key cannot open the state: the conversation starts afresh rather than failing.
-    assert ConversationStore(database_url, vault=Vault([generate_key()])).get_or_create(
+    assert ConversationStore(databases.engine(database_url), vault=Vault([generate_key()])).get_or_create(
         session, "web", "u1").state == ConversationState()
 
 
-def test_tickets_encrypt_form_data_and_mask_text(database_url, vault):
-    desk = SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"))
+def test_tickets_encrypt_form_data_and_mask_text(databases, database_url, vault):
+    desk = SqlEscalationService(databases.engine(database_url), vault, EscalationSettings(centre="centre-a"))
     ticket = desk.open_ticket(kind="dispute", priority="high", session_id=f"s-{uuid.uuid4().hex[:8]}",
                               channel="web", user_id="u1", summary=f"邻里纠纷：我电话{PHONE}",
                               form_data={"phone": PHONE, "applicant_id": ID, "address": "幸福小区3栋502"})
     desk.claim(ticket.ticket_id, WANG)
     desk.reply(ticket.ticket_id, WANG, f"我会打您电话{PHONE}")
     desk.add_note(ticket.ticket_id, WANG, f"身份证{ID}已核对")
-    dumped = raw_text_of_every_table(database_url)
+    dumped = raw_text_of_every_table(databases.engine(database_url))
     assert not any(value in dumped for value in RAW)
-    with get_engine(database_url).connect() as conn:
+    with databases.engine(database_url).connect() as conn:
         row = conn.execute(select(tickets).where(tickets.c.ticket_id == ticket.ticket_id)).one()
         events = conn.execute(select(ticket_events.c.text).where(ticket_events.c.ticket_id == ticket.ticket_id)
                               .order_by(ticket_events.c.id)).scalars().all()
@@ -107,8 +106,8 @@ def test_tickets_encrypt_form_data_and_mask_text(database_url, vault):
     assert public["form_data"]["phone"] == "138****5678" and public["form_data"]["applicant_id"] == "650202********0036"
 
 
-def test_only_the_handling_worker_of_the_centre_sees_full_values_and_it_is_audited(database_url, vault):
-    desk = SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"))
+def test_only_the_handling_worker_of_the_centre_sees_full_values_and_it_is_audited(databases, database_url, vault):
+    desk = SqlEscalationService(databases.engine(database_url), vault, EscalationSettings(centre="centre-a"))
     ticket = desk.open_ticket(kind="dispute", priority="normal", session_id=f"s-{uuid.uuid4().hex[:8]}",
                               channel="web", user_id="u1", summary="楼上漏水", form_data={"phone": PHONE})
     with pytest.raises(Forbidden):
@@ -139,14 +138,14 @@ class RecordingConnector(InMemoryServiceConnector):
         return super().submit(procedure, data, idempotency_key)
 
 
-def test_applications_are_encrypted_and_the_connector_gets_full_values(database_url, vault, benefit_tables):
+def test_applications_are_encrypted_and_the_connector_gets_full_values(databases, database_url, vault, benefit_tables):
     connector = RecordingConnector()
-    service = ApplicationService(database_url, connector, benefit_tables=benefit_tables, vault=vault)
+    service = ApplicationService(databases.engine(database_url), connector, benefit_tables=benefit_tables, vault=vault)
     data = {"applicant_name": "王秀英", "applicant_id": "650202193401010022", "mobile": PHONE,
             "address": "幸福小区3栋502", "applicant_role": "self", "payment_card": "social_security_card"}
     application = service.confirm("elderly_allowance", data, session_id="s1", channel="web", user_id="u1",
                                   today=date(2026, 11, 1))
-    with get_engine(database_url).connect() as conn:
+    with databases.engine(database_url).connect() as conn:
         stored = conn.execute(select(applications.c.data)
                               .where(applications.c.application_id == application.application_id)).scalar_one()
     assert stored["applicant_id"].startswith(PREFIX) and stored["mobile"].startswith(PREFIX)
@@ -157,10 +156,10 @@ def test_applications_are_encrypted_and_the_connector_gets_full_values(database_
     assert [(d["applicant_id"], d["mobile"]) for d in connector.submitted] == [("650202193401010022", PHONE)]
 
 
-def test_sqlite_files_are_private(vault, tmp_path):
+def test_sqlite_files_are_private(databases, vault, tmp_path):
     data_dir = tmp_path / "var"
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
-    ConversationStore(url, vault).add_turn("s1", "resident", "你好")
+    ConversationStore(databases.engine(url), vault).add_turn("s1", "resident", "你好")
     for name in ("linli.sqlite", "linli.sqlite-wal", "linli.sqlite-shm", "linli.sqlite.migrate-lock"):
         path = data_dir / name
         if name == "linli.sqlite" or path.exists():

@@ -39,8 +39,8 @@ WITHIN_S = 2.0
 
 
 @pytest.fixture
-def desk(vault, database_url):
-    service = SqlEscalationService(database_url, vault, EscalationSettings(centre="centre-a"))
+def desk(databases, vault, database_url):
+    service = SqlEscalationService(databases.engine(database_url), vault, EscalationSettings(centre="centre-a"))
     yield service
     service.queue_changes.close()
 
@@ -183,17 +183,18 @@ def test_a_console_of_another_loop_and_a_closed_subscription(desk):
 
 OPEN_IN_ANOTHER_PROCESS = """
 import sys
+from assistant.core.db import Databases
 from assistant.core.vault import Vault
 from assistant.escalation.service import SqlEscalationService
-ticket = SqlEscalationService(sys.argv[1], Vault.development()).open_ticket(
+ticket = SqlEscalationService(Databases().engine(sys.argv[1]), Vault.development()).open_ticket(
     kind="complaint", priority="high", session_id="other-process", channel="web", user_id="u2",
     summary="另一个副本开的工单", centre="centre-b")
 print(ticket.ticket_id)
 """
 
 
-def test_a_commit_from_another_process_reaches_this_listener(vault, postgres_database):
-    desk = SqlEscalationService(postgres_database, vault)
+def test_a_commit_from_another_process_reaches_this_listener(databases, vault, postgres_database):
+    desk = SqlEscalationService(databases.engine(postgres_database), vault)
 
     async def scenario() -> None:
         subscription = await _listening(desk)
@@ -212,9 +213,9 @@ def test_a_commit_from_another_process_reaches_this_listener(vault, postgres_dat
         desk.queue_changes.close()
 
 
-def test_a_killed_listener_says_so_and_comes_back(vault, postgres_database):
+def test_a_killed_listener_says_so_and_comes_back(databases, vault, postgres_database):
     notifier = PostgresQueueNotifier(postgres_database, retry_first_s=0.2)
-    desk = SqlEscalationService(postgres_database, vault, notifier=notifier)
+    desk = SqlEscalationService(databases.engine(postgres_database), vault, notifier=notifier)
     admin = sqlalchemy.create_engine(postgres_database)
 
     async def scenario() -> None:

@@ -24,8 +24,8 @@ def _settings(tmp_path) -> Settings:
                     api=ApiSettings(keys={"crm": SecretStr("crm-key-123456"), "erp": SecretStr("erp-key-654321")}))
 
 
-def test_a_minted_page_session_is_its_own_and_nobody_elses(database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
+def test_a_minted_page_session_is_its_own_and_nobody_elses(databases, database_url, tmp_path):
+    residents = ResidentSessions(databases.engine(database_url), _settings(tmp_path), reserved=reserved_names())
     minted = residents.mint("kiosk", "centre-b")
     resident = residents.for_token(minted.token)
     assert resident.session_id == minted.session_id and resident.centre == "centre-b"
@@ -45,8 +45,8 @@ def test_a_minted_page_session_is_its_own_and_nobody_elses(database_url, tmp_pat
         residents.for_token("made-up-token")
 
 
-def test_api_clients_act_only_for_their_users_and_centres_are_known_ones(database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
+def test_api_clients_act_only_for_their_users_and_centres_are_known_ones(databases, database_url, tmp_path):
+    residents = ResidentSessions(databases.engine(database_url), _settings(tmp_path), reserved=reserved_names())
     with pytest.raises(NotAuthenticated):
         residents.for_api_key("wrong-key", "u1", "web")
     alice = residents.for_api_key("crm-key-123456", "alice", "web", centre="centre-b")
@@ -68,18 +68,19 @@ def test_api_clients_act_only_for_their_users_and_centres_are_known_ones(databas
         residents.mint("telegram")
 
 
-def test_a_conversation_from_before_owners_is_taken_by_the_first_credential(vault, database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
+def test_a_conversation_from_before_owners_is_taken_by_the_first_credential(databases, vault, database_url, tmp_path):
+    residents = ResidentSessions(databases.engine(database_url), _settings(tmp_path), reserved=reserved_names())
     session = f"old-{uuid.uuid4().hex[:8]}"
-    ConversationStore(database_url, vault).get_or_create(session, "web", "u1")  # an ownerless, pre-0005 conversation
+    # An ownerless, pre-0005 conversation.
+    ConversationStore(residents.engine, vault).get_or_create(session, "web", "u1")
     alice = residents.for_api_key("crm-key-123456", "u1", "web")
     assert residents.bind(session, owner=alice.owner, channel="web", user_id="u1") == "centre-a"
     with pytest.raises(Forbidden):
         residents.bind(session, owner="api:erp:u1", channel="web", user_id="u1")
 
 
-def test_two_first_binds_racing_leave_one_owner(database_url, tmp_path):
-    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
+def test_two_first_binds_racing_leave_one_owner(databases, database_url, tmp_path):
+    residents = ResidentSessions(databases.engine(database_url), _settings(tmp_path), reserved=reserved_names())
     session = f"race-{uuid.uuid4().hex[:8]}"
     outcomes: list[str] = []
 
@@ -98,8 +99,8 @@ def test_two_first_binds_racing_leave_one_owner(database_url, tmp_path):
     assert sorted(outcomes).count("refused") == 5
 
 
-def test_a_message_key_is_processed_once_even_when_copies_race(vault, database_url):
-    receipts = MessageReceipts(ConversationStore(database_url, vault).engine, wait_s=5, poll_s=0.02)
+def test_a_message_key_is_processed_once_even_when_copies_race(databases, vault, database_url):
+    receipts = MessageReceipts(ConversationStore(databases.engine(database_url), vault).engine, wait_s=5, poll_s=0.02)
     key = f"web:s1:{uuid.uuid4().hex}"
     first_callers: list[int] = []
     replies: list[dict] = []
@@ -123,8 +124,8 @@ def test_a_message_key_is_processed_once_even_when_copies_race(vault, database_u
     assert [r["text"] for r in replies] == [f"reply by {first_callers[0]}"] * 4
 
 
-def test_a_failed_first_copy_lets_the_retry_process_and_a_slow_one_says_so(vault, database_url):
-    receipts = MessageReceipts(ConversationStore(database_url, vault).engine, wait_s=0.2, poll_s=0.02)
+def test_a_failed_first_copy_lets_the_retry_process_and_a_slow_one_says_so(databases, vault, database_url):
+    receipts = MessageReceipts(ConversationStore(databases.engine(database_url), vault).engine, wait_s=0.2, poll_s=0.02)
     key = f"web:s2:{uuid.uuid4().hex}"
     assert receipts.claim(key, "s2") is None
     with pytest.raises(StillProcessing):
@@ -134,20 +135,20 @@ def test_a_failed_first_copy_lets_the_retry_process_and_a_slow_one_says_so(vault
 
 
 @pytest.mark.parametrize("channel", ["wechat", "WeChat", "kiosk", "chat", "\t=1+10", "wechat:wechat", "", "x" * 33])
-def test_an_integration_may_not_speak_on_another_channel_or_name_one_oddly(database_url, tmp_path, channel):
+def test_an_integration_may_not_speak_on_another_channel_or_name_one_oddly(databases, database_url, tmp_path, channel):
     """Issue 28, holes 17 and 21: `channel: "wechat"` with another user's openid opened a ticket whose
     worker reply was pushed to that WeChat user; a channel of "\\t=1+10" reached the CSV export."""
-    residents = ResidentSessions(database_url, _settings(tmp_path), reserved=reserved_names())
+    residents = ResidentSessions(databases.engine(database_url), _settings(tmp_path), reserved=reserved_names())
     with pytest.raises(InvalidChannel) as refused:
         residents.for_api_key("crm-key-123456", "u1", channel)
     assert refused.value.http_status == 422
     assert residents.for_api_key("crm-key-123456", "u1", "hotline-12345").channel == "hotline-12345"
 
 
-def test_the_wechat_channel_pushes_only_to_wechat_conversations(database_url):
+def test_the_wechat_channel_pushes_only_to_wechat_conversations(databases, database_url):
     """However a ticket came to say `channel: wechat`, only a `wechat:<openid>` conversation (which
     only WeChat's signed callbacks start) names whom to push to; a bare user id never does."""
-    outbox = PushOutbox(database_url, None, WechatSettings())  # type: ignore[arg-type]  # nothing is sent here
+    outbox = PushOutbox(databases.engine(database_url), None, WechatSettings())  # type: ignore[arg-type]  # nothing is sent here
     channel = WechatChannel(outbox)
     openid = f"o-{uuid.uuid4().hex[:10]}"
     assert channel.send(session_id="api-session-1", user_id=openid, text="您好", sender="王社工") == 0

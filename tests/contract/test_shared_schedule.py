@@ -7,12 +7,11 @@ import threading
 import time
 import uuid
 
-from assistant.core.db import get_engine
 from assistant.core.leases import SharedSchedule
 
 
-def test_one_turn_per_period_across_many_askers(database_url):
-    engine = get_engine(database_url)
+def test_one_turn_per_period_across_many_askers(databases, database_url):
+    engine = databases.engine(database_url)
     # Names of this test's own: the PostgreSQL database is shared by the run, whose servers and
     # workers take the real schedules' turns.
     sweep, precount = f"sla_sweep-{uuid.uuid4().hex[:8]}", f"analytics_precount-{uuid.uuid4().hex[:8]}"

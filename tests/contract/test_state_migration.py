@@ -71,7 +71,7 @@ def fresh_url(request, tmp_path) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("fresh_url", ["sqlite", "postgresql"], indirect=True)
-def test_old_states_become_typed_states(vault, fresh_url):
+def test_old_states_become_typed_states(databases, vault, fresh_url):
     engine = create_engine(fresh_url)
     with engine.begin() as connection:
         command.upgrade(_alembic(connection), "0003")
@@ -82,7 +82,7 @@ def test_old_states_become_typed_states(vault, fresh_url):
                                                             updated_at=now))
     migrate(engine)
     engine.dispose()
-    store = ConversationStore(fresh_url, vault)
+    store = ConversationStore(databases.engine(fresh_url), vault)
     for session, expected in EXPECTED.items():
         assert store.get_or_create(session, "web", "u").state == expected, session
     assert "conversations" in metadata.tables

@@ -14,10 +14,9 @@ from datetime import timedelta
 import httpx
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from assistant.core.settings import WechatSettings
 from connectors.channels.wechat import Push, PushOutbox, WechatApi, wechat_pushes
 
@@ -58,11 +57,11 @@ def wechat():
 
 
 @pytest.fixture
-def outbox(database_url, wechat):
+def outbox(databases, database_url, wechat):
     failed: list[Push] = []
-    api = WechatApi(SETTINGS, database_url, client=httpx.Client(base_url=SETTINGS.api_base,
+    api = WechatApi(SETTINGS, databases.engine(database_url), client=httpx.Client(base_url=SETTINGS.api_base,
                                                                 transport=httpx.MockTransport(wechat)))
-    box = PushOutbox(database_url, api, SETTINGS, on_failed=lambda push, errcode: failed.append(push))
+    box = PushOutbox(databases.engine(database_url), api, SETTINGS, on_failed=lambda push, errcode: failed.append(push))
     box.failed = failed  # type: ignore[attr-defined]  # what on_failed was told, for the assertions
     return box
 
@@ -74,14 +73,14 @@ def _queue(outbox: PushOutbox, wechat: FakeWechat, text: str = "您好") -> int:
         return int(conn.execute(select(wechat_pushes.c.id).where(wechat_pushes.c.push_key == key)).scalar_one())
 
 
-def _status(database_url: str, push_id: int) -> str:
-    with get_engine(database_url).connect() as conn:
+def _status(engine: Engine, push_id: int) -> str:
+    with engine.connect() as conn:
         return str(conn.execute(select(wechat_pushes.c.status).where(wechat_pushes.c.id == push_id)).scalar_one())
 
 
-def _as_if_a_dead_worker_held(database_url: str, push_id: int, status: str) -> None:
+def _as_if_a_dead_worker_held(engine: Engine, push_id: int, status: str) -> None:
     """The row as a killed worker leaves it: leased to it, lease run out, in `status`."""
-    with get_engine(database_url).begin() as conn:
+    with engine.begin() as conn:
         conn.execute(update(wechat_pushes).where(wechat_pushes.c.id == push_id).values(
             status=status, lease_owner="worker-killed", lease_until=utcnow() - timedelta(seconds=1)))
 
@@ -91,15 +90,15 @@ def test_a_push_is_sent_once_and_marked_sent(outbox, wechat, database_url):
     outbox.deliver_due("w1", limit=1000)
     outbox.deliver_due("w2", limit=1000)
     assert wechat.received == ["第一条"], "sent once, and a sent push is not leased again"
-    assert _status(database_url, push_id) == "sent"
+    assert _status(outbox.engine, push_id) == "sent"
 
 
 def test_a_push_whose_sender_died_mid_send_is_never_sent_again_and_is_reported(outbox, wechat, database_url):
     push_id = _queue(outbox, wechat)
-    _as_if_a_dead_worker_held(database_url, push_id, "sending")
+    _as_if_a_dead_worker_held(outbox.engine, push_id, "sending")
     outbox.deliver_due("w2", limit=1000)
     assert wechat.received == [], "a push in doubt must not reach WeChat a second time"
-    assert _status(database_url, push_id) == "unconfirmed"
+    assert _status(outbox.engine, push_id) == "unconfirmed"
     assert [p.status for p in outbox.failed if p.id == push_id] == ["unconfirmed"], "reported once"
     outbox.deliver_due("w3", limit=1000)
     assert wechat.received == []
@@ -107,9 +106,9 @@ def test_a_push_whose_sender_died_mid_send_is_never_sent_again_and_is_reported(o
 
 def test_a_push_leased_by_a_dead_worker_but_never_started_is_sent(outbox, wechat, database_url):
     push_id = _queue(outbox, wechat)
-    _as_if_a_dead_worker_held(database_url, push_id, "queued")
+    _as_if_a_dead_worker_held(outbox.engine, push_id, "queued")
     outbox.deliver_due("w2", limit=1000)
-    assert len(wechat.received) == 1 and _status(database_url, push_id) == "sent"
+    assert len(wechat.received) == 1 and _status(outbox.engine, push_id) == "sent"
 
 
 def test_a_send_with_no_answer_is_in_doubt_and_not_retried(outbox, wechat, database_url):
@@ -120,15 +119,15 @@ def test_a_send_with_no_answer_is_in_doubt_and_not_retried(outbox, wechat, datab
     wechat.fault = None
     outbox.deliver_due("w1", limit=1000)
     assert len(wechat.received) == 1, "a push WeChat may already have is not sent again"
-    assert _status(database_url, push_id) == "unconfirmed" and push_id in {p.id for p in outbox.failed}
+    assert _status(outbox.engine, push_id) == "unconfirmed" and push_id in {p.id for p in outbox.failed}
 
 
 def test_a_send_that_never_connected_is_retried_until_it_goes(outbox, wechat, database_url):
     push_id = _queue(outbox, wechat)
     wechat.fault = httpx.ConnectError
     outbox.deliver_due("w1", limit=1000)
-    assert _status(database_url, push_id) == "queued" and wechat.received == []
+    assert _status(outbox.engine, push_id) == "queued" and wechat.received == []
     wechat.fault = None
     outbox.deliver_due("w1", limit=1000)
-    assert len(wechat.received) == 1 and _status(database_url, push_id) == "sent"
+    assert len(wechat.received) == 1 and _status(outbox.engine, push_id) == "sent"
     assert push_id not in {p.id for p in outbox.failed}

@@ -16,7 +16,7 @@ from assistant.cli import app as linli_app
 from assistant.core.settings import Settings, get_settings
 from assistant.escalation.auth import UserStore
 from assistant.knowledge import KnowledgeBase
-from tests.conftest import SHARED_CACHE, write_doc
+from tests.conftest import DATABASES, SHARED_CACHE, write_doc
 
 ALLOWANCE = """# 克拉玛依市高龄津贴发放标准
 
@@ -105,7 +105,7 @@ def run_linli_in_process(root: Path, *args: str, env: dict[str, str] | None = No
     changed = {k: v for k, v in (env or linli_env(root)).items() if os.environ.get(k) != v}
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(linli_app, list(args), env=changed)
+        result = CliRunner().invoke(linli_app, list(args), env=changed, obj=DATABASES)
     finally:
         get_settings.cache_clear()
     return subprocess.CompletedProcess(["linli", *args], result.exit_code, result.stdout, result.stderr)
@@ -118,12 +118,12 @@ STAFF = (("boss", "admin"), ("sup", "supervisor"), ("wang", "worker"))
 @contextmanager
 def app_with_staff(settings: Settings) -> Iterator[tuple[TestClient, UserStore]]:
     """The app serving these settings, with an administrator, a supervisor and a worker (STAFF)."""
-    users = UserStore(settings.resolved_database_url)
-    for name, role in STAFF:
-        users.add(name, f"{name}-password-2024", role=role, centre="default")
     app = create_app()
     app.dependency_overrides[get_settings] = lambda: settings
     with TestClient(app) as client:
+        users = app.state.services.users
+        for name, role in STAFF:
+            users.add(name, f"{name}-password-2024", role=role, centre="default")
         yield client, users
 
 

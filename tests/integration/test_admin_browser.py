@@ -30,13 +30,13 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
-def server(small_index_dir, tmp_path_factory):
+def server(databases, small_index_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("admin-browser")
     shutil.copytree(small_index_dir / "var" / "index", root / "index")
     data_dir = root / "var"
     data_dir.mkdir()
-    UserStore(f"sqlite:///{data_dir / 'linli.sqlite'}").add("boss", "boss-password-2024", role="admin",
-                                                             centre="default", display_name="李管理员")
+    users = UserStore(databases.engine(f"sqlite:///{data_dir / 'linli.sqlite'}"))
+    users.add("boss", "boss-password-2024", role="admin", centre="default", display_name="李管理员")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(root / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

@@ -33,7 +33,7 @@ from assistant.dialogue.store import turns
 from assistant.escalation.auth import UserStore
 from assistant.wechat.tables import wechat_inbound
 from tests.attacks import files
-from tests.conftest import SHARED_CACHE, TEST_API_KEY, free_port
+from tests.conftest import DATABASES, SHARED_CACHE, TEST_API_KEY, free_port
 from tests.integration.test_reliability import _start_server
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def _running(tmp_path_factory, small_index: Path, name: str, **extra: str) -> It
     data_dir = root / "var"
     data_dir.mkdir()
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
-    users = UserStore(url)
+    users = UserStore(DATABASES.engine(url))
     for username, role, centre in (("wang", "worker", "centre-a"), ("li", "worker", "centre-b"),
                                    ("zhao", "worker", "centre-a"), ("boss", "admin", "centre-a")):
         users.add(username, PASSWORD, role=role, centre=centre)
@@ -360,9 +360,9 @@ def test_10_another_site_cannot_log_a_visitor_in(proxied):
            f"{_status(forged)[:80]}; no cookie")
 
 
-def test_11_guessable_passwords_are_refused(proxied):
+def test_11_guessable_passwords_are_refused(databases, proxied):
     refused = []
-    users = UserStore(proxied["url"])
+    users = UserStore(databases.engine(proxied["url"]))
     for weak in ("aaaaaaaaab", "Linli123456"):
         with pytest.raises(WeakPassword) as caught:
             users.add(f"weak-{uuid.uuid4().hex[:4]}", weak, role="worker", centre="centre-a")

@@ -52,7 +52,7 @@ class App:
 
 
 @pytest.fixture(scope="module")
-def app(small_index_dir, tmp_path_factory, standin) -> Iterator[App]:  # noqa: F811 - the stand-in fixture
+def app(databases, small_index_dir, tmp_path_factory, standin) -> Iterator[App]:  # noqa: F811 - the stand-in fixture
     root = tmp_path_factory.mktemp("channels")
     settings = Settings(
         data_dir=root / "var", index_dir=small_index_dir / "var" / "index", embedding_cache=SHARED_CACHE,
@@ -63,7 +63,7 @@ def app(small_index_dir, tmp_path_factory, standin) -> Iterator[App]:  # noqa: F
         wechat=WechatSettings(token=SecretStr(TOKEN), app_id=APP_ID, app_secret=SecretStr(SECRET),
                               api_base=standin.base, process_in_server=False, push_retry_base_s=0.05,
                               push_retry_max_s=0.1))
-    users = UserStore(settings.resolved_database_url)
+    users = UserStore(databases.engine(settings.resolved_database_url))
     users.add("wang", "wang-password-2024", role="worker", centre=CENTRE)
     application = create_app()
     application.dependency_overrides[get_settings] = lambda: settings

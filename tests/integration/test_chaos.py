@@ -219,7 +219,7 @@ def _upload(base: str, folder: Path, log: Log) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(databases, tmp_path_factory):
     reason = _missing()
     if reason:
         pytest.skip(reason)
@@ -247,8 +247,9 @@ def cluster(tmp_path_factory):
     with Cluster(config) as running:
         # Rate-limit counters of an earlier run (the same session names) must not count here.
         redis.Redis.from_url(running.redis_url).flushdb()
-        UserStore(running.database_url).add("wang", "wang-password-2024", role="worker", centre="default")
-        UserStore(running.database_url).add("boss", "boss-password-2024", role="admin", centre="default")
+        users = UserStore(databases.engine(running.database_url))
+        users.add("wang", "wang-password-2024", role="worker", centre="default")
+        users.add("boss", "boss-password-2024", role="admin", centre="default")
         yield running, standin_base, root
         groups = dict(running.pids)
     standin.terminate()

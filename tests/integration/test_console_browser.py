@@ -28,11 +28,11 @@ def browser():
 
 
 @pytest.fixture
-def server(small_index_dir, tmp_path):
+def server(databases, small_index_dir, tmp_path):
     data_dir = tmp_path / "var"
     data_dir.mkdir()
-    UserStore(f"sqlite:///{data_dir / 'linli.sqlite'}").add("wang", "wang-password-2024", role="worker",
-                                                             centre="default", display_name="王社工")
+    users = UserStore(databases.engine(f"sqlite:///{data_dir / 'linli.sqlite'}"))
+    users.add("wang", "wang-password-2024", role="worker", centre="default", display_name="王社工")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

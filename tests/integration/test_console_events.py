@@ -27,10 +27,10 @@ from tests.integration.test_reliability import _start_server
 
 
 @pytest.fixture
-def server(small_index_dir, tmp_path, database_url) -> Iterator[tuple[str, str, subprocess.Popen]]:
+def server(databases, small_index_dir, tmp_path, database_url) -> Iterator[tuple[str, str, subprocess.Popen]]:
     data_dir = tmp_path / "var"
     data_dir.mkdir()
-    users = UserStore(database_url)
+    users = UserStore(databases.engine(database_url))
     if "wang" not in {actor.username for actor in users.list()}:  # the PostgreSQL database lives all session
         users.add("wang", "wang-password-2024", role="worker", centre="default", display_name="王社工")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
@@ -96,7 +96,7 @@ def _log_in(console: httpx.Client, base: str) -> None:
     assert response.status_code == 303 and "linli_session" in console.cookies
 
 
-def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(vault, server):
+def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(databases, vault, server):
     base, url, process = server
     for headers in ({}, {"Cookie": "linli_session=forged"}, {"Authorization": "Basic d2FuZzp4"}):
         refused = httpx.get(f"{base}/console/events", headers=headers, timeout=10)
@@ -122,7 +122,7 @@ def test_a_logged_in_console_hears_a_new_ticket_and_a_stranger_is_refused(vault,
 
         if url.startswith("postgresql"):
             # Another replica (this process) commits: the server's listener hears it through NOTIFY.
-            desk = SqlEscalationService(url, vault)
+            desk = SqlEscalationService(databases.engine(url), vault)
             ticket = desk.open_ticket(kind="complaint", priority="high", session_id="events-2", channel="web",
                                       user_id="u2", summary="另一个副本开的工单", centre="default")
             assert ticket.ticket_id in stream.next("queue", 5)["tickets"]

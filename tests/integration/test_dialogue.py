@@ -193,8 +193,8 @@ SCRIPTS: dict[str, list[Step]] = {
 
 
 @pytest.fixture
-def engine(vault, shipped_kb, intent_classifier, tmp_path) -> DialogueEngine:
-    store = ConversationStore(f"sqlite:///{tmp_path / 'dialogue.sqlite'}", vault)
+def engine(databases, vault, shipped_kb, intent_classifier, tmp_path) -> DialogueEngine:
+    store = ConversationStore(databases.engine(f"sqlite:///{tmp_path / 'dialogue.sqlite'}"), vault)
     return DialogueEngine(shipped_kb, intent_classifier, store, InMemoryEscalationService(), DialogueSettings())
 
 
@@ -224,7 +224,8 @@ def run_script(engine: DialogueEngine, steps: list[Step], session: str | None = 
     return replies
 
 
-def test_a_typed_question_is_checked_once_on_its_way_to_the_answer(vault, shipped_kb, intent_classifier, tmp_path):
+def test_a_typed_question_is_checked_once_on_its_way_to_the_answer(databases, vault, shipped_kb, intent_classifier,
+                                                                   tmp_path):
     asked: list[str] = []
 
     class Watched:
@@ -237,7 +238,7 @@ def test_a_typed_question_is_checked_once_on_its_way_to_the_answer(vault, shippe
             asked.append(question)
             return shipped_kb.ask(question, *args, **kwargs)
 
-    store = ConversationStore(f"sqlite:///{tmp_path / 'checked.sqlite'}", vault)
+    store = ConversationStore(databases.engine(f"sqlite:///{tmp_path / 'checked.sqlite'}"), vault)
     engine = DialogueEngine(Watched(), intent_classifier, store, InMemoryEscalationService(), DialogueSettings())
     reply = engine.handle("checked-once", "  失业登记\t要带什么材料？ ")
     assert reply.reply_type == "answer", reply.text
@@ -264,12 +265,13 @@ UNSURE_BUT_ANSWERABLE = [
 
 @pytest.mark.parametrize(("question", "doc_id"), UNSURE_BUT_ANSWERABLE)
 def test_a_question_the_classifier_cannot_place_is_answered_when_the_corpus_supports_it(
-        vault, shipped_kb, intent_classifier, tmp_path, question, doc_id):
+        databases, vault, shipped_kb, intent_classifier, tmp_path, question, doc_id):
     settings = DialogueSettings()
     assert intent_classifier.predict(question).confidence < settings.intent_threshold  # the case under test
 
     def reply(answer_when_unsure: bool) -> Reply:
-        store = ConversationStore(f"sqlite:///{tmp_path / f'unsure-{answer_when_unsure}.sqlite'}", vault)
+        url = f"sqlite:///{tmp_path / f'unsure-{answer_when_unsure}.sqlite'}"
+        store = ConversationStore(databases.engine(url), vault)
         engine = DialogueEngine(shipped_kb, intent_classifier, store, InMemoryEscalationService(),
                                 settings.model_copy(update={"answer_when_unsure": answer_when_unsure}))
         return engine.handle("unsure", question)
@@ -346,12 +348,12 @@ def test_every_turn_is_traced_and_persisted(engine):
     assert trace["reply_type"] == "refusal" and trace["latency_ms"] > 0
 
 
-def test_thread_survives_a_new_engine_on_the_same_database(vault, shipped_kb, intent_classifier, tmp_path):
+def test_thread_survives_a_new_engine_on_the_same_database(databases, vault, shipped_kb, intent_classifier, tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
 
     def new_engine() -> DialogueEngine:
-        return DialogueEngine(shipped_kb, intent_classifier, ConversationStore(url, vault), InMemoryEscalationService(),
-                              DialogueSettings())
+        return DialogueEngine(shipped_kb, intent_classifier, ConversationStore(databases.engine(url), vault),
+                              InMemoryEscalationService(), DialogueSettings())
 
     new_engine().handle("t-restart", "我奶奶今年92了，每个月能领多少高龄补贴？")
     reply = new_engine().handle("t-restart", "那100岁呢")
@@ -366,9 +368,9 @@ def test_ten_thousand_characters_are_refused_without_storing_them_all(engine):
 
 
 def test_messages_sent_at_once_to_one_conversation_are_handled_one_after_the_other(
-        vault, shipped_kb, intent_classifier, database_url):
+        databases, vault, shipped_kb, intent_classifier, database_url):
     # Two engines on one database stand for two replicas; six messages arrive at once.
-    replicas = [DialogueEngine(shipped_kb, intent_classifier, ConversationStore(database_url, vault),
+    replicas = [DialogueEngine(shipped_kb, intent_classifier, ConversationStore(databases.engine(database_url), vault),
                                InMemoryEscalationService(), DialogueSettings()) for _ in range(2)]
     session = f"t-serial-{uuid.uuid4().hex[:6]}"
     questions = [f"我奶奶今年{age}岁了，每个月能领多少高龄补贴？" for age in (81, 85, 90, 92, 95, 101)]

@@ -16,13 +16,13 @@ from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, TEST_API_KEYS
 
 
 @pytest.fixture(scope="module")
-def settings(small_index_dir, tmp_path_factory) -> Settings:
+def settings(databases, small_index_dir, tmp_path_factory) -> Settings:
     root = tmp_path_factory.mktemp("desk")
     settings = Settings(data_dir=root / "var", index_dir=small_index_dir / "var" / "index",
                         embedding_cache=SHARED_CACHE, corpus_dirs=[small_index_dir / "corpus"], law_corpus=None,
                         escalation=EscalationSettings(centre="centre-a", centres=["centre-b"]),
                         api=ApiSettings(keys=TEST_API_KEYS))
-    users = UserStore(settings.resolved_database_url)
+    users = UserStore(databases.engine(settings.resolved_database_url))
     users.add("wang", "wang-password-2024", role="worker", centre="centre-a", display_name="王社工")
     users.add("zhao", "zhao-password-2024", role="worker", centre="centre-b", display_name="赵社工")
     users.add("boss", "boss-password-2024", role="supervisor", centre="centre-a", display_name="主管")

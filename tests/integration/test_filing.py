@@ -50,17 +50,17 @@ FILINGS = {
 
 
 @pytest.fixture
-def desk(vault, tmp_path, sandbox, shipped_kb, intent_classifier):
+def desk(databases, vault, tmp_path, sandbox, shipped_kb, intent_classifier):
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
     set_fault(sandbox, fault="none")
-    escalation = SqlEscalationService(url, vault)
-    applications = ApplicationService(url, HttpServiceConnector(sandbox, timeout_s=2, attempts=2),
+    escalation = SqlEscalationService(databases.engine(url), vault)
+    applications = ApplicationService(databases.engine(url), HttpServiceConnector(sandbox, timeout_s=2, attempts=2),
                                       benefit_tables=shipped_kb.answerer,
                                       escalate=lambda a, reason: escalation.open_ticket(
                                           kind="procedure_problem", priority="high", session_id=a.session_id,
                                           channel=a.channel, user_id=a.user_id, summary=reason,
                                           form_data=a.data).ticket_id, retry_base_s=0, vault=vault)
-    engine = DialogueEngine(shipped_kb, intent_classifier, ConversationStore(url, vault), escalation,
+    engine = DialogueEngine(shipped_kb, intent_classifier, ConversationStore(databases.engine(url), vault), escalation,
                             DialogueSettings(), applications=applications)
     return engine, applications
 
@@ -150,13 +150,14 @@ def test_backend_down_during_submit_then_delivered_exactly_once(desk, sandbox):
     assert after["applications"] == before["applications"] + 1
 
 
-def test_linli_killed_after_confirm_delivers_once_after_restart(vault, sandbox, tmp_path, shipped_settings,
+def test_linli_killed_after_confirm_delivers_once_after_restart(databases, vault, sandbox, tmp_path, shipped_settings,
                                                                 benefit_tables):
     """A real `linli worker` process is killed with SIGKILL while the backend hangs on the
     submit; a fresh worker delivers the application once."""
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
     # Confirm through the outbox (what "确认" does), without delivering.
-    outbox = ApplicationService(url, InMemoryServiceConnector(), benefit_tables=benefit_tables, vault=vault)
+    outbox = ApplicationService(databases.engine(url), InMemoryServiceConnector(), benefit_tables=benefit_tables,
+                                vault=vault)
     application = outbox.confirm("elderly_allowance", {
         "applicant_name": "王秀英", "applicant_id": AGED_92, "mobile": "13812345678", "address": "幸福小区3栋502",
         "applicant_role": "family", "payment_card": "社保卡"}, session_id="killed", channel="web", user_id="u")
@@ -181,8 +182,8 @@ def test_linli_killed_after_confirm_delivers_once_after_restart(vault, sandbox, 
         set_fault(sandbox, fault="none")
     assert outbox.get(application.application_id).status == "queued"
     # Restart: the dead worker's lease runs out, a new worker delivers once.
-    fresh = ApplicationService(url, HttpServiceConnector(sandbox, timeout_s=5), benefit_tables=benefit_tables,
-                               lease_s=60, vault=vault)
+    fresh = ApplicationService(databases.engine(url), HttpServiceConnector(sandbox, timeout_s=5),
+                               benefit_tables=benefit_tables, lease_s=60, vault=vault)
     with fresh.engine.begin() as conn:  # the 60 s lease has passed
         conn.execute(update(applications_table).values(lease_until=applications_table.c.created_at))
     result = subprocess.run([sys.executable, "-m", "assistant.cli", "worker", "--once", "--name", "restarted"],

@@ -19,10 +19,10 @@ from tests.integration.test_reliability import _start_server
 
 
 @pytest.fixture(scope="module")
-def two_servers(small_index_dir, tmp_path_factory, postgres_database):
+def two_servers(databases, small_index_dir, tmp_path_factory, postgres_database):
     root = tmp_path_factory.mktemp("kb-processes")
     shutil.copytree(small_index_dir / "var" / "index", root / "index")
-    users = UserStore(postgres_database)
+    users = UserStore(databases.engine(postgres_database))
     users.add("boss", "boss-password-2024", role="admin", centre="default")
     env = dict(os.environ, LINLI_DATA_DIR=str(root / "var"), LINLI_INDEX_DIR=str(root / "index"),
                LINLI_DATABASE_URL=postgres_database, LINLI_EMBEDDING_CACHE=str(SHARED_CACHE),

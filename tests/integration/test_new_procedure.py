@@ -79,18 +79,21 @@ def backend(procedures_dir, tmp_path_factory):
     yield from run_sandbox(tmp_path_factory.mktemp("sandbox-new"), LINLI_SANDBOX_PROCEDURES_DIR=str(procedures_dir))
 
 
-def test_a_new_procedure_file_alone_is_filed_end_to_end(vault, procedures_dir, backend, shipped_kb, tmp_path):
+def test_a_new_procedure_file_alone_is_filed_end_to_end(databases, vault, procedures_dir, backend, shipped_kb,
+                                                        tmp_path):
     catalogue = ProcedureCatalogue(procedures_dir)
     classifier = IntentClassifier(shipped_kb.embedder, shipped_kb.cache, procedures_dir=procedures_dir)
     predicted = classifier.predict("我想申请临时救助")
     assert (predicted.intent, predicted.procedure) == ("service_procedure", "temporary_assistance"), predicted
 
-    url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
-    applications = ApplicationService(url, HttpServiceConnector(backend, timeout_s=2, attempts=2, procedures=catalogue),
+    database = databases.engine(f"sqlite:///{tmp_path / 'linli.sqlite'}")
+    applications = ApplicationService(database, HttpServiceConnector(backend, timeout_s=2, attempts=2,
+                                                                      procedures=catalogue),
                                       benefit_tables=shipped_kb.answerer, procedures=catalogue.get, retry_base_s=0,
                                       vault=vault)
-    engine = DialogueEngine(shipped_kb, classifier, ConversationStore(url, vault), SqlEscalationService(url, vault),
-                            DialogueSettings(), applications=applications, procedures=catalogue.get)
+    engine = DialogueEngine(shipped_kb, classifier, ConversationStore(database, vault),
+                            SqlEscalationService(database, vault), DialogueSettings(), applications=applications,
+                            procedures=catalogue.get)
     session = f"new-procedure-{uuid.uuid4().hex[:6]}"
     transcript = []
     for said in ("我想申请临时救助", "王秀英", "650202193401010022", "厂子倒闭了，这两个月家里没有收入"):

@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from assistant.api import create_app
-from assistant.core.db import get_engine
 from assistant.core.settings import ApiSettings, LimitSettings, Settings, get_settings
 from assistant.escalation.auth import UserStore
 from assistant.ops import health
@@ -125,9 +124,9 @@ def test_postgres_down_answers_503_in_chinese_never_500_or_a_hang(small_index_di
 # ---- Redis down -----------------------------------------------------------------------------
 
 
-def test_redis_down_lets_residents_talk_and_refuses_logins(small_index_dir, caplog):
+def test_redis_down_lets_residents_talk_and_refuses_logins(databases, small_index_dir, caplog):
     settings = _settings(small_index_dir, limits=LimitSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
-    UserStore(settings.resolved_database_url).add("ops-wang", "ops-wang-password-2024", role="worker")
+    UserStore(databases.engine(settings.resolved_database_url)).add("ops-wang", "ops-wang-password-2024", role="worker")
     with _client(settings, headers=RESIDENT_HEADERS) as client, caplog.at_level("WARNING", logger="linli.security"):
         for n in range(3):
             reply = client.post("/api/v1/messages", json={"session_id": "ops-redis-1", "text": QUESTION,
@@ -293,11 +292,11 @@ def test_a_replica_during_a_postgres_outage_logs_json_and_serves_metrics(small_i
     assert any(line["logger"] == "uvicorn.access" and "/api/v1/messages" in line["message"] for line in traced)
 
 
-def test_old_code_refuses_a_database_a_newer_release_migrated(tmp_path):
+def test_old_code_refuses_a_database_a_newer_release_migrated(databases, tmp_path):
     data_dir = tmp_path / "var"
     data_dir.mkdir()
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
-    get_engine(url)
+    databases.engine(url)
     with create_engine(url).begin() as conn:
         head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         conn.execute(text("UPDATE alembic_version SET version_num = '9001_from_a_newer_release'"))

@@ -57,10 +57,10 @@ return found[0];
 
 
 @pytest.fixture(scope="module")
-def server(small_index_dir, tmp_path_factory):
+def server(databases, small_index_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("pages") / "var"
     data_dir.mkdir()
-    UserStore(f"sqlite:///{data_dir / 'linli.sqlite'}").add("wang", WORKER_PASSWORD, role="worker",
+    UserStore(databases.engine(f"sqlite:///{data_dir / 'linli.sqlite'}")).add("wang", WORKER_PASSWORD, role="worker",
                                                              centre="default", display_name="王社工")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',

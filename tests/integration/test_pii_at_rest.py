@@ -37,10 +37,10 @@ DISPUTE = ["楼上漏水把我家泡了，帮我找人调解", "楼上602的住�
 
 
 @pytest.fixture(scope="module")
-def server(small_index_dir, sandbox, tmp_path_factory):
+def server(databases, small_index_dir, sandbox, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("pii") / "var"
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
-    users = UserStore(url)
+    users = UserStore(databases.engine(url))
     users.add("wang", "wang-password-2024", role="worker", centre="centre-a")
     users.add("li", "li-password-1", role="worker", centre="centre-a")
     users.add("boss", "boss-password-2024", role="supervisor", centre="centre-a")

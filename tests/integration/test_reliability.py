@@ -35,11 +35,11 @@ def _start_server(env: dict[str, str], port: int) -> subprocess.Popen:
             time.sleep(0.3)
 
 
-def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(vault, small_index_dir, tmp_path):
+def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(databases, vault, small_index_dir, tmp_path):
     data_dir = tmp_path / "var"
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
     data_dir.mkdir()
-    UserStore(url).add("wang", "wang-password-2024", role="worker", centre="default")
+    UserStore(databases.engine(url)).add("wang", "wang-password-2024", role="worker", centre="default")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -83,7 +83,7 @@ def test_sigkill_during_ticket_creation_loses_no_acknowledged_ticket(vault, smal
         t.join(timeout=15)
 
     assert len(acknowledged) >= 40, "the server acknowledged too few tickets before the kill"
-    desk = SqlEscalationService(url, vault)
+    desk = SqlEscalationService(databases.engine(url), vault)
     missing = [ticket_id for ticket_id in acknowledged if desk.get(ticket_id) is None]
     stored = desk.list(SYSTEM, limit=100_000)
     print(f"\nkill -9: {len(acknowledged)} tickets acknowledged, {len(missing)} missing after the kill, "

@@ -19,11 +19,11 @@ from tests.integration.test_reliability import _start_server
 
 
 @pytest.fixture(scope="module")
-def server(small_index_dir, tmp_path_factory):
+def server(databases, small_index_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("access") / "var"
     data_dir.mkdir()
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
-    users = UserStore(url)
+    users = UserStore(databases.engine(url))
     users.add("wang", "wang-password-2024", role="worker", centre="centre-a")
     users.add("zhao", "zhao-password-2024", role="worker", centre="centre-b")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),

@@ -38,7 +38,7 @@ EXAMPLES = 10
 
 
 @pytest.fixture(scope="module")
-def linli_server(small_index_dir, tmp_path_factory):
+def linli_server(databases, small_index_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("schemathesis")
     # A copy of the small index: generated uploads change it, and other modules share the original.
     shutil.copytree(small_index_dir / "corpus", root / "kb" / "corpus")
@@ -46,7 +46,7 @@ def linli_server(small_index_dir, tmp_path_factory):
     small_index_dir = root / "kb"
     data_dir = root / "var"
     data_dir.mkdir()
-    users = UserStore(f"sqlite:///{data_dir / 'linli.sqlite'}")
+    users = UserStore(databases.engine(f"sqlite:///{data_dir / 'linli.sqlite'}"))
     users.add("wang", PASSWORD, role="worker", centre="default")
     users.add("boss", PASSWORD, role="admin", centre="default")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),

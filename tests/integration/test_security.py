@@ -27,11 +27,11 @@ CREATE_LIMIT = 8
 
 
 @pytest.fixture(scope="module")
-def server(small_index_dir, tmp_path_factory):
+def server(databases, small_index_dir, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("security") / "var"
     data_dir.mkdir()
     url = f"sqlite:///{data_dir / 'linli.sqlite'}"
-    UserStore(url).add("wang", PASSWORD, role="worker", centre="default")
+    UserStore(databases.engine(url)).add("wang", PASSWORD, role="worker", centre="default")
     env = dict(os.environ, LINLI_DATA_DIR=str(data_dir), LINLI_INDEX_DIR=str(small_index_dir / "var" / "index"),
                LINLI_EMBEDDING_CACHE=str(SHARED_CACHE), LINLI_CORPUS_DIRS=f'["{small_index_dir / "corpus"}"]',
                LINLI_LAW_CORPUS="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -86,8 +86,8 @@ def test_logout_revokes_the_bearer_token(server):
         assert client.post("/api/v1/auth/logout", headers=auth).status_code == 401
 
 
-def test_cookie_authenticated_claim_from_another_site_is_refused(vault, server):
-    desk = SqlEscalationService(server["url"], vault)
+def test_cookie_authenticated_claim_from_another_site_is_refused(databases, vault, server):
+    desk = SqlEscalationService(databases.engine(server["url"]), vault)
     ticket = desk.open_ticket(kind="human_request", priority="normal", session_id=f"csrf-{uuid.uuid4().hex[:8]}",
                               channel="web", user_id="resident-1", summary="请工作人员联系我", centre="default")
     with _client(server) as client:

@@ -22,7 +22,6 @@ import xmltodict
 from sqlalchemy import select
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 
-from assistant.core.db import get_engine
 from assistant.core.settings import PROJECT_ROOT, Settings, WechatSettings
 from assistant.escalation.auth import UserStore
 from assistant.services import Services
@@ -164,10 +163,10 @@ def decrypted_reply(text: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def server(small_index_dir, tmp_path_factory, standin):
+def server(databases, small_index_dir, tmp_path_factory, standin):
     root = tmp_path_factory.mktemp("wechat-server")
     url = f"sqlite:///{root / 'linli.sqlite'}"
-    UserStore(url).add("wang", "wang-password-2024", role="worker", centre="default")
+    UserStore(databases.engine(url)).add("wang", "wang-password-2024", role="worker", centre="default")
     port = free_port()
     process = _start_server(wechat_env(root, small_index_dir, standin.base), port)
     yield Server(f"http://127.0.0.1:{port}", url)
@@ -205,7 +204,7 @@ def test_server_verification_echoes_and_refuses_a_forged_signature(server):
     assert server.client.get("/wechat/callback", params=forged).status_code == 403
 
 
-def test_bad_callbacks_are_refused_and_never_stored(server):
+def test_bad_callbacks_are_refused_and_never_stored(databases, server):
     openid = "o-refused"
     text = message_xml(openid, "text", 9_000_001, Content="你好")
     assert server.post(text, {**signed_query(), "signature": "f" * 40}).status_code == 403
@@ -216,7 +215,7 @@ def test_bad_callbacks_are_refused_and_never_stored(server):
     assert server.post(text.replace("你好", "很长" * 300_000), plain=True).status_code == 413
     # An account in safe mode gets every callback encrypted: a plain one is someone else's.
     assert server.post(text, plain=True).status_code == 403
-    with get_engine(server.url).connect() as conn:
+    with databases.engine(server.url).connect() as conn:
         stored = conn.execute(select(wechat_inbound.c.id).where(wechat_inbound.c.openid == openid)).all()
     assert stored == []
 
@@ -233,7 +232,7 @@ def test_text_message_is_acknowledged_at_once_and_answered_by_push(server, stand
     assert all(len(p["content"].encode()) <= 2048 for p in pushes)
 
 
-def test_retries_during_a_slow_answer_get_one_push(server, standin):
+def test_retries_during_a_slow_answer_get_one_push(databases, server, standin):
     openid = "o-retries-slow"
     xml = message_xml(openid, "text", 10_000_002, Content="失业了去哪登记，要带什么？")
     standin.fault("none", send_delay_s=2.0)  # the answer is slow to reach WeChat
@@ -250,7 +249,7 @@ def test_retries_during_a_slow_answer_get_one_push(server, standin):
         standin.fault("none")
     time.sleep(1.5)
     assert len(standin.pushes(openid)) == 1
-    with get_engine(server.url).connect() as conn:
+    with databases.engine(server.url).connect() as conn:
         assert conn.execute(select(wechat_inbound.c.status).where(wechat_inbound.c.openid == openid)).scalars().all() \
             == ["done"]
 
@@ -305,14 +304,14 @@ def test_voice_message_is_heard_and_answered(server, standin):
     assert "500元" in pushes[0]["content"]
 
 
-def test_dispute_intake_then_a_worker_reply_reaches_wechat(server, standin):
+def test_dispute_intake_then_a_worker_reply_reaches_wechat(databases, server, standin):
     openid = "o-dispute"
     steps = ["楼上漏水把我家泡了，帮我找人调解", "楼上602的住户", "幸福小区3栋502", "上周开始漏水，找他好几次都不理",
              "一般", "13812345678", "确认"]
     for number, text in enumerate(steps):
         converse(server, standin, openid, text, 20_000_000 + number)
     # The phone number the resident typed is not kept in the clear in the inbound queue.
-    with get_engine(server.url).connect() as conn:
+    with databases.engine(server.url).connect() as conn:
         stored = " ".join(str(p) for p in conn.execute(select(wechat_inbound.c.payload)).scalars())
     assert "13812345678" not in stored and "enc:v1:" in stored
     with httpx.Client(base_url=server.base, timeout=10) as client:
@@ -401,7 +400,7 @@ def test_two_racing_receivers_accept_one_msgid_once(database_url, tmp_path):
         thread.join()
     assert sorted(r.duplicate for r in results) == [False, True]
     assert all(r.body == "success" for r in results)
-    with get_engine(database_url).connect() as conn:
+    with service.engine.connect() as conn:
         assert len(conn.execute(select(wechat_inbound.c.id).where(wechat_inbound.c.openid == "o-race")).all()) == 1
 
 
@@ -412,10 +411,11 @@ def test_long_answers_are_split_to_wechats_length():
     assert "".join(parts).replace("\n", "") == text.replace("\n", "")
 
 
-def test_many_processes_needing_a_token_at_once_fetch_one(standin, postgres_database):
+def test_many_processes_needing_a_token_at_once_fetch_one(databases, standin, postgres_database):
     # Five replicas and workers (an API object each, as each process has) find no token at once.
     settings = WechatSettings(token="t", app_id=APP_ID, app_secret=SECRET, api_base=standin.base)
-    apis = [WechatApi(settings, postgres_database, httpx.Client(base_url=standin.base, timeout=5)) for _ in range(5)]
+    engine = databases.engine(postgres_database)
+    apis = [WechatApi(settings, engine, httpx.Client(base_url=standin.base, timeout=5)) for _ in range(5)]
     fetches = standin.stats()["token_fetches"]
     start = threading.Barrier(len(apis))
     tokens: list[str] = []

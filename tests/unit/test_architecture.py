@@ -132,3 +132,41 @@ def test_only_the_entry_points_read_the_global_settings() -> None:
                if not str(path.relative_to(PROJECT_ROOT)).startswith(ENTRY_POINTS)
                for line, name in _names_used(path) if name == "get_settings"]
     assert readers == []
+
+
+# The modules that make engines and locks. Engines live in a `Databases` (assistant/core/db.py), one
+# per container, never in a module: a second container (a test's, another deployment's settings in
+# one process) must not get the first one's engines, migrated-or-not flags or lock pools.
+ENGINE_MODULES = ("assistant/core/db.py", "assistant/core/locks.py")
+# The one module-level container there, and why it is not an engine registry: SQLite's in-process
+# locks are the process's (every lock on one file and namespace must be the same lock).
+PROCESS_WIDE = {("assistant/core/locks.py", "_local_locks")}
+MUTABLE = (ast.Dict, ast.Set, ast.List, ast.DictComp, ast.SetComp, ast.ListComp)
+MUTABLE_CALLS = {"dict", "set", "list", "defaultdict", "OrderedDict", "WeakValueDictionary", "WeakKeyDictionary"}
+CACHES = {"cache", "lru_cache", "cached"}
+
+
+def _called(node: ast.expr) -> str | None:
+    func = node.func if isinstance(node, ast.Call) else node
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _module_level_state(relative: str) -> list[str]:
+    found = []
+    for node in ast.parse((PROJECT_ROOT / relative).read_text(encoding="utf-8")).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names = [t.id for t in targets if isinstance(t, ast.Name)]
+            annotation = ast.unparse(node.annotation) if isinstance(node, ast.AnnAssign) else ""
+            mutable = isinstance(node.value, MUTABLE) or (isinstance(node.value, ast.Call)
+                                                          and _called(node.value) in MUTABLE_CALLS)
+            found += [f"{relative}:{node.lineno} {name}" for name in names
+                      if (mutable or "Engine" in annotation) and (relative, name) not in PROCESS_WIDE]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            found += [f"{relative}:{node.lineno} {node.name} (@{_called(d)})" for d in node.decorator_list
+                      if _called(d) in CACHES]
+    return found
+
+
+def test_no_module_keeps_engines() -> None:
+    assert [state for relative in ENGINE_MODULES for state in _module_level_state(relative)] == []

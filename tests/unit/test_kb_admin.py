@@ -48,13 +48,14 @@ def test_bad_form_values_are_refused_with_the_field_named(values: dict[str, str]
     assert said in caught.value.message_zh
 
 
-def test_a_job_whose_process_stopped_reads_as_interrupted(tmp_path) -> None:
+def test_a_job_whose_process_stopped_reads_as_interrupted(databases, tmp_path) -> None:
     settings = KbAdminSettings(stale_after_s=60)
 
     def nothing() -> None:
         raise AssertionError("reading jobs must not load the knowledge base")
 
-    admin = KnowledgeAdmin(f"sqlite:///{tmp_path / 'linli.sqlite'}", settings, nothing, tmp_path / "uploads")
+    admin = KnowledgeAdmin(databases.engine(f"sqlite:///{tmp_path / 'linli.sqlite'}"), settings, nothing,
+                           tmp_path / "uploads")
     now = utcnow()
     with admin.engine.begin() as conn:
         for job_id, quiet in (("fresh", timedelta(seconds=5)), ("stale", timedelta(minutes=5))):

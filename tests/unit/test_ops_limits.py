@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytest
+from sqlalchemy import create_engine
 
 from assistant.core.errors import NotAuthenticated, TooManyRequests
 from assistant.core.settings import LimitSettings
@@ -18,7 +19,8 @@ from tests.conftest import free_port
 @pytest.fixture
 def dead_redis() -> RateLimiter:
     """A limiter on Redis at a port nothing listens on."""
-    return RateLimiter.from_settings(LimitSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0"), "unused")
+    return RateLimiter.from_settings(LimitSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0"),
+                                     create_engine("sqlite://"))  # not used: the limits are in Redis
 
 
 def test_residents_limits_let_hits_through_when_redis_is_down(dead_redis, caplog):
@@ -55,8 +57,8 @@ def test_a_closed_limit_refuses_when_redis_is_down(dead_redis):
         dead_redis.allowed("login:client:10.0.0.1", limit=5, window_s=900, fail_open=False)
 
 
-def test_logins_fail_closed_when_redis_is_down(dead_redis, tmp_path):
-    users = UserStore(f"sqlite:///{tmp_path / 'linli.sqlite'}")
+def test_logins_fail_closed_when_redis_is_down(databases, dead_redis, tmp_path):
+    users = UserStore(databases.engine(f"sqlite:///{tmp_path / 'linli.sqlite'}"))
     users.add("wang", "correct-horse-battery", role="worker")
     throttle = LoginThrottle(dead_redis, LimitSettings())
     # Neither the right password nor a guess gets through while the counters cannot be kept.
@@ -67,11 +69,11 @@ def test_logins_fail_closed_when_redis_is_down(dead_redis, tmp_path):
         assert "try again" in refused.value.message("en")
 
 
-def test_the_limits_count_as_before_when_the_store_answers(tmp_path):
-    limiter = RateLimiter.from_settings(LimitSettings(), f"sqlite:///{tmp_path / 'linli.sqlite'}")
+def test_the_limits_count_as_before_when_the_store_answers(databases, tmp_path):
+    limiter = RateLimiter.from_settings(LimitSettings(), databases.engine(f"sqlite:///{tmp_path / 'linli.sqlite'}"))
     assert [limiter.hit("k", limit=2, window_s=60, fail_open=False) for _ in range(3)] == [True, True, False]
     assert [limiter.hit("j", limit=2, window_s=60) for _ in range(3)] == [True, True, False]
-    users = UserStore(f"sqlite:///{tmp_path / 'linli.sqlite'}")
+    users = UserStore(databases.engine(f"sqlite:///{tmp_path / 'linli.sqlite'}"))
     users.add("wang", "correct-horse-battery", role="worker")
     throttle = LoginThrottle(limiter, LimitSettings(login_failures_per_15_min=1))
     with pytest.raises(NotAuthenticated):

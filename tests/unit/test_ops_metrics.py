@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from assistant.core.clock import utcnow
-from assistant.core.db import get_engine
 from assistant.core.settings import Settings
 from assistant.kb_admin.tables import kb_jobs
 from assistant.ops.metrics import DatabaseCollector, _may_read, count_message, render
@@ -34,7 +33,7 @@ def _fill(services: Services) -> None:
     for kind in ("human_request", "dispute", "complaint"):
         services.escalation.open_ticket(kind=kind, priority="normal", session_id=f"s-{kind}", channel="web",
                                         user_id="u", summary="请联系我")
-    engine = get_engine(services.settings.resolved_database_url)
+    engine = services.engine
     with engine.begin() as conn:
         for n, (status, age) in enumerate([("queued", 120), ("queued", 30), ("submitted", 999)]):
             conn.execute(insert(applications).values(

@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from assistant.core.db import MIGRATIONS_DIR, SchemaTooNew, get_engine, migrate
+from assistant.core.db import MIGRATIONS_DIR, SchemaTooNew, migrate
 from assistant.ops.health import database_unavailable_error
 from assistant.ops.server import EXIT_MARGIN_S, shutdown_timings
 
@@ -19,9 +19,9 @@ def _head() -> str:
     return max(p.name.split("_")[0] for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
 
 
-def test_a_database_migrated_by_a_newer_release_is_refused(tmp_path):
+def test_a_database_migrated_by_a_newer_release_is_refused(databases, tmp_path):
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
-    get_engine(url)  # migrated to this code's head
+    databases.engine(url)  # migrated to this code's head
     engine = create_engine(url)
     with engine.begin() as conn:
         head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()

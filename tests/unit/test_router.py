@@ -83,10 +83,11 @@ class FakeApplications:
 
 
 @pytest.fixture(scope="module")
-def engine(vault, tmp_path_factory: pytest.TempPathFactory) -> DialogueEngine:
+def engine(databases, vault, tmp_path_factory: pytest.TempPathFactory) -> DialogueEngine:
     # One store for the module (migrating a fresh SQLite file is most of the setup time); the
     # tests that send messages use sessions of their own.
-    store = ConversationStore(f"sqlite:///{tmp_path_factory.mktemp('router') / 'router.sqlite'}", vault)
+    store = ConversationStore(databases.engine(f"sqlite:///{tmp_path_factory.mktemp('router') / 'router.sqlite'}"),
+                              vault)
     return DialogueEngine(FakeAnswers(), FakeIntents(), store, InMemoryEscalationService(), SETTINGS,
                           applications=FakeApplications(), today=lambda: date(2026, 11, 29))  # type: ignore[arg-type]
 

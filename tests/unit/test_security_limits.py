@@ -8,8 +8,8 @@ import time
 import uuid
 
 import pytest
+from sqlalchemy import Engine, create_engine
 
-from assistant.core.db import get_engine
 from assistant.core.errors import NotAuthenticated, TooManyRequests
 from assistant.core.settings import LimitSettings
 from assistant.escalation.auth import UserStore
@@ -29,17 +29,17 @@ def _redis_unavailable() -> str | None:
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "redis"])
-def limiter(request, tmp_path) -> RateLimiter:
+def limiter(databases, request, tmp_path) -> RateLimiter:
     if request.param == "redis":
         reason = _redis_unavailable()
         if reason:
             pytest.skip(reason)
-        return RateLimiter.from_settings(LimitSettings(redis_url=REDIS_URL), "unused")
+        return RateLimiter.from_settings(LimitSettings(redis_url=REDIS_URL), create_engine("sqlite://"))  # not used
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
     else:
         url = request.getfixturevalue("postgres_database")
-    return RateLimiter.from_settings(LimitSettings(), url)
+    return RateLimiter.from_settings(LimitSettings(), databases.engine(url))
 
 
 def _key() -> str:
@@ -75,19 +75,18 @@ def test_long_keys_are_hashed_not_truncated_into_one(limiter):
     assert not limiter.hit(base + "a", limit=1, window_s=60)
 
 
-def _hammer(url: str, key: str, hits: int, results) -> None:
-    engine = get_engine(url)
+def _hammer(engine: Engine, key: str, hits: int, results) -> None:
     engine.dispose(close=False)  # forked: open this process's own connections (SQLAlchemy's advice)
     limiter = RateLimiter(SqlStorage(engine))
     results.put(sum(limiter.hit(key, limit=50, window_s=60) for _ in range(hits)))
 
 
-def test_database_counts_are_atomic_across_processes(database_url):
-    RateLimiter.from_settings(LimitSettings(), database_url)  # migrate once, before the processes race
+def test_database_counts_are_atomic_across_processes(databases, database_url):
+    engine = databases.engine(database_url)  # migrated once, before the processes race
     key = _key()
     context = multiprocessing.get_context("fork")
     results = context.Queue()
-    processes = [context.Process(target=_hammer, args=(database_url, key, 30, results)) for _ in range(4)]
+    processes = [context.Process(target=_hammer, args=(engine, key, 30, results)) for _ in range(4)]
     for p in processes:
         p.start()
     allowed = sum(results.get(timeout=120) for _ in processes)
@@ -96,14 +95,14 @@ def test_database_counts_are_atomic_across_processes(database_url):
     assert allowed == 50, "120 hits from 4 processes against a limit of 50 must allow exactly 50"
 
 
-def test_login_throttle_locks_the_guessing_address_not_the_owner(tmp_path, caplog):
+def test_login_throttle_locks_the_guessing_address_not_the_owner(databases, tmp_path, caplog):
     """Issue 28, hole 14: five wrong passwords used to lock the account for everyone, its owner
     included. Now the guessing address is locked out of that account (the right password too);
     the owner, elsewhere, logs in."""
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
-    users = UserStore(url)
+    users = UserStore(databases.engine(url))
     users.add("wang", "correct-horse-battery", role="worker")
-    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), url),
+    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), databases.engine(url)),
                              LimitSettings(login_failures_per_15_min=3))
     assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.1").username == "wang"
     for _ in range(3):
@@ -119,11 +118,11 @@ def test_login_throttle_locks_the_guessing_address_not_the_owner(tmp_path, caplo
     assert throttle.authenticate(users, "zhao", "another-good-passphrase", "10.6.6.6").username == "zhao"
 
 
-def test_an_account_guessed_from_many_addresses_is_slowed_not_locked(tmp_path):
+def test_an_account_guessed_from_many_addresses_is_slowed_not_locked(databases, tmp_path):
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
-    users = UserStore(url)
+    users = UserStore(databases.engine(url))
     users.add("wang", "correct-horse-battery", role="worker")
-    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), url),
+    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), databases.engine(url)),
                              LimitSettings(login_failures_before_slowdown=4, login_slowdown_s=2))
     for n in range(4):  # a botnet: one guess per address
         with pytest.raises(NotAuthenticated):
@@ -140,11 +139,11 @@ def test_an_account_guessed_from_many_addresses_is_slowed_not_locked(tmp_path):
     assert throttle.authenticate(users, "wang", "correct-horse-battery", "10.0.0.2").username == "wang"
 
 
-def test_login_throttle_locks_a_client_guessing_many_accounts(tmp_path, caplog):
+def test_login_throttle_locks_a_client_guessing_many_accounts(databases, tmp_path, caplog):
     url = f"sqlite:///{tmp_path / 'linli.sqlite'}"
-    users = UserStore(url)
+    users = UserStore(databases.engine(url))
     users.add("wang", "correct-horse-battery", role="worker")
-    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), url),
+    throttle = LoginThrottle(RateLimiter.from_settings(LimitSettings(), databases.engine(url)),
                              LimitSettings(login_failures_per_15_min=5, login_failures_per_client_per_15_min=4))
     with caplog.at_level("WARNING", logger="linli.security"):
         for name in ("a1", "a2", "a3", "a4"):

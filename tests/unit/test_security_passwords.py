@@ -36,8 +36,8 @@ def test_good_passwords_pass_and_the_list_is_shipped():
     assert len(common_passwords()) > 1000 and "password123" in common_passwords()
 
 
-def test_user_store_applies_the_policy_on_add_and_set_password(tmp_path):
-    users = UserStore(f"sqlite:///{tmp_path / 'linli.sqlite'}")
+def test_user_store_applies_the_policy_on_add_and_set_password(databases, tmp_path):
+    users = UserStore(databases.engine(f"sqlite:///{tmp_path / 'linli.sqlite'}"))
     with pytest.raises(WeakPassword):
         users.add("wang", "password123")
     users.add("wang", "correct-horse-battery")
