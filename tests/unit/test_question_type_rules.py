@@ -46,7 +46,8 @@ def test_years_and_ages_are_no_english_counts():
     ("question", "age"),
     [("老人过了七十五，每个月补助多少", 75), ("年过九十的老人", 90), ("我爸超过八十岁了", 81),
      ("my grandmother is past 100", 100), ("my grandfather is over 90, how much", 91),
-     ("过了2024年再说", None), ("it helps over 90,000 people", None)],
+     ("过了2024年再说", None), ("it helps over 90,000 people", None),
+     ("克拉玛依老年人九十出头,每个月多少", 91), ("我妈七十出头", 71), ("she is over a hundred years old", 101)],
 )
 def test_ages_said_as_past_or_over_a_number(question, age):
     assert extract_age(question) == age
@@ -65,6 +66,9 @@ def tables():
         ("克拉玛依100岁的老人每个月补助有多少", "zh", 800),
         ("家里老人96了,克拉玛依补助一个月多少", "zh", 500),
         ("My grandmother in Karamay is past 100, what is her monthly subsidy?", "en", 800),
+        ("克拉玛依老人98岁，每月养老补贴能拿多少", "zh", 500),
+        ("克拉玛依老人91岁，每个月的高龄补助是多少", "zh", 500),
+        ("克拉玛依75岁的养老服务补贴多少", "zh", None),  # another benefit: 务 before 补贴
         # another allowance, or no region named: not the age table
         ("克拉玛依75岁的残疾人护理补贴多少", "zh", None),
         ("克拉玛依75岁,交通补贴多少", "zh", None),
