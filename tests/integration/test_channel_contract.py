@@ -105,7 +105,45 @@ class Driver(ABC):
         self.closed = False
 
 
-class PageDriver(Driver):
+class OutboxDriver(Driver):
+    """A channel whose client posts to the residents' API and reads a worker's words from the
+    outbox (`GET /api/v1/sessions/{id}/messages`) with its own credential."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.replies: list[str] = []
+        self.after = 0
+
+    @abstractmethod
+    def credential(self, verified: bool = True) -> dict[str, str]:
+        """The request headers that prove who is speaking (or a forged one)."""
+
+    @abstractmethod
+    def message_body(self, text: str, key: str | None) -> dict[str, object]: ...
+
+    def read_params(self) -> dict[str, object]:
+        return {"after": self.after}
+
+    def send(self, text: str, key: str | None, *, verified: bool = True) -> int:
+        response = self.app.client.post("/api/v1/messages", json=self.message_body(text, key),
+                                        headers=self.credential(verified))
+        if response.status_code == 200:
+            self.replies.append(response.json()["text"])
+        return response.status_code
+
+    def collect(self) -> list[str]:
+        got, self.replies = self.replies, []
+        if not self.closed:
+            answer = self.app.client.get(f"/api/v1/sessions/{self.session_id}/messages", headers=self.credential(),
+                                         params=self.read_params()).json()
+            # Before its first message an integration's conversation is nobody's: nothing to read (403).
+            messages = answer.get("messages", [])
+            got += [m["text"] for m in messages]
+            self.after = max([self.after, *(m["id"] for m in messages)])
+        return got
+
+
+class PageDriver(OutboxDriver):
     channel = "kiosk"
 
     def __init__(self, app: App) -> None:
@@ -113,59 +151,32 @@ class PageDriver(Driver):
         minted = app.client.post("/api/v1/sessions", json={"channel": "kiosk", "centre": CENTRE}).json()
         self.token, self.session_id = minted["session_token"], minted["session_id"]
         self.owner, self.user_id = f"page:{self.session_id}", self.session_id
-        self.replies: list[str] = []
-        self.after = 0
 
-    def send(self, text: str, key: str | None, *, verified: bool = True) -> int:
-        token = self.token if verified else "not-a-page-token-" + uuid.uuid4().hex
-        response = self.app.client.post("/api/v1/messages", json={"text": text, "message_id": key},
-                                        headers={"X-Session-Token": token})
-        if response.status_code == 200:
-            self.replies.append(response.json()["text"])
-        return response.status_code
+    def credential(self, verified: bool = True) -> dict[str, str]:
+        return {"X-Session-Token": self.token if verified else "not-a-page-token-" + uuid.uuid4().hex}
 
-    def collect(self) -> list[str]:
-        got, self.replies = self.replies, []
-        if not self.closed:
-            messages = self.app.client.get(f"/api/v1/sessions/{self.session_id}/messages",
-                                           params={"after": self.after},
-                                           headers={"X-Session-Token": self.token}).json().get("messages", [])
-            got += [m["text"] for m in messages]
-            self.after = max([self.after, *(m["id"] for m in messages)])
-        return got
+    def message_body(self, text: str, key: str | None) -> dict[str, object]:
+        return {"text": text, "message_id": key}
 
 
-class IntegrationDriver(PageDriver):
+class IntegrationDriver(OutboxDriver):
     channel = "hotline-12345"
 
     def __init__(self, app: App) -> None:
-        Driver.__init__(self, app)
+        super().__init__(app)
         self.user_id = f"caller-{uuid.uuid4().hex[:6]}"
         self.session_id = f"hotline-{uuid.uuid4().hex[:10]}"
         self.owner = f"api:crm:{self.user_id}"
-        self.replies, self.after = [], 0
 
-    def _headers(self, verified: bool = True) -> dict[str, str]:
+    def credential(self, verified: bool = True) -> dict[str, str]:
         return {"X-API-Key": API_KEY if verified else "wrong-key-" + uuid.uuid4().hex}
 
-    def send(self, text: str, key: str | None, *, verified: bool = True) -> int:
-        response = self.app.client.post("/api/v1/messages", headers=self._headers(verified), json={
-            "text": text, "message_id": key, "session_id": self.session_id, "user_id": self.user_id,
-            "channel": self.channel, "centre": CENTRE})
-        if response.status_code == 200:
-            self.replies.append(response.json()["text"])
-        return response.status_code
+    def message_body(self, text: str, key: str | None) -> dict[str, object]:
+        return {"text": text, "message_id": key, "session_id": self.session_id, "user_id": self.user_id,
+                "channel": self.channel, "centre": CENTRE}
 
-    def collect(self) -> list[str]:
-        got, self.replies = self.replies, []
-        if not self.closed:
-            messages = self.app.client.get(f"/api/v1/sessions/{self.session_id}/messages", headers=self._headers(),
-                                           params={"after": self.after, "user_id": self.user_id}).json()
-            # Before its first message the conversation is nobody's: nothing to read (403).
-            messages = messages.get("messages", [])
-            got += [m["text"] for m in messages]
-            self.after = max([self.after, *(m["id"] for m in messages)])
-        return got
+    def read_params(self) -> dict[str, object]:
+        return {**super().read_params(), "user_id": self.user_id}
 
 
 class WechatDriver(Driver):
