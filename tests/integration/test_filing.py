@@ -19,7 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from assistant.api import create_app
-from assistant.core.settings import ApiSettings, ConnectorSettings, DialogueSettings, Settings, get_settings
+from assistant.core.settings import (
+    PROJECT_ROOT,
+    ApiSettings,
+    ConnectorSettings,
+    DialogueSettings,
+    Settings,
+    get_settings,
+)
 from assistant.dialogue.engine import DialogueEngine
 from assistant.dialogue.store import ConversationStore
 from assistant.escalation.service import SqlEscalationService
@@ -28,6 +35,7 @@ from connectors.services.http import HttpServiceConnector
 from connectors.services.memory import InMemoryServiceConnector
 from connectors.services.tables import applications as applications_table
 from tests.conftest import RESIDENT_HEADERS, SHARED_CACHE, TEST_API_KEYS, set_fault
+from tests.integration.conftest import run_linli_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -199,8 +207,10 @@ def test_linli_killed_after_confirm_delivers_once_after_restart(databases, vault
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    """A `linli` command in-process under `env`: what the commands do (a new process per command,
+    each loading the shipped index, cost ~50 s of a loaded 2-core machine); the worker's process is
+    what the kill -9 test above checks, with real processes."""
+    return run_linli_in_process(PROJECT_ROOT, *args, env=env)
 
 
 def test_cli_procedures_apply_and_status(sandbox, shipped_kb, shipped_settings, tmp_path):
