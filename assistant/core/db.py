@@ -129,7 +129,15 @@ def _private_sqlite_files(url: str) -> None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
-    private_file(path)
+    if path.exists():
+        # Never open the file of a database that may be in use: closing any descriptor of it drops
+        # every POSIX lock this process's SQLite connections hold on it, and another process may
+        # then write over them (sqlite.org/howtocorrupt.html, 2.2). A process builds an engine per
+        # `Databases`, and tests and the CLI build several on one file: a second engine opening and
+        # closing the file corrupted a shared test database. chmod needs no descriptor.
+        os.chmod(path, PRIVATE_FILE)
+    else:
+        private_file(path)
     for suffix in ("-wal", "-shm", "-journal"):
         sidecar = path.with_name(path.name + suffix)
         if sidecar.exists():

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,7 +109,11 @@ def run_linli_in_process(root: Path, *args: str, env: dict[str, str] | None = No
         result = CliRunner().invoke(linli_app, list(args), env=changed, obj=DATABASES)
     finally:
         get_settings.cache_clear()
-    return subprocess.CompletedProcess(["linli", *args], result.exit_code, result.stdout, result.stderr)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        # What a process would have printed: the traceback of an exception the command did not handle.
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(["linli", *args], result.exit_code, result.stdout, stderr)
 
 
 # The staff `app_with_staff` creates: (user name, role); each one's password is "<name>-password-2024".
