@@ -836,18 +836,15 @@ class GroundedAnswerer:
         settled = settle(claim, [f for _, f in stated])
         if settled is None:
             return None
-        result, index = settled
-        # Of the figures as alike as the settling one (several amounts, none with a subject of its
-        # own: 100元 for 70-79, 800元 for 100+), the sentence the question is most about settles it:
-        # "aged 100 … 1000 yuan, is that right?" is denied with the 100+ row, not the first row.
-        figure, alike = claim.figure, claim.figure.overlap(stated[index][1])
-        ties = [i for i, (_, f) in enumerate(stated) if figure.overlap(f) == alike
-                and (not result or abs(f.value - figure.value) < 1e-6)]
-        index = max(ties, key=lambda i: (stated[i][0].score, -i))
-        if not result and figure.measure.startswith("en ") and len({stated[i][1].value for i in ties}) > 1:
+        result, settling = settled
+        if not result and claim.figure.timed and len({stated[i][1].value for i in settling}) > 1:
             # A length of time given by condition (12, 18 or 24 months by years of contributions):
             # the resident's is wrong under every condition, and the answer keeps them all.
             return result
+        # Of the figures that settle it (several amounts, none with a subject of its own: 100元
+        # for 70-79, 800元 for 100+), the sentence the question is most about leads: "aged 100 …
+        # 1000 yuan, is that right?" is denied with the 100+ row, not the first row.
+        index = max(settling, key=lambda i: (stated[i][0].score, -i))
         # The settling sentence leads the answer (ahead of every other by more than the window).
         stated[index][0].score = max(c.score for c in candidates) + self.settings.composer.window + 1.0
         return result

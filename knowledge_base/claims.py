@@ -106,6 +106,11 @@ class Figure:
             return shared + int(bool(mine and theirs and mine[0][:5] == theirs[0][:5]))
         return len(_pairs(self.context) & _pairs(other.context))
 
+    @property
+    def timed(self) -> bool:
+        """A length of time, English: its unit is its measure ("en month" for "36 months")."""
+        return self.measure.startswith(f"{EN_MEASURE} ")
+
     def say(self, language: str) -> str:
         """The figure as a reply names it: 200元, 2万人, 1亿元, 30个, 5%; 200 yuan in English. Large
         round figures keep 万 and 亿 in Chinese, as residents write them: 100000000元 is unreadable."""
@@ -240,32 +245,32 @@ def find_claim(question: str, *, cue_required: bool = True) -> Claim | None:
     return Claim(figure=figure)
 
 
-def settle(claim: Claim, stated: Sequence[Figure]) -> tuple[bool, int] | None:
-    """(verdict, index in `stated` of the figure that settles it): True when the documents state
-    the claimed figure for the same thing, False when they state that thing with another figure;
-    None when they state nothing to check it by. Of several counts, those whose subject is most
-    like the claim's are the ones compared."""
+def settle(claim: Claim, stated: Sequence[Figure]) -> tuple[bool, list[int]] | None:
+    """(verdict, indices in `stated` of the figures that settle it, in order): True when the
+    documents state the claimed figure for the same thing (the figures equal to it), False when
+    they state that thing with another figure (the figures as alike as any); None when they state
+    nothing to check it by. Of several counts, those whose subject is most like the claim's are
+    the ones compared."""
     if claim.figure is None:
         return None
     figure = claim.figure
     scored = [(figure.overlap(f), i) for i, f in enumerate(stated)]
     # A count whose subject shares nothing with a stated one is about something else; a length of
     # time is compared by its unit (months with months), as money is by being money.
-    timed = figure.measure.startswith(f"{EN_MEASURE} ")
     scored = [(s, i) for s, i in scored
-              if s > 0 or (s == 0 and (figure.kind != "count" or not figure.context or timed))]
+              if s > 0 or (s == 0 and (figure.kind != "count" or not figure.context or figure.timed))]
     if not scored:
         return None
     best = max(s for s, _ in scored)
     closest = [i for s, i in scored if s == best]
     equal = [i for i in closest if abs(stated[i].value - figure.value) < 1e-6]
-    if equal and timed and len({stated[i].value for i in closest}) > 1:
+    if equal and figure.timed and len({stated[i].value for i in closest}) > 1:
         # A length of time the documents give by condition ("12 months with 1-5 years of
         # contributions, 18 with 5-10, 24 with more"): the claimed one is right only under its
         # condition, which the question may not meet. Nothing is confirmed; a figure stated under
         # no condition at all is still wrong (below).
         return None
-    return (True, equal[0]) if equal else (False, closest[0])
+    return (True, equal) if equal else (False, closest)
 
 
 def verdict(claim: Claim, stated: Sequence[Figure]) -> bool | None:
