@@ -10,7 +10,7 @@ analytics labels — reads this list. Adding a channel is its package and one li
 
 The inbound contract every channel keeps is assistant/residents/inbound.py (verify, name the
 resident, key the message, hand it to the `MessageGate`); the outbound one is
-connectors/channels' `Channel`. tests/contract/test_channel_contract.py runs the same checks on
+connectors/channels' `Channel`. tests/integration/test_channel_contract.py runs the same checks on
 every channel registered here."""
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from assistant.channels import enabled_channels
 from assistant.cluster import cluster_command
 from assistant.core.db import Databases
 from assistant.core.domain import SearchFilters
@@ -609,8 +610,6 @@ def worker(
             signal.signal(signum, lambda *_: stopping.set())
     # The channels' own work (WeChat's messages and pushes): every round with --once, else each
     # its own thread polling faster.
-    from assistant.channels import enabled_channels  # noqa: PLC0415 - the channels' routes load FastAPI
-
     channel_work = [plugin.background(services) for plugin in enabled_channels(services.settings)
                     if plugin.background is not None]
     channel_threads = [channel.start_thread(me) for channel in channel_work] if not once else []
