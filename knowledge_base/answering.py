@@ -502,19 +502,17 @@ def _items_after(raws: list[_Raw], i: int) -> list[int]:
 
 def _run_of_items(raws: list[_Raw], i: int) -> list[int]:
     """The list that starts at i: consecutive list lines, or consecutive ordinal sentences."""
-    if raws[i].faq:
+    first = raws[i]
+    if first.faq or not (first.marked or _is_ordinal(first.text)):
         return []
-    if raws[i].marked:
-        run = [i]
-        while run[-1] + 1 < len(raws) and raws[run[-1] + 1].marked and not raws[run[-1] + 1].faq:
-            run.append(run[-1] + 1)
-        return run
-    if _is_ordinal(raws[i].text):
-        run = [i]
-        while run[-1] + 1 < len(raws) and _is_ordinal(raws[run[-1] + 1].text):
-            run.append(run[-1] + 1)
-        return run
-    return []
+    # The run continues with sentences of the first one's kind.
+    def same_kind(raw: _Raw) -> bool:
+        return raw.marked and not raw.faq if first.marked else _is_ordinal(raw.text)
+
+    run = [i]
+    while run[-1] + 1 < len(raws) and same_kind(raws[run[-1] + 1]):
+        run.append(run[-1] + 1)
+    return run
 
 
 def sentence_texts(text: str) -> list[str]:
